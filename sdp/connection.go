@@ -1,0 +1,211 @@
+package sdp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Level says where a line stands: before the first m= or inside a media
+// description. Some rules differ between the two.
+type Level int
+
+// The levels.
+const (
+	SessionLevel Level = iota + 1
+	MediaLevel
+)
+
+// Connection is a c= line, with the multicast suffixes read into fields:
+//
+//	c=<nettype> <addrtype> <connection-address>   (RFC 8866 §5.7)
+//	IPv4 multicast: <base>/<ttl>[/<number of addresses>]
+//	IPv6 multicast: <base>[/<number of addresses>]
+//
+// The zero Connection is not valid; see IsValid.
+type Connection struct {
+	// Addr is the address, or the first of Count consecutive groups.
+	Addr netip.Addr
+	// Host is a domain name, set instead of Addr for a unicast c= that
+	// names one. AddrType says its family.
+	Host     string
+	AddrType string // "IP4" or "IP6"; derived from Addr when Addr is set
+	// TTL is the time to live of an IPv4 multicast address (0-255). IPv6
+	// never carries one.
+	TTL uint8
+	// Count is the number of consecutive groups (layered encodings), at
+	// media level only. 0 and 1 both mean one; 1 is written only if it was
+	// read.
+	Count int
+}
+
+// IsValid reports whether c holds an address or a host name.
+func (c Connection) IsValid() bool { return c.Addr.IsValid() || c.Host != "" }
+
+// IsMulticast reports whether c is a multicast address.
+func (c Connection) IsMulticast() bool { return c.Addr.IsValid() && c.Addr.IsMulticast() }
+
+// Groups returns the groups c names: Count consecutive addresses from Addr.
+func (c Connection) Groups() []netip.Addr {
+	if !c.Addr.IsValid() {
+		return nil
+	}
+	gs := []netip.Addr{c.Addr}
+	for a := c.Addr; len(gs) < c.Count; {
+		a = a.Next()
+		gs = append(gs, a)
+	}
+	return gs
+}
+
+func (c Connection) addrType() string {
+	switch {
+	case c.Addr.Is4():
+		return "IP4"
+	case c.Addr.Is6():
+		return "IP6"
+	}
+	return c.AddrType
+}
+
+// String returns the c= value, without "c=": "IN IP4 224.2.1.1/127/3".
+func (c Connection) String() string {
+	var b strings.Builder
+	b.WriteString("IN ")
+	b.WriteString(c.addrType())
+	b.WriteByte(' ')
+	if !c.Addr.IsValid() {
+		b.WriteString(c.Host)
+		return b.String()
+	}
+	b.WriteString(c.Addr.String())
+	if c.IsMulticast() && c.Addr.Is4() {
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(int(c.TTL)))
+	}
+	if c.Count > 1 || (c.Count == 1 && c.IsMulticast()) {
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(c.Count))
+	}
+	return b.String()
+}
+
+// ParseConnection reads a c= value (without "c=") found at the given level.
+func ParseConnection(s string, level Level) (Connection, error) {
+	f := strings.Fields(s)
+	if len(f) != 3 || strings.Join(f, " ") != s {
+		return Connection{}, errors.New("want \"IN IP4|IP6 <address>\" with single spaces")
+	}
+	if f[0] != "IN" {
+		return Connection{}, fmt.Errorf("network type %q: only IN is defined (RFC 8866 §5.7)", f[0])
+	}
+	at := f[1]
+	if at != "IP4" && at != "IP6" {
+		return Connection{}, fmt.Errorf("address type %q: want IP4 or IP6", at)
+	}
+	parts := strings.Split(f[2], "/")
+	var c Connection
+	c.AddrType = at
+	a, err := netip.ParseAddr(parts[0])
+	if err != nil || a.Zone() != "" {
+		if !isDomainName(parts[0]) {
+			return Connection{}, fmt.Errorf("%q is neither an %s address nor a domain name", parts[0], at)
+		}
+		if len(parts) > 1 {
+			return Connection{}, errors.New("a domain name takes no /ttl or /number suffix")
+		}
+		c.Host = parts[0]
+		return c, nil
+	}
+	if a.Is4In6() {
+		return Connection{}, fmt.Errorf("%v: write an IPv4 address as IP4", a)
+	}
+	if (at == "IP4") != a.Is4() {
+		return Connection{}, fmt.Errorf("%v is not an %s address", a, at)
+	}
+	c.Addr = a
+	nums := parts[1:]
+	if !a.IsMulticast() {
+		if len(nums) > 0 {
+			return Connection{}, fmt.Errorf("unicast address %v takes no slash suffix (RFC 8866 §5.7)", a)
+		}
+		return c, nil
+	}
+	if a.Is4() {
+		if len(nums) == 0 {
+			return Connection{}, fmt.Errorf("IPv4 multicast address %v needs a TTL: %v/<ttl> (RFC 8866 §5.7)", a, a)
+		}
+		ttl, err := strconv.ParseUint(nums[0], 10, 8)
+		if err != nil || !isDigits(nums[0]) {
+			return Connection{}, fmt.Errorf("TTL %q: want a whole number from 0 to 255", nums[0])
+		}
+		c.TTL = uint8(ttl)
+		nums = nums[1:]
+	}
+	switch len(nums) {
+	case 0:
+	case 1:
+		n, err := strconv.Atoi(nums[0])
+		if err != nil || !isDigits(nums[0]) || n < 1 {
+			if a.Is6() && len(parts) == 2 {
+				return Connection{}, fmt.Errorf("%q after an IPv6 group is a number of addresses, not a TTL: IPv6 has none (RFC 8866 §5.7)", nums[0])
+			}
+			return Connection{}, fmt.Errorf("number of addresses %q: want a whole number from 1", nums[0])
+		}
+		if level == SessionLevel && n > 1 {
+			return Connection{}, errors.New("a number of addresses is allowed at media level only (RFC 8866 §5.7)")
+		}
+		c.Count = n
+		last := a
+		for range n - 1 {
+			last = last.Next()
+		}
+		if !last.IsValid() || !last.IsMulticast() {
+			return Connection{}, fmt.Errorf("%d addresses from %v run out of the multicast range", n, a)
+		}
+	default:
+		if a.Is6() {
+			return Connection{}, fmt.Errorf("IPv6 multicast address %v takes no TTL, only /<number of addresses> (RFC 8866 §5.7)", a)
+		}
+		return Connection{}, errors.New("too many slash-separated fields: want <address>/<ttl>[/<number>]")
+	}
+	return c, nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isDomainName reports whether s looks like an FQDN (RFC 1035 letters,
+// digits, hyphens and dots, with a letter somewhere).
+func isDomainName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	letter := false
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+				letter = true
+			case r >= '0' && r <= '9', r == '-':
+			default:
+				return false
+			}
+		}
+	}
+	return letter
+}

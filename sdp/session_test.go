@@ -1,0 +1,236 @@
+package sdp
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func testdataFiles(t testing.TB) []string {
+	t.Helper()
+	fs, err := filepath.Glob("testdata/*.sdp")
+	if err != nil || len(fs) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	return fs
+}
+
+// equalModel compares two sessions without the line numbers Parse keeps.
+func equalModel(a, b *Session) bool {
+	a, b = a.Clone(), b.Clone()
+	a.pos, b.pos = positions{}, positions{}
+	return reflect.DeepEqual(a, b)
+}
+
+// TestRoundTrip parses every example, marshals it, parses that again and
+// expects the same model, and the same text on a second marshal. The
+// marshalled text is kept as a golden file.
+func TestRoundTrip(t *testing.T) {
+	for _, f := range testdataFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			in, _ := os.ReadFile(f)
+			s, err := Parse(in)
+			if err != nil {
+				t.Fatalf("Parse = %v", err)
+			}
+			out, err := s.Marshal()
+			if err != nil {
+				t.Fatalf("Marshal = %v", err)
+			}
+			s2, err := Parse(out)
+			if err != nil {
+				t.Fatalf("Parse(Marshal()) = %v\n%s", err, out)
+			}
+			if !equalModel(s, s2) {
+				t.Fatalf("model changed in a round trip:\n%+v\n%+v", s, s2)
+			}
+			out2, _ := s2.Marshal()
+			if !bytes.Equal(out, out2) {
+				t.Fatalf("Marshal is not stable:\n%s\n%s", out, out2)
+			}
+			golden := filepath.Join("testdata", "golden", strings.TrimSuffix(filepath.Base(f), ".sdp")+".out")
+			if *update {
+				os.MkdirAll(filepath.Dir(golden), 0o755)
+				os.WriteFile(golden, out, 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./sdp -run TestRoundTrip -update)", err)
+			}
+			if !bytes.Equal(out, want) {
+				t.Errorf("Marshal differs from %s:\n%s\nwant\n%s", golden, out, want)
+			}
+		})
+	}
+}
+
+func TestParseModel(t *testing.T) {
+	s := MustParse(string(must(os.ReadFile("testdata/lecture-ipv6.sdp"))))
+	if s.Name != "Lecture: multicast in practice" || s.Type != "broadcast" || s.Tool != "mcc" || s.Direction != RecvOnly {
+		t.Errorf("session fields: %+v", s)
+	}
+	if len(s.Times) != 1 || len(s.Times[0].Repeats) != 1 || s.Times[0].Repeats[0].Interval != 7*24*3600 {
+		t.Errorf("times: %+v", s.Times)
+	}
+	if got := FromNTP(s.Times[0].Start); NTPTime(got) != s.Times[0].Start {
+		t.Errorf("NTP round trip of %d: %v", s.Times[0].Start, got)
+	}
+	v := s.Media[1]
+	if v.Kind != "video" || v.Port != 16386 || v.Connection.Addr.String() != "ff15::8000:1235" || v.RTCP.Port != 16387 {
+		t.Errorf("video: %+v", v)
+	}
+	if r, ok := v.RTPMap("96"); !ok || r.Encoding != "H264" || r.ClockRate != 90000 || r.Params != "packetization-mode=1" {
+		t.Errorf("rtpmap 96: %+v, %v", r, ok)
+	}
+	if s.EffectiveDirection(v) != RecvOnly {
+		t.Errorf("direction of video = %v, want the session's recvonly", s.EffectiveDirection(v))
+	}
+	if s.Media[2].Port != 0 {
+		t.Errorf("removed stream has port %d", s.Media[2].Port)
+	}
+	ssm := MustParse(string(must(os.ReadFile("testdata/rfc4570-ssm-layered.sdp"))))
+	m := ssm.Media[0]
+	if m.Connection.TTL != 127 || m.Connection.Count != 3 || len(m.SourceFilters) != 1 || m.SourceFilters[0].Sources[0].String() != "192.0.2.10" {
+		t.Errorf("layered SSM stream: %+v %+v", m.Connection, m.SourceFilters)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+const good = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=x\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\nc=IN IP4 239.255.1.1/15\r\n"
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, in string
+		line     int
+		wantErr  string
+	}{
+		{"empty", "", 0, "empty description"},
+		{"no version", "o=- 1 1 IN IP4 192.0.2.1\ns=x\nt=0 0\n", 1, "starts with v=0"},
+		{"version 1", "v=1\no=- 1 1 IN IP4 192.0.2.1\ns=x\nt=0 0\n", 1, "only version 0"},
+		{"garbage line", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\nhello\nt=0 0\n", 4, "want <type>=<value>"},
+		{"unknown type", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\nx=1\nt=0 0\n", 4, "want <type>=<value>"},
+		{"blank line", "v=0\no=- 1 1 IN IP4 192.0.2.1\n\ns=x\nt=0 0\n", 3, "empty line"},
+		{"no t=", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\n", 0, "no t= (timing)"},
+		{"m before t", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\nm=audio 1 RTP/AVP 0\nt=0 0\n", 4, "t= must come before"},
+		{"out of order", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\nt=0 0\nc=IN IP4 192.0.2.1\n", 5, "out of order"},
+		{"two c= in a medium", good + "c=IN IP4 239.255.1.2/15\r\n", 7, "several c="},
+		{"two s=", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\ns=y\nt=0 0\n", 4, "only once"},
+		{"multicast without TTL", strings.Replace(good, "239.255.1.1/15", "239.255.1.1", 1), 6, "needs a TTL"},
+		{"IPv6 with TTL", strings.Replace(good, "IP4 239.255.1.1/15", "IP6 ff15::1/15/2", 1), 6, "takes no TTL"},
+		{"count at session level", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\nc=IN IP4 239.255.1.1/15/2\nt=0 0\n", 4, "media level only"},
+		{"bad origin", "v=0\no=- 1 1 IN IP4 2001:db8::1\ns=x\nt=0 0\n", 2, "not an IP4 address"},
+		{"bad port", strings.Replace(good, "16384", "70000", 1), 5, ""},
+		{"bad rtpmap", good + "a=rtpmap:96 H264\r\n", 7, "want <encoding>/<clock rate>"},
+		{"bad source filter", good + "a=source-filter: incl IN IP4 239.255.1.1\r\n", 7, "RFC 4570"},
+		{"two directions", good + "a=recvonly\r\na=sendonly\r\n", 8, "second direction"},
+		{"bad rtcp", good + "a=rtcp:99999\r\n", 7, "RFC 3605"},
+		{"bad bandwidth", strings.Replace(good, "t=0 0", "b=AS\r\nt=0 0", 1), 4, ""},
+		{"bad time", "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\nt=now later\n", 4, ""},
+		{"too big", "v=0\n" + strings.Repeat("a=x\n", MaxSize/4), 0, "more than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in))
+			var se *SyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("Parse = %v, want a *SyntaxError", err)
+			}
+			if se.Line != tc.line {
+				t.Errorf("Parse error %q is on line %d, want %d", err, se.Line, tc.line)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Parse = %q, want it to contain %q", err, tc.wantErr)
+			}
+			if tc.line > 0 && se.Text == "" && tc.name != "blank line" {
+				t.Errorf("Parse error %q does not quote the line", err)
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	base := "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=x\n"
+	tests := []struct {
+		name, in string
+		line     int
+		warning  bool
+		want     string // "" for no problem
+	}{
+		{"clean", good, 0, false, ""},
+		{"no c= anywhere", base + "t=0 0\nm=audio 16384 RTP/AVP 0\n", 5, false, "no c= line"},
+		{"session-level group only", base + "c=IN IP4 239.255.1.1/15\nt=0 0\nm=audio 16384 RTP/AVP 0\n", 6, true, "join only a group given at media level"},
+		{"unknown type", base + "t=0 0\na=type:party\n", 5, true, "session type \"party\""},
+		{"stop before start", base + "t=3000000000 2000000000\n", 4, false, "stop time is before"},
+		{"SSM without source", base + "t=0 0\nm=audio 16384 RTP/AVP 0\nc=IN IP4 232.1.2.3/127\n", 6, true, "names no source"},
+		{"odd RTP port", base + "t=0 0\nm=audio 16385 RTP/AVP 0\nc=IN IP4 239.255.1.1/15\n", 5, true, "even port"},
+		{"dynamic PT without rtpmap", base + "t=0 0\nm=video 16384 RTP/AVP 96\nc=IN IP4 239.255.1.1/15\n", 5, false, "no a=rtpmap"},
+		{"rtpmap not listed", base + "t=0 0\nm=video 16384 RTP/AVP 96\nc=IN IP4 239.255.1.1/15\na=rtpmap:96 H264/90000\na=rtpmap:97 VP8/90000\n", 8, false, "does not list"},
+		{"filter for another group", base + "t=0 0\nm=audio 16384 RTP/AVP 0\nc=IN IP4 232.1.2.3/127\na=source-filter: incl IN IP4 232.9.9.9 192.0.2.10\n", 7, false, "not a c= address"},
+		{"filter for its group", base + "t=0 0\nm=audio 16384 RTP/AVP 0\nc=IN IP4 232.1.2.3/127\na=source-filter: incl IN IP4 232.1.2.3 192.0.2.10\n", 0, false, ""},
+		{"duplicate format", base + "t=0 0\nm=audio 16384 RTP/AVP 0 0\nc=IN IP4 239.255.1.1/15\n", 5, false, "twice"},
+		{"removed stream is not checked", base + "t=0 0\nm=video 0 RTP/AVP 96\nc=IN IP4 239.255.1.1/15\n", 0, false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := Lint([]byte(tc.in))
+			if tc.want == "" {
+				if len(ps) != 0 {
+					t.Fatalf("Lint = %v, want none", ps)
+				}
+				return
+			}
+			if len(ps) != 1 {
+				t.Fatalf("Lint = %v, want one problem", ps)
+			}
+			p := ps[0]
+			if p.Line != tc.line || p.Warning != tc.warning || !strings.Contains(p.Error(), tc.want) {
+				t.Errorf("Lint = %q (line %d, warning %v), want line %d, warning %v, containing %q", p, p.Line, p.Warning, tc.line, tc.warning, tc.want)
+			}
+			if p.Line > 0 && p.Text == "" {
+				t.Errorf("problem does not quote its line")
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, file := range testdataFiles(f) {
+		f.Add(must(os.ReadFile(file)))
+	}
+	f.Add([]byte(good))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err != nil {
+			var se *SyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("Parse error %v is not a *SyntaxError", err)
+			}
+			return
+		}
+		s.Check()
+		out, err := s.Marshal()
+		if err != nil {
+			return // a u= that pion read but url.Parse refuses
+		}
+		s2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("Parse(Marshal()) = %v\ninput %q\noutput %q", err, b, out)
+		}
+		if !equalModel(s, s2) {
+			t.Fatalf("model changed in a round trip\ninput %q\noutput %q", b, out)
+		}
+	})
+}
