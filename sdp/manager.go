@@ -1,0 +1,432 @@
+package sdp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"mcc/multicast"
+)
+
+// Allocator is what the Manager needs of a *multicast.Allocator.
+type Allocator interface {
+	Allocate(multicast.Request) (multicast.Lease, error)
+	Release(netip.Addr) error
+	Pool(name string) (multicast.Pool, bool)
+}
+
+var _ Allocator = (*multicast.Allocator)(nil)
+
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	// Allocator hands out groups and ports. Required.
+	Allocator Allocator
+	// Origin is the unicast address written in o= lines. The zero value
+	// writes the host name Host, or "localhost" when that is empty too.
+	Origin netip.Addr
+	Host   string
+	// Username is the o= user name. Empty means "-".
+	Username string
+	// Tool is the a=tool value. Empty means "mcc".
+	Tool string
+	// Now returns the current time. Nil means time.Now.
+	Now func() time.Time
+}
+
+// MediaSpec describes a stream to create.
+type MediaSpec struct {
+	// Kind is audio, video, text or application.
+	Kind string
+	// Formats are the RTP payload formats. Nil means the kind's default:
+	// PCMU/8000 for audio, H264/90000 (packetization-mode=1) for video,
+	// T140/1000 for text.
+	Formats []RTPMap
+	// Direction is the stream's direction. Empty means recvonly for a
+	// broadcast session and sendrecv otherwise.
+	Direction Direction
+	// Bandwidth is written as b=AS, in kbit/s; 0 writes none.
+	Bandwidth uint64
+}
+
+// SessionSpec describes a session to create.
+type SessionSpec struct {
+	Name, Info string
+	// Pool names the allocator pool the groups come from.
+	Pool string
+	// Type is the a=type value. Empty means broadcast.
+	Type string
+	// Media are the streams, one group each.
+	Media []MediaSpec
+	// Start and Stop bound the session (t=); zero means unbounded. The
+	// leases end at Stop, or last the allocator's default when it is zero.
+	Start, Stop time.Time
+	// Sources are the senders of an SSM session, written as
+	// a=source-filter: incl (RFC 4570). Required for SSM pools.
+	Sources []netip.Addr
+}
+
+// SessionInfo summarises a session the Manager holds.
+type SessionInfo struct {
+	ID       uint64 `json:"id"`
+	Name     string `json:"name"`
+	Version  uint64 `json:"version"`
+	Streams  int    `json:"streams"` // with a non-zero port
+	External bool   `json:"external"`
+}
+
+// Manager owns session descriptions and the leases of their groups. It is
+// safe for concurrent use. Descriptions it returns are copies.
+type Manager struct {
+	cfg ManagerConfig
+
+	mu       sync.Mutex // guards the fields below
+	sessions map[uint64]*managed
+	creating map[uint64]bool // IDs of sessions whose groups are being leased
+}
+
+type managed struct {
+	desc     *Session
+	external bool
+	pool     string
+	sources  []netip.Addr
+	stop     time.Time
+	leases   map[netip.Addr]multicast.Lease
+	retiring []netip.Addr // groups of removed streams, released by Settle
+}
+
+// NewManager returns a Manager.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Allocator == nil {
+		return nil, errors.New("sdp: the manager needs an allocator")
+	}
+	if cfg.Username == "" {
+		cfg.Username = "-"
+	}
+	if cfg.Tool == "" {
+		cfg.Tool = "mcc"
+	}
+	if cfg.Host == "" {
+		cfg.Host = "localhost"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Manager{cfg: cfg, sessions: make(map[uint64]*managed), creating: make(map[uint64]bool)}, nil
+}
+
+// DefaultFormats returns the formats a stream of kind gets when its spec
+// names none.
+func DefaultFormats(kind string) ([]RTPMap, error) {
+	switch kind {
+	case "audio":
+		return []RTPMap{{Payload: 0, Encoding: "PCMU", ClockRate: 8000}}, nil
+	case "video":
+		return []RTPMap{{Payload: 96, Encoding: "H264", ClockRate: 90000, Params: "packetization-mode=1"}}, nil
+	case "text":
+		return []RTPMap{{Payload: 98, Encoding: "t140", ClockRate: 1000}}, nil
+	}
+	return nil, fmt.Errorf("sdp: media %q has no default format: name its formats (audio, video and text have defaults)", kind)
+}
+
+// Create leases a group for each stream of spec and returns the new
+// session's description (version 1). On error nothing stays leased.
+func (m *Manager) Create(spec SessionSpec) (*Session, error) {
+	pool, ok := m.cfg.Allocator.Pool(spec.Pool)
+	if !ok {
+		return nil, fmt.Errorf("sdp: %w %q", multicast.ErrUnknownPool, spec.Pool)
+	}
+	if pool.SourceSpecific && len(spec.Sources) == 0 {
+		return nil, fmt.Errorf("sdp: pool %s is source-specific: name the sender(s) of the session (RFC 4607)", pool.Name)
+	}
+	for _, src := range spec.Sources {
+		if !src.IsValid() || src.IsMulticast() || multicast.FamilyOf(src) != pool.Family() {
+			return nil, fmt.Errorf("sdp: source %v is not a unicast %v address", src, pool.Family())
+		}
+	}
+	if !spec.Stop.IsZero() && !spec.Stop.After(m.cfg.Now()) {
+		return nil, fmt.Errorf("sdp: session would stop at %v, which has passed", spec.Stop.Format(time.RFC3339))
+	}
+	if spec.Type == "" {
+		spec.Type = "broadcast"
+	}
+	now := m.cfg.Now()
+	o := Origin{Username: m.cfg.Username, Version: 1, Addr: m.cfg.Origin, Host: m.cfg.Host}
+	if !o.Addr.IsValid() && pool.Family() == multicast.IPv6 {
+		o.AddrType = "IP6"
+	}
+	desc := &Session{
+		Origin: o, Name: spec.Name, Info: spec.Info, Type: spec.Type, Tool: m.cfg.Tool,
+		Times: []Timing{{Start: NTPTime(spec.Start), Stop: NTPTime(spec.Stop)}},
+	}
+	e := &managed{desc: desc, pool: pool.Name, sources: slices.Clone(spec.Sources), stop: spec.Stop, leases: map[netip.Addr]multicast.Lease{}}
+
+	m.mu.Lock()
+	id := NTPTime(now)
+	for m.sessions[id] != nil || m.creating[id] {
+		id++
+	}
+	desc.Origin.SessionID = id
+	m.creating[id] = true
+	m.mu.Unlock()
+
+	var err error
+	for _, ms := range spec.Media {
+		var md *Media
+		if md, err = m.newMedia(e, ms); err != nil {
+			err = errors.Join(err, m.releaseAll(e))
+			break
+		}
+		desc.Media = append(desc.Media, md)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.creating, id)
+	if err != nil {
+		return nil, err
+	}
+	m.sessions[id] = e
+	return desc.Clone(), nil
+}
+
+// newMedia leases a group for one stream and builds its description.
+func (m *Manager) newMedia(e *managed, ms MediaSpec) (*Media, error) {
+	formats := ms.Formats
+	if formats == nil {
+		var err error
+		if formats, err = DefaultFormats(ms.Kind); err != nil {
+			return nil, err
+		}
+	}
+	if ms.Direction != "" && !isDirection(string(ms.Direction)) {
+		return nil, fmt.Errorf("sdp: direction %q: want sendrecv, sendonly, recvonly or inactive", ms.Direction)
+	}
+	l, err := m.cfg.Allocator.Allocate(multicast.Request{
+		Pool: e.pool, Owner: fmt.Sprintf("session %d", e.desc.Origin.SessionID), End: e.stop,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sdp: lease a group for %s: %w", ms.Kind, err)
+	}
+	e.leases[l.Group] = l
+	md := &Media{Kind: ms.Kind, Port: l.Port, Proto: "RTP/AVP", RTPMaps: formats, Direction: ms.Direction,
+		Connection: &Connection{Addr: l.Group, TTL: l.TTL}}
+	for _, f := range formats {
+		md.Formats = append(md.Formats, fmt.Sprint(f.Payload))
+	}
+	if md.Direction == "" {
+		md.Direction = SendRecv
+		if e.desc.Type == "broadcast" {
+			md.Direction = RecvOnly
+		}
+	}
+	if ms.Bandwidth > 0 {
+		md.Bandwidths = []Bandwidth{{Type: "AS", Value: ms.Bandwidth}}
+	}
+	if len(e.sources) > 0 {
+		at := "IP4"
+		if l.Group.Is6() {
+			at = "IP6"
+		}
+		md.SourceFilters = []SourceFilter{{Mode: Include, AddrType: at, Dest: l.Group, Sources: slices.Clone(e.sources)}}
+	}
+	return md, nil
+}
+
+func (m *Manager) releaseAll(e *managed) error {
+	var errs []error
+	for g := range e.leases {
+		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+			errs = append(errs, err)
+		}
+	}
+	e.leases, e.retiring = map[netip.Addr]multicast.Lease{}, nil
+	return errors.Join(errs...)
+}
+
+// Import takes a description mcc does not own, such as one read from a
+// file or heard over SAP. Participants can be invited into it, but its
+// media cannot be changed. Its ID is its o= session ID.
+func (m *Manager) Import(desc *Session) (*Session, error) {
+	if len(desc.Media) == 0 {
+		return nil, errors.New("sdp: the description has no media")
+	}
+	for _, p := range desc.Check() {
+		if !p.Warning {
+			return nil, fmt.Errorf("sdp: import: %w", p)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := desc.Origin.SessionID
+	if m.sessions[id] != nil {
+		return nil, fmt.Errorf("sdp: a session with ID %d exists already", id)
+	}
+	m.sessions[id] = &managed{desc: desc.Clone(), external: true}
+	return desc.Clone(), nil
+}
+
+func (m *Manager) get(id uint64) (*managed, error) {
+	e := m.sessions[id]
+	if e == nil {
+		return nil, fmt.Errorf("%w %d", ErrUnknownSession, id)
+	}
+	return e, nil
+}
+
+// Get returns a copy of session id's description.
+func (m *Manager) Get(id uint64) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return e.desc.Clone(), nil
+}
+
+// List summarises every session, by ID.
+func (m *Manager) List() []SessionInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []SessionInfo
+	for id, e := range m.sessions {
+		n := 0
+		for _, md := range e.desc.Media {
+			if md.Port != 0 {
+				n++
+			}
+		}
+		out = append(out, SessionInfo{ID: id, Name: e.desc.Name, Version: e.desc.Origin.Version, Streams: n, External: e.external})
+	}
+	slices.SortFunc(out, func(a, b SessionInfo) int { return cmpU64(a.ID, b.ID) })
+	return out
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// owned returns session id for a change, or ErrNotModifiable.
+func (m *Manager) owned(id uint64) (*managed, error) {
+	e, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	if e.external {
+		return nil, fmt.Errorf("session %d: %w", id, ErrNotModifiable)
+	}
+	return e, nil
+}
+
+// AddStream leases a group for a new stream of session id and adds it
+// (RFC 3264 §8.1). It returns the new description and the stream's index.
+func (m *Manager) AddStream(id uint64, ms MediaSpec) (*Session, int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.owned(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The allocator does its store write under this lock: changes to one
+	// manager's sessions are serialised, which keeps versions in order.
+	md, err := m.newMedia(e, ms)
+	if err != nil {
+		return nil, 0, err
+	}
+	i := e.desc.AddMedia(md)
+	return e.desc.Clone(), i, nil
+}
+
+// RemoveStream sets stream i of session id to port 0 (RFC 3264 §8.2). Its
+// group stays leased until Settle, so that it is not handed to another
+// session while participants may still be joined to it.
+func (m *Manager) RemoveStream(id uint64, i int) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.owned(id)
+	if err != nil {
+		return nil, err
+	}
+	var g netip.Addr
+	if i >= 0 && i < len(e.desc.Media) && e.desc.Media[i].Connection != nil {
+		g = e.desc.Media[i].Connection.Addr
+	}
+	if err := e.desc.RemoveMedia(i); err != nil {
+		return nil, err
+	}
+	if _, ok := e.leases[g]; ok {
+		e.retiring = append(e.retiring, g)
+	}
+	return e.desc.Clone(), nil
+}
+
+// SetDirection changes the direction of stream i of session id.
+func (m *Manager) SetDirection(id uint64, i int, d Direction) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.owned(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.desc.SetDirection(i, d); err != nil {
+		return nil, err
+	}
+	return e.desc.Clone(), nil
+}
+
+// Settle releases the groups of the streams removed from session id, once
+// every participant has moved on from them.
+func (m *Manager) Settle(id uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, g := range e.retiring {
+		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+			errs = append(errs, err)
+			continue
+		}
+		delete(e.leases, g)
+	}
+	e.retiring = nil
+	return errors.Join(errs...)
+}
+
+// Leases returns the leases session id holds.
+func (m *Manager) Leases(id uint64) ([]multicast.Lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	var ls []multicast.Lease
+	for _, l := range e.leases {
+		ls = append(ls, l)
+	}
+	slices.SortFunc(ls, func(a, b multicast.Lease) int { return a.Group.Compare(b.Group) })
+	return ls, nil
+}
+
+// Delete forgets session id and releases every lease it holds.
+func (m *Manager) Delete(id uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	delete(m.sessions, id)
+	return m.releaseAll(e)
+}

@@ -1,0 +1,181 @@
+package sdp
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"os"
+
+	"mcc/multicast"
+)
+
+func newManager(t *testing.T, pools ...multicast.Pool) (*Manager, *multicast.Allocator) {
+	t.Helper()
+	a, err := multicast.NewAllocator(multicast.Config{Pools: pools})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, a
+}
+
+func scope(t *testing.T, f multicast.Family, s multicast.Scope) multicast.Pool {
+	t.Helper()
+	p, err := multicast.ScopePool(f, s, multicast.ScopeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestManagerLifecycle(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, a := newManager(t, local)
+	s, err := m.Create(SessionSpec{Name: "Seminar", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}, {Kind: "video"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Origin.Version != 1 || len(s.Media) != 2 || s.Type != "broadcast" || s.Tool != "mcc" {
+		t.Fatalf("created: %s", s)
+	}
+	for i, md := range s.Media {
+		c := md.Connection
+		if c == nil || !local.Contains(c.Addr) || c.TTL != local.TTL || md.Port%2 != 0 || md.Direction != RecvOnly {
+			t.Fatalf("stream %d: %+v %+v", i, md, c)
+		}
+		if l, ok := a.Lease(c.Addr); !ok || l.Port != md.Port {
+			t.Fatalf("stream %d's group %v holds no lease with its port", i, c.Addr)
+		}
+	}
+	// The text is valid, with no warnings, and reads back the same.
+	out, _ := s.Marshal()
+	if ps := Lint(out); len(ps) != 0 {
+		t.Fatalf("Lint of a created session = %v\n%s", ps, out)
+	}
+	id := s.Origin.SessionID
+
+	s2, i, err := m.AddStream(id, MediaSpec{Kind: "audio", Direction: SendRecv})
+	if err != nil || i != 2 || s2.Origin.Version != 2 {
+		t.Fatalf("AddStream = %d, %v (version %d)", i, err, s2.Origin.Version)
+	}
+	if err := CheckUpdate(s, s2); err != nil {
+		t.Fatal(err)
+	}
+	removed := s2.Media[1].Connection.Addr
+	s3, err := m.RemoveStream(id, 1)
+	if err != nil || s3.Media[1].Port != 0 || s3.Origin.Version != 3 {
+		t.Fatalf("RemoveStream = %v", err)
+	}
+	if _, ok := a.Lease(removed); !ok {
+		t.Fatal("the removed stream's group was released before Settle")
+	}
+	if err := m.Settle(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Lease(removed); ok {
+		t.Fatal("Settle kept the removed stream's group")
+	}
+	// A new stream reuses the port-0 slot.
+	s4, i, err := m.AddStream(id, MediaSpec{Kind: "video"})
+	if err != nil || i != 1 || len(s4.Media) != 3 {
+		t.Fatalf("AddStream after a removal: slot %d of %d, %v", i, len(s4.Media), err)
+	}
+	if ls, _ := m.Leases(id); len(ls) != 3 {
+		t.Fatalf("session holds %d leases, want 3", len(ls))
+	}
+	if _, err := m.SetDirection(id, 0, SendOnly); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.Leases()); n != 0 {
+		t.Fatalf("%d leases left after Delete", n)
+	}
+	if _, err := m.Get(id); !errors.Is(err, ErrUnknownSession) {
+		t.Fatalf("Get after Delete = %v", err)
+	}
+}
+
+func TestManagerIPv6AndSSM(t *testing.T) {
+	site := scope(t, multicast.IPv6, multicast.ScopeSite)
+	ssm := scope(t, multicast.IPv4, multicast.ScopeSSM)
+	m, _ := newManager(t, site, ssm)
+	stop := time.Now().Add(2 * time.Hour)
+	s, err := m.Create(SessionSpec{Name: "v6", Pool: site.Name, Type: "meeting", Stop: stop, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Media[0].Connection
+	if !c.Addr.Is6() || c.String() != "IN IP6 "+c.Addr.String() || s.Media[0].Direction != SendRecv {
+		t.Fatalf("IPv6 stream: %s", s)
+	}
+	if got := FromNTP(s.Times[0].Stop); !got.Equal(stop.Truncate(time.Second)) {
+		t.Fatalf("t= stop %v, want %v", got, stop)
+	}
+	if _, err := m.Create(SessionSpec{Pool: ssm.Name, Media: []MediaSpec{{Kind: "audio"}}}); err == nil || !strings.Contains(err.Error(), "source-specific") {
+		t.Fatalf("SSM without a source: %v", err)
+	}
+	src := netip.MustParseAddr("192.0.2.10")
+	s, err = m.Create(SessionSpec{Pool: ssm.Name, Sources: []netip.Addr{src}, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := s.Media[0]
+	if len(md.SourceFilters) != 1 || md.SourceFilters[0].Dest != md.Connection.Addr || md.SourceFilters[0].Sources[0] != src || !IsSSM(md.Connection.Addr) {
+		t.Fatalf("SSM stream: %s", s)
+	}
+	out, _ := s.Marshal()
+	if ps := Lint(out); len(ps) != 0 {
+		t.Fatalf("Lint = %v\n%s", ps, out)
+	}
+}
+
+func TestManagerFailureLeasesNothing(t *testing.T) {
+	tiny := multicast.Pool{Name: "tiny", Prefix: netip.MustParsePrefix("239.9.9.0/31"), TTL: 1}
+	m, a := newManager(t, tiny)
+	_, err := m.Create(SessionSpec{Pool: "tiny", Media: []MediaSpec{{Kind: "audio"}, {Kind: "video"}, {Kind: "audio"}}})
+	if !errors.Is(err, multicast.ErrPoolExhausted) {
+		t.Fatalf("three streams from a pool of two: %v", err)
+	}
+	if n := len(a.Leases()); n != 0 || len(m.List()) != 0 {
+		t.Fatalf("a failed Create left %d leases, %d sessions", n, len(m.List()))
+	}
+	if _, err := m.Create(SessionSpec{Pool: "tiny", Media: []MediaSpec{{Kind: "application"}}}); err == nil || !strings.Contains(err.Error(), "no default format") {
+		t.Fatalf("application without formats: %v", err)
+	}
+	if _, err := m.Create(SessionSpec{Pool: "nope"}); !errors.Is(err, multicast.ErrUnknownPool) {
+		t.Fatalf("unknown pool: %v", err)
+	}
+}
+
+func TestManagerExternal(t *testing.T) {
+	m, _ := newManager(t, scope(t, multicast.IPv4, multicast.ScopeLocal))
+	ext := MustParse(string(must(os.ReadFile("testdata/rfc4570-ssm-layered.sdp"))))
+	s, err := m.Import(ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.Origin.SessionID
+	if _, _, err := m.AddStream(id, MediaSpec{Kind: "audio"}); !errors.Is(err, ErrNotModifiable) {
+		t.Fatalf("AddStream on an imported session = %v, want ErrNotModifiable", err)
+	}
+	if _, err := m.RemoveStream(id, 0); !errors.Is(err, ErrNotModifiable) {
+		t.Fatalf("RemoveStream on an imported session = %v", err)
+	}
+	if _, err := m.Import(ext); err == nil {
+		t.Fatal("the same session imported twice")
+	}
+	if l := m.List(); len(l) != 1 || !l[0].External {
+		t.Fatalf("List = %+v", l)
+	}
+	if err := m.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+}
