@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"mcc/internal/store"
+	"mcc/multicast"
+)
+
+// scopeFlags are the flags that choose a pool.
+type scopeFlags struct {
+	family, scope, prefix string
+	asn                   uint
+	v6scope               string
+}
+
+func (s *scopeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.family, "family", "4", "address family: 4 or 6")
+	fs.StringVar(&s.scope, "scope", "", "scope: local, org, global, ssm, glop, prefix (IPv4); link, admin, local, site, org, global, ssm, prefix (IPv6)")
+	fs.UintVar(&s.asn, "asn", 0, "16-bit AS number, for --scope glop (RFC 3180)")
+	fs.StringVar(&s.prefix, "prefix", "", "unicast prefix, for --scope prefix: IPv4 /24 or shorter (RFC 6034), IPv6 /64 or shorter (RFC 3306)")
+	fs.StringVar(&s.v6scope, "ipv6-scope", "", "IPv6 scope nibble for ssm and prefix scopes, hex (default e, global)")
+}
+
+func (s *scopeFlags) pool() (multicast.Pool, error) {
+	f, err := multicast.ParseFamily(s.family)
+	if err != nil {
+		return multicast.Pool{}, usagef("--family %q: want 4 or 6", s.family)
+	}
+	if s.scope == "" {
+		return multicast.Pool{}, usagef("--scope is required (want one of %v)", multicast.Scopes(f))
+	}
+	var o multicast.ScopeOptions
+	o.ASN = uint32(s.asn)
+	if s.prefix != "" {
+		p, err := netip.ParsePrefix(s.prefix)
+		if err != nil {
+			return multicast.Pool{}, usagef("--prefix %q: want a prefix such as 192.0.2.0/24 or 2001:db8::/48", s.prefix)
+		}
+		o.Unicast = p
+	}
+	if s.v6scope != "" {
+		n, err := strconv.ParseUint(s.v6scope, 16, 4)
+		if err != nil {
+			return multicast.Pool{}, usagef("--ipv6-scope %q: want one hex digit such as 5, 8 or e", s.v6scope)
+		}
+		o.IPv6Scope = uint8(n)
+	}
+	p, err := multicast.ScopePool(f, multicast.Scope(s.scope), o)
+	if err != nil {
+		return multicast.Pool{}, &usageError{err.Error()}
+	}
+	return p, nil
+}
+
+// openAllocator opens the store in dir and an allocator over the default
+// pools plus extra. The caller closes the store.
+func openAllocator(dir string, extra ...multicast.Pool) (*multicast.Allocator, *store.DB, error) {
+	pools := multicast.DefaultPools()
+	for _, p := range extra {
+		found := false
+		for _, d := range pools {
+			found = found || d.Name == p.Name
+		}
+		if !found {
+			pools = append(pools, p)
+		}
+	}
+	db, err := store.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := multicast.NewAllocator(multicast.Config{Pools: pools, Store: db})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return a, db, nil
+}
+
+func cmdAlloc(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("alloc", stderr)
+	var sf scopeFlags
+	sf.register(fs)
+	count := fs.Int("count", 1, "number of groups to lease")
+	lease := fs.Duration("lease", 24*time.Hour, "how long the leases last")
+	owner := fs.String("owner", "mcc alloc", "owner recorded in the leases")
+	data := fs.String("data", "", "data directory")
+	out := fs.String("o", "table", "output: table or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("alloc takes no arguments, got %q", pos)
+	}
+	if err := outputFormat(*out); err != nil {
+		return err
+	}
+	if *count < 1 || *count > 65536 {
+		return usagef("--count %d: want 1 to 65536", *count)
+	}
+	if *lease <= 0 {
+		return usagef("--lease %v: want a positive duration such as 2h or 30m", *lease)
+	}
+	p, err := sf.pool()
+	if err != nil {
+		return err
+	}
+	dir, err := dataDir(*data)
+	if err != nil {
+		return err
+	}
+	a, db, err := openAllocator(dir, p)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ls, err := a.AllocateN(multicast.Request{Pool: p.Name, Owner: *owner, Duration: *lease}, *count)
+	if err != nil {
+		return err
+	}
+	return printLeases(stdout, *out, ls)
+}
+
+func printLeases(w io.Writer, format string, ls []multicast.Lease) error {
+	if format == "json" {
+		if ls == nil {
+			ls = []multicast.Lease{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ls)
+	}
+	rows := [][]string{{"GROUP", "PORT", "TTL", "POOL", "OWNER", "ENDS"}}
+	for _, l := range ls {
+		rows = append(rows, []string{l.Group.String(), fmt.Sprintf("%d/%d", l.Port, l.Port+1), strconv.Itoa(int(l.TTL)),
+			l.Pool, l.Owner, l.End.Local().Format(time.DateTime)})
+	}
+	table(w, rows)
+	return nil
+}
+
+func cmdLeases(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("leases", stderr)
+	data := fs.String("data", "", "data directory")
+	out := fs.String("o", "table", "output: table or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("leases takes no arguments, got %q", pos)
+	}
+	if err := outputFormat(*out); err != nil {
+		return err
+	}
+	dir, err := dataDir(*data)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ls, err := db.LoadLeases()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	live := ls[:0]
+	for _, l := range ls {
+		if !l.Expired(now) {
+			live = append(live, l)
+		}
+	}
+	return printLeases(stdout, *out, live)
+}
+
+func cmdRelease(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("release", stderr)
+	data := fs.String("data", "", "data directory")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("release needs the group(s) to give back, such as 239.255.12.34")
+	}
+	var groups []netip.Addr
+	for _, s := range pos {
+		g, err := netip.ParseAddr(s)
+		if err != nil || !g.IsMulticast() {
+			return usagef("%q is not a multicast group address", s)
+		}
+		groups = append(groups, g)
+	}
+	dir, err := dataDir(*data)
+	if err != nil {
+		return err
+	}
+	a, db, err := openAllocator(dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, g := range groups {
+		if err := a.Release(g); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "released %v\n", g)
+	}
+	return nil
+}

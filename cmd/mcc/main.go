@@ -1,0 +1,98 @@
+// Command mcc is the multicast conference session controller: it leases
+// multicast groups, writes and checks session descriptions, and (with
+// mcc serve) invites people into multicast sessions over SIP.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// usageError is a bad command line: exit status 2, with the usage hint.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// exitError carries an exit status without a message of its own (the
+// command has printed what it found).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+const usage = `mcc: multicast conference session controller
+
+Usage:
+  mcc alloc   --family 4|6 --scope SCOPE [--count N] [--lease DURATION] [--data DIR] [-o json]
+  mcc leases  [--data DIR] [-o json]
+  mcc release GROUP... [--data DIR]
+  mcc sdp lint FILE|-
+  mcc sdp new --name NAME --family 4|6 --scope SCOPE --media audio,video [--type broadcast] [-o FILE]
+  mcc version
+
+Scopes: IPv4 local, org, global, ssm, glop (--asn), prefix (--prefix);
+        IPv6 link, admin, local (site), org, global, ssm, prefix (--prefix).
+The data directory is --data, else $MCC_DATA, else $XDG_STATE_HOME/mcc
+(~/.local/state/mcc). Run "mcc COMMAND -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status: 0 for
+// success, 1 when the command failed or found problems, 2 for a bad
+// command line.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdin, stdout, stderr)
+	var ue *usageError
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "mcc: %v\nRun \"mcc help\" for usage.\n", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "mcc: %v\n", err)
+	return 1
+}
+
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, "mcc", version())
+		return nil
+	case "alloc":
+		return cmdAlloc(rest, stdout, stderr)
+	case "leases":
+		return cmdLeases(rest, stdout, stderr)
+	case "release":
+		return cmdRelease(rest, stdout, stderr)
+	case "sdp":
+		if len(rest) == 0 {
+			return usagef("sdp needs a sub-command: lint or new")
+		}
+		switch rest[0] {
+		case "lint":
+			return cmdSDPLint(rest[1:], stdin, stdout, stderr)
+		case "new":
+			return cmdSDPNew(rest[1:], stdout, stderr)
+		}
+		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
+	}
+	return usagef("unknown command %q: want alloc, leases, release, sdp or version", cmd)
+}
