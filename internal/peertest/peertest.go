@@ -1,0 +1,46 @@
+// Package peertest finds the real programs that interop tests run against
+// (ffmpeg, sipp, ...) and decides what a missing one means: a skip on a
+// developer's machine, a failure in CI (CI=true), where .ci/run installs
+// them.
+package peertest
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI, where every peer must be there.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Need returns the paths of the named programs. When one is missing it
+// fails the test in CI and skips it elsewhere.
+func Need(t testing.TB, names ...string) []string {
+	t.Helper()
+	var paths []string
+	for _, n := range names {
+		p, err := exec.LookPath(n)
+		if err != nil {
+			missing(t, "%s is not installed (bash .ci/run installs it)", n)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// NeedRoot fails the test in CI and skips it elsewhere unless it runs as
+// root, which network namespaces need.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "needs root to create a network namespace")
+	}
+}
+
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
