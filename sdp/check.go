@@ -58,7 +58,7 @@ func (s *Session) Check() []*Problem {
 	}
 	for i, m := range s.Media {
 		mp := s.pos.mediaAt(i)
-		what := m.describe(i)
+		what := describer{m, i} // formatted only when a problem is reported
 		c := s.EffectiveConnection(m)
 		if c == nil {
 			report(mp.m, false, "%s has no c= line, and the session has none either (RFC 8866 §5.7)", what)
@@ -108,6 +108,14 @@ func (s *Session) Check() []*Problem {
 	}
 	return ps
 }
+
+// describer formats "stream 1 (video 16386 RTP/AVP)" when printed.
+type describer struct {
+	m *Media
+	i int
+}
+
+func (d describer) String() string { return d.m.describe(d.i) }
 
 func posAt(ns []int, i int) int {
 	if i < len(ns) {

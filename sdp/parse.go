@@ -96,7 +96,7 @@ func scan(b []byte) ([]line, error) {
 		ls = append(ls, line{n: n, typ: t[0], val: t[2:], text: t})
 	}
 	last := -1
-	seen := map[byte]bool{}
+	var seen [256]bool
 	inMedia, haveT := false, false
 	for i, l := range ls {
 		bad := func(format string, args ...any) error {
@@ -109,7 +109,7 @@ func scan(b []byte) ([]line, error) {
 			if !haveT {
 				return nil, bad("t= must come before the first m= (RFC 8866 §5)")
 			}
-			inMedia, last, seen = true, 0, map[byte]bool{}
+			inMedia, last, seen = true, 0, [256]bool{}
 			continue
 		}
 		rank := sessionRank[l.typ]
