@@ -154,3 +154,27 @@ func TestCheckAnswer(t *testing.T) {
 		t.Fatalf("changed TTL: %v", err)
 	}
 }
+
+// TestRFC4317Exchange runs the unicast exchange of RFC 4317 §2.2: Bob
+// declines video with port 0, Alice's second offer keeps the m= line at
+// port 0 with a version one higher.
+func TestRFC4317Exchange(t *testing.T) {
+	read := func(name string) *Session {
+		return MustParse(string(must(os.ReadFile("testdata/rfc4317-2.2-" + name + ".sdp"))))
+	}
+	offer, answer, offer2, answer2 := read("offer"), read("answer"), read("second-offer"), read("second-answer")
+	res, err := CheckAnswer(offer, answer)
+	if err != nil || res[0].State != StreamAccepted || res[1].State != StreamDeclined {
+		t.Fatalf("first exchange: %v %v", res, err)
+	}
+	if err := CheckUpdate(offer, offer2); err != nil {
+		t.Fatalf("second offer: %v", err)
+	}
+	res, err = CheckAnswer(offer2, answer2)
+	if err != nil || res[0].State != StreamAccepted || res[1].State != StreamRemoved {
+		t.Fatalf("second exchange: %v %v", res, err)
+	}
+	if err := CheckUpdate(answer, answer2); err != nil {
+		t.Fatalf("second answer as an update of the first: %v", err)
+	}
+}

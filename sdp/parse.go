@@ -56,8 +56,8 @@ func (p positions) mediaAt(i int) mediaPos {
 	return mediaPos{}
 }
 
-// Session-level order (RFC 8866 §5): v o s i u e p c b (t r*)+ z k a, then m.
-var sessionRank = map[byte]int{'v': 0, 'o': 1, 's': 2, 'i': 3, 'u': 4, 'e': 5, 'p': 6, 'c': 7, 'b': 8, 't': 9, 'r': 9, 'z': 10, 'k': 11, 'a': 12}
+// Session-level order (RFC 8866 §5): v o s i u e p c b (t r* z?)+ k a, then m.
+var sessionRank = map[byte]int{'v': 0, 'o': 1, 's': 2, 'i': 3, 'u': 4, 'e': 5, 'p': 6, 'c': 7, 'b': 8, 't': 9, 'r': 9, 'z': 9, 'k': 11, 'a': 12}
 
 // Media-level order: m i c b k a.
 var mediaRank = map[byte]int{'i': 1, 'c': 2, 'b': 3, 'k': 4, 'a': 5}
@@ -129,8 +129,8 @@ func scan(b []byte) ([]line, error) {
 			}
 			return nil, bad("%s may appear only once here", typeNames[l.typ])
 		}
-		if l.typ == 'r' && !haveT {
-			return nil, bad("r= must follow a t=")
+		if (l.typ == 'r' || l.typ == 'z') && !haveT {
+			return nil, bad("%s must follow a t=", typeNames[l.typ])
 		}
 		if l.typ == 't' {
 			haveT = true
