@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"mcc/internal/store"
@@ -59,11 +61,19 @@ func (s *scopeFlags) pool() (multicast.Pool, error) {
 	return p, nil
 }
 
-// openAllocator opens the store in dir and an allocator over the default
-// pools plus extra. The caller closes the store.
+// openAllocator opens the store in dir and an allocator over the built-in
+// pools, the custom pools of dir/allocator.json, and extra. The caller
+// closes the store.
 func openAllocator(dir string, extra ...multicast.Pool) (*multicast.Allocator, *store.DB, error) {
-	pools := multicast.DefaultPools()
+	conf, err := loadAllocatorConfig(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	pools := append(multicast.DefaultPools(), conf.Pools...)
 	for _, p := range extra {
+		if p.Name == "" {
+			continue
+		}
 		found := false
 		for _, d := range pools {
 			found = found || d.Name == p.Name
@@ -76,12 +86,32 @@ func openAllocator(dir string, extra ...multicast.Pool) (*multicast.Allocator, *
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := multicast.NewAllocator(multicast.Config{Pools: pools, Store: db})
+	a, err := multicast.NewAllocator(multicast.Config{Pools: pools, Store: db, PortMin: conf.Ports.Min, PortMax: conf.Ports.Max})
 	if err != nil {
 		db.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, allocatorFile), err)
 	}
 	return a, db, nil
+}
+
+// choosePool returns the pool named by --pool, or the one --family and
+// --scope build.
+func choosePool(a *multicast.Allocator, name string, sf *scopeFlags) (multicast.Pool, error) {
+	if name == "" {
+		return sf.pool()
+	}
+	if sf.scope != "" {
+		return multicast.Pool{}, usagef("give --pool or --scope, not both")
+	}
+	p, ok := a.Pool(name)
+	if !ok {
+		var names []string
+		for _, p := range a.Pools() {
+			names = append(names, p.Name)
+		}
+		return multicast.Pool{}, usagef("--pool %q: no such pool (have %s)", name, strings.Join(names, ", "))
+	}
+	return p, nil
 }
 
 func cmdAlloc(args []string, stdout, stderr io.Writer) error {
@@ -91,6 +121,7 @@ func cmdAlloc(args []string, stdout, stderr io.Writer) error {
 	count := fs.Int("count", 1, "number of groups to lease")
 	lease := fs.Duration("lease", 24*time.Hour, "how long the leases last")
 	owner := fs.String("owner", "mcc alloc", "owner recorded in the leases")
+	poolName := fs.String("pool", "", "pool name, built-in or from allocator.json (instead of --family and --scope)")
 	data := fs.String("data", "", "data directory")
 	out := fs.String("o", "table", "output: table or json")
 	pos, err := parse(fs, args)
@@ -109,9 +140,11 @@ func cmdAlloc(args []string, stdout, stderr io.Writer) error {
 	if *lease <= 0 {
 		return usagef("--lease %v: want a positive duration such as 2h or 30m", *lease)
 	}
-	p, err := sf.pool()
-	if err != nil {
-		return err
+	var p multicast.Pool
+	if *poolName == "" {
+		if p, err = sf.pool(); err != nil {
+			return err
+		}
 	}
 	dir, err := dataDir(*data)
 	if err != nil {
@@ -122,6 +155,9 @@ func cmdAlloc(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	if p, err = choosePool(a, *poolName, &sf); err != nil {
+		return err
+	}
 	ls, err := a.AllocateN(multicast.Request{Pool: p.Name, Owner: *owner, Duration: *lease}, *count)
 	if err != nil {
 		return err
@@ -194,13 +230,9 @@ func cmdRelease(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 0 {
 		return usagef("release needs the group(s) to give back, such as 239.255.12.34")
 	}
-	var groups []netip.Addr
-	for _, s := range pos {
-		g, err := netip.ParseAddr(s)
-		if err != nil || !g.IsMulticast() {
-			return usagef("%q is not a multicast group address", s)
-		}
-		groups = append(groups, g)
+	groups, err := parseGroups(pos)
+	if err != nil {
+		return err
 	}
 	dir, err := dataDir(*data)
 	if err != nil {
@@ -217,5 +249,100 @@ func cmdRelease(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "released %v\n", g)
 	}
+	return nil
+}
+
+func cmdRenew(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("renew", stderr)
+	data := fs.String("data", "", "data directory")
+	lease := fs.Duration("lease", 24*time.Hour, "how long from now the leases last")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("renew needs the group(s) to renew, such as 239.255.12.34")
+	}
+	if *lease <= 0 {
+		return usagef("--lease %v: want a positive duration such as 2h", *lease)
+	}
+	groups, err := parseGroups(pos)
+	if err != nil {
+		return err
+	}
+	dir, err := dataDir(*data)
+	if err != nil {
+		return err
+	}
+	a, db, err := openAllocator(dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, g := range groups {
+		l, err := a.Renew(g, time.Now().Add(*lease))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "renewed %v until %s\n", g, l.End.Local().Format(time.DateTime))
+	}
+	return nil
+}
+
+func parseGroups(args []string) ([]netip.Addr, error) {
+	var groups []netip.Addr
+	for _, s := range args {
+		g, err := netip.ParseAddr(s)
+		if err != nil || !g.IsMulticast() {
+			return nil, usagef("%q is not a multicast group address", s)
+		}
+		groups = append(groups, g)
+	}
+	return groups, nil
+}
+
+func cmdPools(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("pools", stderr)
+	data := fs.String("data", "", "data directory")
+	out := fs.String("o", "table", "output: table or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("pools takes no arguments, got %q", pos)
+	}
+	if err := outputFormat(*out); err != nil {
+		return err
+	}
+	dir, err := dataDir(*data)
+	if err != nil {
+		return err
+	}
+	a, db, err := openAllocator(dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	type poolUse struct {
+		multicast.Pool
+		Size   uint64 `json:"size"`
+		Leased uint64 `json:"leased"`
+	}
+	var ps []poolUse
+	for _, p := range a.Pools() {
+		leased, size, _ := a.Usage(p.Name)
+		ps = append(ps, poolUse{p, size, leased})
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ps)
+	}
+	rows := [][]string{{"POOL", "PREFIX", "TTL", "SIZE", "LEASED"}}
+	for _, p := range ps {
+		rows = append(rows, []string{p.Name, p.Prefix.String(), strconv.Itoa(int(p.TTL)), strconv.FormatUint(p.Size, 10), strconv.FormatUint(p.Leased, 10)})
+	}
+	table(stdout, rows)
 	return nil
 }

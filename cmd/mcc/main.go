@@ -26,9 +26,11 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 const usage = `mcc: multicast conference session controller
 
 Usage:
-  mcc alloc   --family 4|6 --scope SCOPE [--count N] [--lease DURATION] [--data DIR] [-o json]
+  mcc alloc   --family 4|6 --scope SCOPE | --pool NAME  [--count N] [--lease DURATION] [--data DIR] [-o json]
   mcc leases  [--data DIR] [-o json]
+  mcc renew   GROUP... [--lease DURATION] [--data DIR]
   mcc release GROUP... [--data DIR]
+  mcc pools   [--data DIR] [-o json]
   mcc sdp lint FILE|-
   mcc sdp new --name NAME --family 4|6 --scope SCOPE --media audio,video [--type broadcast] [-o FILE]
   mcc version
@@ -36,7 +38,8 @@ Usage:
 Scopes: IPv4 local, org, global, ssm, glop (--asn), prefix (--prefix);
         IPv6 link, admin, local (site), org, global, ssm, prefix (--prefix).
 The data directory is --data, else $MCC_DATA, else $XDG_STATE_HOME/mcc
-(~/.local/state/mcc). Run "mcc COMMAND -h" for a command's flags.
+(~/.local/state/mcc). Custom pools and the RTP port range go in
+allocator.json there. Run "mcc COMMAND -h" for a command's flags.
 `
 
 func main() {
@@ -82,6 +85,10 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdLeases(rest, stdout, stderr)
 	case "release":
 		return cmdRelease(rest, stdout, stderr)
+	case "renew":
+		return cmdRenew(rest, stdout, stderr)
+	case "pools":
+		return cmdPools(rest, stdout, stderr)
 	case "sdp":
 		if len(rest) == 0 {
 			return usagef("sdp needs a sub-command: lint or new")
@@ -94,5 +101,5 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
 	}
-	return usagef("unknown command %q: want alloc, leases, release, sdp or version", cmd)
+	return usagef("unknown command %q: want alloc, leases, renew, release, pools, sdp or version", cmd)
 }

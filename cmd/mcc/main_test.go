@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -226,5 +227,79 @@ func TestDataDirInUse(t *testing.T) {
 	r := mcc(t, "", "alloc", "--scope", "local", "--data", data)
 	if r.code != 1 || !strings.Contains(r.stderr, "in use by another mcc process") {
 		t.Fatalf("alloc while the store is held: %+v", r)
+	}
+}
+
+func TestCustomPoolsFromConfig(t *testing.T) {
+	data := t.TempDir()
+	conf := `{
+  "ports": {"min": 30000, "max": 30009},
+  "pools": [
+    {"name": "lab", "prefix": "239.77.7.0/24", "ttl": 8, "exclude": ["239.77.7.0/29"]},
+    {"name": "studio-v6", "prefix": "ff15::7700:0/120", "ttl": 4}
+  ]
+}`
+	if err := os.WriteFile(filepath.Join(data, "allocator.json"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mcc(t, "", "alloc", "--pool", "lab", "--count", "5", "--data", data, "-o", "json")
+	var ls []multicast.Lease
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &ls) != nil || len(ls) != 5 {
+		t.Fatalf("alloc --pool lab: %+v", r)
+	}
+	lab := multicast.Pool{Name: "lab", Prefix: netip.MustParsePrefix("239.77.7.0/24"), Exclude: []netip.Prefix{netip.MustParsePrefix("239.77.7.0/29")}}
+	for _, l := range ls {
+		if !lab.Contains(l.Group) || l.TTL != 8 || l.Port < 30000 || l.Port > 30008 || l.Pool != "lab" {
+			t.Fatalf("lease from the custom pool: %+v", l)
+		}
+	}
+	// sdp new draws from a custom pool too; the TTL is the pool's.
+	file := filepath.Join(t.TempDir(), "s.sdp")
+	if r := mcc(t, "", "sdp", "new", "--name", "studio", "--pool", "studio-v6", "--data", data, "-o", file); r.code != 0 {
+		t.Fatalf("sdp new --pool: %+v", r)
+	}
+	if b, _ := os.ReadFile(file); !strings.Contains(string(b), "c=IN IP6 ff15::77") {
+		t.Fatalf("sdp new --pool studio-v6:\n%s", b)
+	}
+	r = mcc(t, "", "pools", "--data", data)
+	if r.code != 0 || !strings.Contains(r.stdout, "lab") || !strings.Contains(r.stdout, "ipv4-local") {
+		t.Fatalf("pools: %+v", r)
+	}
+	r = mcc(t, "", "pools", "--data", data, "-o", "json")
+	var ps []struct {
+		Name   string `json:"name"`
+		Size   uint64 `json:"size"`
+		Leased uint64 `json:"leased"`
+	}
+	json.Unmarshal([]byte(r.stdout), &ps)
+	found := false
+	for _, p := range ps {
+		if p.Name == "lab" {
+			found = p.Size == 248 && p.Leased == 5
+		}
+	}
+	if !found {
+		t.Fatalf("pools -o json has no lab with 5 of 248 leased: %s", r.stdout)
+	}
+	r = mcc(t, "", "renew", ls[0].Group.String(), "--lease", "72h", "--data", data)
+	if r.code != 0 || !strings.Contains(r.stdout, "renewed "+ls[0].Group.String()) {
+		t.Fatalf("renew: %+v", r)
+	}
+	if r := mcc(t, "", "alloc", "--pool", "nope", "--data", data); r.code != 2 || !strings.Contains(r.stderr, "have ipv4-local") {
+		t.Fatalf("unknown pool: %+v", r)
+	}
+
+	for _, bad := range []struct{ conf, want string }{
+		{`{"pools": [{"name": "x", "prfix": "239.1.0.0/16"}]}`, `unknown field "prfix"`},
+		{"{\n\"pools\": [\n{\"name\": \"x\",, }]}", "allocator.json:3:"},
+		{`{"pools": [{"name": "ipv4-local", "prefix": "239.1.0.0/16"}]}`, "belongs to a built-in pool"},
+		{`{"pools": [{"name": "u", "prefix": "10.0.0.0/8"}]}`, "not a multicast prefix"},
+		{`{"ports": {"min": 5000}}`, "set both min and max"},
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "allocator.json"), []byte(bad.conf), 0o600)
+		if r := mcc(t, "", "alloc", "--scope", "local", "--data", dir); r.code != 1 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("config %s: %+v, want exit 1 and %q", bad.conf, r, bad.want)
+		}
 	}
 }

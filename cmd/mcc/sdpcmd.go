@@ -71,6 +71,7 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	start := fs.String("start", "", "start time, RFC 3339 (default: unbounded)")
 	stop := fs.String("stop", "", "stop time, RFC 3339 (default: unbounded)")
 	data := fs.String("data", "", "data directory")
+	poolName := fs.String("pool", "", "pool name, built-in or from allocator.json (instead of --family and --scope)")
 	outFile := fs.String("o", "", "write the description to this file instead of standard output")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -87,11 +88,13 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usagef("--type %q: want broadcast, meeting, moderated or test", *typ)
 	}
-	p, err := sf.pool()
-	if err != nil {
-		return err
+	var p multicast.Pool
+	if *poolName == "" {
+		if p, err = sf.pool(); err != nil {
+			return err
+		}
 	}
-	spec := sdp.SessionSpec{Name: *name, Info: *info, Pool: p.Name, Type: *typ}
+	spec := sdp.SessionSpec{Name: *name, Info: *info, Type: *typ}
 	for _, k := range strings.Split(*media, ",") {
 		k = strings.TrimSpace(k)
 		if _, err := sdp.DefaultFormats(k); err != nil {
@@ -134,6 +137,10 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	if p, err = choosePool(a, *poolName, &sf); err != nil {
+		return err
+	}
+	spec.Pool = p.Name
 	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: leaseFor{a, *lease}, Origin: localAddr(p.Family())})
 	if err != nil {
 		return err
