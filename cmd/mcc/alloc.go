@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -94,24 +93,33 @@ func openAllocator(dir string, extra ...multicast.Pool) (*multicast.Allocator, *
 	return a, db, nil
 }
 
-// choosePool returns the pool named by --pool, or the one --family and
-// --scope build.
-func choosePool(a *multicast.Allocator, name string, sf *scopeFlags) (multicast.Pool, error) {
+// openPool opens the allocator in dir and returns the pool named by
+// --pool, or the one --family and --scope build. The caller closes the
+// store.
+func openPool(dir, name string, sf *scopeFlags) (*multicast.Allocator, *store.DB, multicast.Pool, error) {
+	var p multicast.Pool
 	if name == "" {
-		return sf.pool()
+		var err error
+		if p, err = sf.pool(); err != nil {
+			return nil, nil, p, err
+		}
+	} else if sf.scope != "" {
+		return nil, nil, p, usagef("give --pool or --scope, not both")
 	}
-	if sf.scope != "" {
-		return multicast.Pool{}, usagef("give --pool or --scope, not both")
+	a, db, err := openAllocator(dir, p)
+	if err != nil || name == "" {
+		return a, db, p, err
 	}
 	p, ok := a.Pool(name)
 	if !ok {
+		db.Close()
 		var names []string
 		for _, p := range a.Pools() {
 			names = append(names, p.Name)
 		}
-		return multicast.Pool{}, usagef("--pool %q: no such pool (have %s)", name, strings.Join(names, ", "))
+		return nil, nil, p, usagef("--pool %q: no such pool (have %s)", name, strings.Join(names, ", "))
 	}
-	return p, nil
+	return a, db, p, nil
 }
 
 func cmdAlloc(args []string, stdout, stderr io.Writer) error {
@@ -122,16 +130,10 @@ func cmdAlloc(args []string, stdout, stderr io.Writer) error {
 	lease := fs.Duration("lease", 24*time.Hour, "how long the leases last")
 	owner := fs.String("owner", "mcc alloc", "owner recorded in the leases")
 	poolName := fs.String("pool", "", "pool name, built-in or from allocator.json (instead of --family and --scope)")
-	data := fs.String("data", "", "data directory")
-	out := fs.String("o", "table", "output: table or json")
-	pos, err := parse(fs, args)
+	var cf commonFlags
+	cf.register(fs, true)
+	_, dir, err := cf.parse(fs, args, 0, 0, "")
 	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("alloc takes no arguments, got %q", pos)
-	}
-	if err := outputFormat(*out); err != nil {
 		return err
 	}
 	if *count < 1 || *count > 65536 {
@@ -140,29 +142,16 @@ func cmdAlloc(args []string, stdout, stderr io.Writer) error {
 	if *lease <= 0 {
 		return usagef("--lease %v: want a positive duration such as 2h or 30m", *lease)
 	}
-	var p multicast.Pool
-	if *poolName == "" {
-		if p, err = sf.pool(); err != nil {
-			return err
-		}
-	}
-	dir, err := dataDir(*data)
-	if err != nil {
-		return err
-	}
-	a, db, err := openAllocator(dir, p)
+	a, db, p, err := openPool(dir, *poolName, &sf)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if p, err = choosePool(a, *poolName, &sf); err != nil {
-		return err
-	}
 	ls, err := a.AllocateN(multicast.Request{Pool: p.Name, Owner: *owner, Duration: *lease}, *count)
 	if err != nil {
 		return err
 	}
-	return printLeases(stdout, *out, ls)
+	return printLeases(stdout, cf.output, ls)
 }
 
 func printLeases(w io.Writer, format string, ls []multicast.Lease) error {
@@ -170,9 +159,7 @@ func printLeases(w io.Writer, format string, ls []multicast.Lease) error {
 		if ls == nil {
 			ls = []multicast.Lease{}
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ls)
+		return printJSON(w, ls)
 	}
 	rows := [][]string{{"GROUP", "PORT", "TTL", "POOL", "OWNER", "ENDS"}}
 	for _, l := range ls {
@@ -185,19 +172,9 @@ func printLeases(w io.Writer, format string, ls []multicast.Lease) error {
 
 func cmdLeases(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("leases", stderr)
-	data := fs.String("data", "", "data directory")
-	out := fs.String("o", "table", "output: table or json")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("leases takes no arguments, got %q", pos)
-	}
-	if err := outputFormat(*out); err != nil {
-		return err
-	}
-	dir, err := dataDir(*data)
+	var cf commonFlags
+	cf.register(fs, true)
+	_, dir, err := cf.parse(fs, args, 0, 0, "")
 	if err != nil {
 		return err
 	}
@@ -217,24 +194,18 @@ func cmdLeases(args []string, stdout, stderr io.Writer) error {
 			live = append(live, l)
 		}
 	}
-	return printLeases(stdout, *out, live)
+	return printLeases(stdout, cf.output, live)
 }
 
 func cmdRelease(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("release", stderr)
-	data := fs.String("data", "", "data directory")
-	pos, err := parse(fs, args)
+	var cf commonFlags
+	cf.register(fs, false)
+	pos, dir, err := cf.parse(fs, args, 1, -1, "the group(s) to give back, such as 239.255.12.34")
 	if err != nil {
 		return err
-	}
-	if len(pos) == 0 {
-		return usagef("release needs the group(s) to give back, such as 239.255.12.34")
 	}
 	groups, err := parseGroups(pos)
-	if err != nil {
-		return err
-	}
-	dir, err := dataDir(*data)
 	if err != nil {
 		return err
 	}
@@ -254,23 +225,17 @@ func cmdRelease(args []string, stdout, stderr io.Writer) error {
 
 func cmdRenew(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("renew", stderr)
-	data := fs.String("data", "", "data directory")
 	lease := fs.Duration("lease", 24*time.Hour, "how long from now the leases last")
-	pos, err := parse(fs, args)
+	var cf commonFlags
+	cf.register(fs, false)
+	pos, dir, err := cf.parse(fs, args, 1, -1, "the group(s) to renew, such as 239.255.12.34")
 	if err != nil {
 		return err
-	}
-	if len(pos) == 0 {
-		return usagef("renew needs the group(s) to renew, such as 239.255.12.34")
 	}
 	if *lease <= 0 {
 		return usagef("--lease %v: want a positive duration such as 2h", *lease)
 	}
 	groups, err := parseGroups(pos)
-	if err != nil {
-		return err
-	}
-	dir, err := dataDir(*data)
 	if err != nil {
 		return err
 	}
@@ -303,19 +268,9 @@ func parseGroups(args []string) ([]netip.Addr, error) {
 
 func cmdPools(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("pools", stderr)
-	data := fs.String("data", "", "data directory")
-	out := fs.String("o", "table", "output: table or json")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("pools takes no arguments, got %q", pos)
-	}
-	if err := outputFormat(*out); err != nil {
-		return err
-	}
-	dir, err := dataDir(*data)
+	var cf commonFlags
+	cf.register(fs, true)
+	_, dir, err := cf.parse(fs, args, 0, 0, "")
 	if err != nil {
 		return err
 	}
@@ -334,10 +289,8 @@ func cmdPools(args []string, stdout, stderr io.Writer) error {
 		leased, size, _ := a.Usage(p.Name)
 		ps = append(ps, poolUse{p, size, leased})
 	}
-	if *out == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ps)
+	if cf.output == "json" {
+		return printJSON(stdout, ps)
 	}
 	rows := [][]string{{"POOL", "PREFIX", "TTL", "SIZE", "LEASED"}}
 	for _, p := range ps {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -96,4 +97,48 @@ func table(w io.Writer, rows [][]string) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+}
+
+// commonFlags are --data and, for commands that print data, -o.
+type commonFlags struct {
+	data, output string
+	hasOutput    bool
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet, output bool) {
+	fs.StringVar(&c.data, "data", "", "data directory")
+	if output {
+		c.hasOutput = true
+		fs.StringVar(&c.output, "o", "table", "output: table or json")
+	}
+}
+
+// parse parses args, checks that the command got between min and max
+// positional arguments (max < 0: no limit; what says what they are), and
+// returns them with the data directory.
+func (c *commonFlags) parse(fs *flag.FlagSet, args []string, min, max int, what string) ([]string, string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	name := strings.TrimPrefix(fs.Name(), "mcc ")
+	switch {
+	case max == 0 && len(pos) > 0:
+		return nil, "", usagef("%s takes no arguments, got %q", name, pos)
+	case len(pos) < min || (max > 0 && len(pos) > max):
+		return nil, "", usagef("%s needs %s", name, what)
+	}
+	if c.hasOutput {
+		if err := outputFormat(c.output); err != nil {
+			return nil, "", err
+		}
+	}
+	dir, err := dataDir(c.data)
+	return pos, dir, err
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

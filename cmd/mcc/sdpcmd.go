@@ -70,15 +70,13 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	lease := fs.Duration("lease", 0, "how long the groups are leased (default: until --stop, else 24h)")
 	start := fs.String("start", "", "start time, RFC 3339 (default: unbounded)")
 	stop := fs.String("stop", "", "stop time, RFC 3339 (default: unbounded)")
-	data := fs.String("data", "", "data directory")
 	poolName := fs.String("pool", "", "pool name, built-in or from allocator.json (instead of --family and --scope)")
 	outFile := fs.String("o", "", "write the description to this file instead of standard output")
-	pos, err := parse(fs, args)
+	var cf commonFlags
+	cf.register(fs, false)
+	_, dir, err := cf.parse(fs, args, 0, 0, "")
 	if err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("sdp new takes no arguments, got %q", pos)
 	}
 	if *name == "" {
 		return usagef("--name is required")
@@ -87,12 +85,6 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	case "broadcast", "meeting", "moderated", "test":
 	default:
 		return usagef("--type %q: want broadcast, meeting, moderated or test", *typ)
-	}
-	var p multicast.Pool
-	if *poolName == "" {
-		if p, err = sf.pool(); err != nil {
-			return err
-		}
 	}
 	spec := sdp.SessionSpec{Name: *name, Info: *info, Type: *typ}
 	for _, k := range strings.Split(*media, ",") {
@@ -128,18 +120,11 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	if *lease < 0 {
 		return usagef("--lease %v: want a positive duration such as 2h", *lease)
 	}
-	dir, err := dataDir(*data)
-	if err != nil {
-		return err
-	}
-	a, db, err := openAllocator(dir, p)
+	a, db, p, err := openPool(dir, *poolName, &sf)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if p, err = choosePool(a, *poolName, &sf); err != nil {
-		return err
-	}
 	spec.Pool = p.Name
 	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: leaseFor{a, *lease}, Origin: localAddr(p.Family())})
 	if err != nil {
