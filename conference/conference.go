@@ -1,0 +1,288 @@
+package conference
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"mcc/sdp"
+)
+
+// State is where a participant stands.
+type State int
+
+// The participant states.
+const (
+	Invited  State = iota + 1 // INVITE sent, no answer yet
+	Ringing                   // a 180 or 183 came back
+	Joined                    // in the session, with each stream accepted or declined
+	Declined                  // refused the invitation (Status says how)
+	Failed                    // timeout, transport error or unacceptable answer
+	Left                      // sent BYE
+	Removed                   // mcc ended the dialog
+)
+
+var stateNames = map[State]string{Invited: "invited", Ringing: "ringing", Joined: "joined", Declined: "declined",
+	Failed: "failed", Left: "left", Removed: "removed"}
+
+func (s State) String() string {
+	if n, ok := stateNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// MarshalText writes the state's name.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Participant is a snapshot of one participant.
+type Participant struct {
+	ID     string `json:"id"`
+	URI    string `json:"uri"`
+	DialIn bool   `json:"dial_in"`
+	State  State  `json:"state"`
+	// Status is the final SIP status of the invitation, or of the last
+	// re-INVITE when it failed.
+	Status int `json:"status,omitempty"`
+	// Reason says why the participant declined, failed or left.
+	Reason string `json:"reason,omitempty"`
+	// Streams says, per stream of the session, whether the participant
+	// accepted it.
+	Streams []string `json:"streams,omitempty"`
+	// Version is the o= version of the description the participant has.
+	Version uint64    `json:"version,omitempty"`
+	Since   time.Time `json:"since"`
+}
+
+// AccessMode says who may dial in to a conference.
+type AccessMode int
+
+// The access modes.
+const (
+	Anyone    AccessMode = iota // every caller
+	AllowList                   // callers whose From URI or domain is listed
+	Digest                      // callers that answer a digest challenge
+)
+
+// Access is who may dial in to a conference.
+type Access struct {
+	Mode AccessMode
+	// Allow lists "user@host" URIs and bare "host" domains (AllowList).
+	Allow []string
+	// Users maps user names to passwords (Digest).
+	Users map[string]string
+	// Realm names the digest realm; empty means the conference name.
+	Realm string
+}
+
+// Conference is a multicast session with a conference URI and its
+// participants.
+type Conference struct {
+	name      string
+	sessionID uint64
+	access    Access
+
+	mu           sync.Mutex // guards the fields below
+	desc         *sdp.Session
+	external     bool
+	generation   uint64 // goes up with every media change
+	participants []*participant
+	nonces       map[string]time.Time
+}
+
+type participant struct {
+	id     string
+	uri    string
+	dialIn bool
+
+	mu      sync.Mutex // guards the fields below
+	state   State
+	status  int
+	reason  string
+	streams []sdp.StreamState
+	version uint64
+	since   time.Time
+	dlg     *dialog
+	// rejected marks the streams whose answer broke a rule: they are
+	// offered to this participant at port 0 from then on.
+	rejected map[int]bool
+	// generation is the conference generation the participant has.
+	generation uint64
+}
+
+func (p *participant) set(s State, status int, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state, p.status, p.reason, p.since = s, status, reason, time.Now()
+}
+
+func (p *participant) snapshot() Participant {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := Participant{ID: p.id, URI: p.uri, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
+		Version: p.version, Since: p.since}
+	for _, s := range p.streams {
+		out.Streams = append(out.Streams, s.String())
+	}
+	return out
+}
+
+// Info describes a conference.
+type Info struct {
+	Name         string        `json:"name"`
+	URI          string        `json:"uri"`
+	SessionID    uint64        `json:"session_id"`
+	Version      uint64        `json:"version"`
+	External     bool          `json:"external"`
+	Participants []Participant `json:"participants"`
+}
+
+// Errors the conference API returns.
+var (
+	ErrExists          = errors.New("conference: a conference of that name exists")
+	ErrUnknown         = errors.New("conference: no such conference")
+	ErrBadName         = errors.New("conference: a name is 1-64 letters, digits, '-', '_' or '.'")
+	ErrBadURI          = errors.New("conference: not a SIP URI")
+	ErrUnknownStream   = errors.New("conference: no such stream")
+	ErrNoParticipant   = errors.New("conference: no such participant")
+	errHeaderInjection = errors.New("conference: CR, LF or another control character in a header value")
+)
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkHeaderValue refuses what would inject header lines (sipgo writes
+// values as they are).
+func checkHeaderValue(s string) error {
+	for _, r := range s {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return errHeaderInjection
+		}
+	}
+	return nil
+}
+
+// Create creates a conference named name around session sessionID of the
+// manager; sip:name@host is its conference URI.
+func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
+	if !validName(name) {
+		return Info{}, fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	desc, err := c.cfg.Manager.Get(sessionID)
+	if err != nil {
+		return Info{}, err
+	}
+	external := false
+	for _, s := range c.cfg.Manager.List() {
+		if s.ID == sessionID {
+			external = s.External
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Info{}, ErrClosed
+	}
+	if _, ok := c.conferences[name]; ok {
+		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, nonces: map[string]time.Time{}}
+	c.conferences[name] = conf
+	return c.info(conf), nil
+}
+
+// URI returns the conference URI of name.
+func (c *Controller) URI(name string) string { return "sip:" + name + "@" + c.cfg.Host }
+
+func (c *Controller) info(conf *Conference) Info {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	in := Info{Name: conf.name, URI: c.URI(conf.name), SessionID: conf.sessionID, Version: conf.desc.Origin.Version, External: conf.external}
+	for _, p := range conf.participants {
+		in.Participants = append(in.Participants, p.snapshot())
+	}
+	return in
+}
+
+func (c *Controller) conference(name string) (*Conference, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conf, ok := c.conferences[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknown, name)
+	}
+	return conf, nil
+}
+
+// Get describes conference name.
+func (c *Controller) Get(name string) (Info, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Info{}, err
+	}
+	return c.info(conf), nil
+}
+
+// List describes every conference, by name.
+func (c *Controller) List() []Info {
+	c.mu.Lock()
+	confs := make([]*Conference, 0, len(c.conferences))
+	for _, conf := range c.conferences {
+		confs = append(confs, conf)
+	}
+	c.mu.Unlock()
+	var out []Info
+	for _, conf := range confs {
+		out = append(out, c.info(conf))
+	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Participants returns the participants of conference name.
+func (c *Controller) Participants(name string) ([]Participant, error) {
+	in, err := c.Get(name)
+	return in.Participants, err
+}
+
+// Session returns the current description of conference name.
+func (c *Controller) Session(name string) (*sdp.Session, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return nil, err
+	}
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	return conf.desc.Clone(), nil
+}
+
+// parseTarget checks a participant address given by a user.
+func parseTarget(s string) (string, error) {
+	if err := checkHeaderValue(s); err != nil {
+		return "", err
+	}
+	s = strings.TrimSpace(s)
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
+	if !strings.HasPrefix(s, "sip:") && !strings.HasPrefix(s, "sips:") {
+		return "", fmt.Errorf("%w: %q (want sip:user@host[:port])", ErrBadURI, s)
+	}
+	return s, nil
+}
+
+func isIPv6Host(h string) bool {
+	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil && a.Is6()
+}

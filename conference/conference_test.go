@@ -1,0 +1,144 @@
+package conference
+
+import (
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"mcc/multicast"
+	"mcc/sdp"
+)
+
+type env struct {
+	c     *Controller
+	m     *sdp.Manager
+	a     *multicast.Allocator
+	name  string
+	sid   uint64
+	host  string
+	tls   *tls.Config
+	peers []*peer
+}
+
+// newEnv starts a controller on host with the given transports and a
+// conference "lecture" with an audio and a video stream.
+func newEnv(t testing.TB, host string, transports ...string) *env {
+	t.Helper()
+	family := multicast.IPv4
+	if strings.Contains(host, ":") {
+		family = multicast.IPv6
+	}
+	pool, _ := multicast.ScopePool(family, multicast.ScopeLocal, multicast.ScopeOptions{})
+	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr(host)})
+	s, err := m.Create(sdp.SessionSpec{Name: "Lecture", Pool: pool.Name, Media: []sdp.MediaSpec{{Kind: "audio"}, {Kind: "video"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{m: m, a: a, name: "lecture", sid: s.Origin.SessionID, host: host}
+	var ls []Listener
+	for _, tr := range transports {
+		ls = append(ls, Listener{Transport: tr, Addr: net.JoinHostPort(host, "0")})
+		if tr == "tls" {
+			e.tls = testTLS(t)
+		}
+	}
+	c, err := New(Config{Listeners: ls, Manager: m, TLS: e.tls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e.c = c
+	if _, err := c.Create(e.name, e.sid, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) peer(t testing.TB, transport string) *peer {
+	p := newPeer(t, transport, e.host, e.tls)
+	e.peers = append(e.peers, p)
+	return p
+}
+
+// TestDialOutAddRemoveEnd is the main flow over UDP/IPv4: invite, add a
+// stream for everyone, remove it, end the conference.
+func TestDialOutAddRemoveEnd(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	p := e.peer(t, "udp")
+	ps, err := e.c.Invite(e.name, p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitState(t, e.c, e.name, ps[0].ID, Joined)
+	if len(got.Streams) != 2 || got.Streams[0] != "accepted" || got.Streams[1] != "accepted" || got.Version != 1 {
+		t.Fatalf("joined participant: %+v", got)
+	}
+	inv := p.lastInvite()
+	offer, err := sdp.Parse(inv.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range offer.Media {
+		if m.Connection == nil || !m.Connection.IsMulticast() {
+			t.Fatalf("the INVITE's streams must carry a media-level multicast c=:\n%s", inv.Body())
+		}
+	}
+	eventually(t, "ACK", func() bool { _, acks, _ := p.counts(); return acks == 1 })
+
+	ch, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "audio"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Stream != 2 || len(ch.Results) != 1 || len(ch.Results[0].Streams) != 3 || ch.Results[0].Streams[2] != "accepted" {
+		t.Fatalf("AddStream = %+v", ch)
+	}
+	re, _ := sdp.Parse(p.lastInvite().Body())
+	if err := sdp.CheckUpdate(offer, re); err != nil {
+		t.Fatalf("the re-INVITE's offer is not a valid update: %v", err)
+	}
+	p.mu.Lock()
+	dialogTag, _ := p.acks[0].To().Params.Get("tag")
+	p.mu.Unlock()
+	if to, _ := p.lastInvite().To().Params.Get("tag"); to != dialogTag || to == "" {
+		t.Fatalf("re-INVITE To tag %q, want the dialog's %q", to, dialogTag)
+	}
+	if inv.CSeq().SeqNo+1 != p.lastInvite().CSeq().SeqNo {
+		t.Fatalf("re-INVITE CSeq %d after %d", p.lastInvite().CSeq().SeqNo, inv.CSeq().SeqNo)
+	}
+	eventually(t, "ACK of the re-INVITE", func() bool { _, acks, _ := p.counts(); return acks == 2 })
+	added := re.Media[2].Connection.Addr
+	if _, ok := e.a.Lease(added); !ok {
+		t.Fatalf("the new stream's group %v is not leased", added)
+	}
+
+	ch, err = e.c.RemoveStream(ctxT(t), e.name, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Results[0].Streams[2] != "removed" || ch.Results[0].Version != 3 {
+		t.Fatalf("RemoveStream = %+v", ch)
+	}
+	if _, ok := e.a.Lease(added); ok {
+		t.Fatal("the removed stream's group is still leased after every participant moved on")
+	}
+	if err := e.c.Delete(ctxT(t), e.name); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, byes := p.counts(); byes != 1 {
+		t.Fatalf("peer got %d BYEs after Delete, want 1", byes)
+	}
+	if n := len(e.a.Leases()); n != 0 {
+		t.Fatalf("%d leases left after Delete", n)
+	}
+}
+
+func testTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	return selfSigned(t)
+}

@@ -1,0 +1,375 @@
+package conference
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+// Listener is one SIP listening socket.
+type Listener struct {
+	// Transport is "udp", "tcp" or "tls".
+	Transport string
+	// Addr is host:port; port 0 picks a free one (see Controller.Addrs).
+	Addr string
+}
+
+// Credentials answer a 401 or 407 challenge to one of mcc's INVITEs.
+type Credentials struct {
+	Username, Password string
+}
+
+// Config configures a Controller.
+type Config struct {
+	// Listeners are the sockets to serve SIP on. At least one.
+	Listeners []Listener
+	// TLS is the server certificate configuration for "tls" listeners,
+	// and the client configuration for outgoing TLS.
+	TLS *tls.Config
+	// Manager owns the session descriptions. Required.
+	Manager *sdp.Manager
+	// Host is the host name written in conference URIs (sip:NAME@Host).
+	// Empty means the address of the first listener.
+	Host string
+	// RingTimeout is how long an invitation may ring before mcc sends
+	// CANCEL. Zero means 30 s.
+	RingTimeout time.Duration
+	// Fanout bounds the re-INVITEs and invitations in flight at once.
+	// Zero means 64.
+	Fanout int
+	// MaxRedirects bounds the 3xx responses an invitation follows. Zero
+	// means 3.
+	MaxRedirects int
+	// Credentials answer digest challenges to outgoing INVITEs; nil means
+	// a challenge fails the invitation.
+	Credentials *Credentials
+	// UnicastOffer says what to do with a dial-in whose offer has no
+	// multicast stream: OfferReinvite (the zero value) answers with every
+	// stream rejected and re-INVITEs with the session's streams;
+	// RejectUnicast answers 488 with a Warning.
+	UnicastOffer UnicastPolicy
+	// Logger receives the controller's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// UnicastPolicy is what a dial-in with a unicast-only offer gets.
+type UnicastPolicy int
+
+// The unicast policies.
+const (
+	OfferReinvite UnicastPolicy = iota
+	RejectUnicast
+)
+
+// Controller is mcc's SIP endpoint: one user agent, client and server, that
+// invites participants into multicast sessions, accepts dial-in to
+// conference URIs and changes everyone's media by re-INVITE.
+type Controller struct {
+	cfg Config
+	log *slog.Logger
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	// clients by transport and family: UDP requests leave from the
+	// listener's own socket, so signalling is symmetric.
+	clients map[string]*sipgo.Client
+
+	listeners []closer
+	addrs     []Listener // bound addresses
+	wg        sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	sem       chan struct{}
+
+	mu          sync.Mutex // guards the fields below
+	conferences map[string]*Conference
+	dialogs     map[dialogKey]*dialog
+	byCallID    map[string]*participantRef
+	closed      bool
+}
+
+type closer interface{ Close() error }
+
+type participantRef struct {
+	conf *Conference
+	p    *participant
+}
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("conference: controller closed")
+
+// New binds the listeners and starts serving. Close stops it.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Manager == nil {
+		return nil, errors.New("conference: Config.Manager is required")
+	}
+	if len(cfg.Listeners) == 0 {
+		return nil, errors.New("conference: at least one listener is required")
+	}
+	if cfg.RingTimeout == 0 {
+		cfg.RingTimeout = 30 * time.Second
+	}
+	if cfg.Fanout == 0 {
+		cfg.Fanout = 64
+	}
+	if cfg.MaxRedirects == 0 {
+		cfg.MaxRedirects = 3
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "conference")
+	c := &Controller{
+		cfg: cfg, log: log,
+		conferences: map[string]*Conference{},
+		dialogs:     map[dialogKey]*dialog{},
+		byCallID:    map[string]*participantRef{},
+		clients:     map[string]*sipgo.Client{},
+		sem:         make(chan struct{}, cfg.Fanout),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	opts := []sipgo.UserAgentOption{
+		sipgo.WithUserAgent("mcc"),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerUnhandledResponseHandler(c.onStrayResponse),
+			sip.WithTransactionLayerLogger(log.With("layer", "transaction")),
+		),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log.With("layer", "transport"))),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(cfg.TLS))
+	}
+	ua, err := sipgo.NewUA(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("conference: %w", err)
+	}
+	c.ua = ua
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log.With("layer", "server")))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("conference: %w", err)
+	}
+	c.srv = srv
+	srv.OnInvite(c.onInvite)
+	srv.OnAck(c.onAck)
+	srv.OnBye(c.onBye)
+	srv.OnOptions(c.onOptions)
+	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+		// A CANCEL that matches a pending INVITE is answered by sipgo's
+		// transaction layer; one that matches nothing gets 481 (§9.2).
+		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+	})
+	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+		tx.Respond(res)
+	})
+	for _, l := range cfg.Listeners {
+		if err := c.listen(l); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if c.cfg.Host == "" {
+		h, _, _ := net.SplitHostPort(c.addrs[0].Addr)
+		c.cfg.Host = hostForURI(h)
+	}
+	return c, nil
+}
+
+const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+
+func hostForURI(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return h
+}
+
+func (c *Controller) listen(l Listener) error {
+	tr := strings.ToLower(l.Transport)
+	switch tr {
+	case "udp":
+		pc, err := net.ListenPacket("udp", l.Addr)
+		if err != nil {
+			return fmt.Errorf("conference: listen udp %s: %w", l.Addr, err)
+		}
+		return c.serveUDP(pc)
+	case "tcp", "tls":
+		var ln net.Listener
+		var err error
+		if tr == "tls" {
+			if c.cfg.TLS == nil || len(c.cfg.TLS.Certificates) == 0 && c.cfg.TLS.GetCertificate == nil {
+				return fmt.Errorf("conference: listen tls %s: no certificate configured", l.Addr)
+			}
+			ln, err = tls.Listen("tcp", l.Addr, c.cfg.TLS)
+		} else {
+			ln, err = net.Listen("tcp", l.Addr)
+		}
+		if err != nil {
+			return fmt.Errorf("conference: listen %s %s: %w", tr, l.Addr, err)
+		}
+		c.listeners = append(c.listeners, ln)
+		c.addrs = append(c.addrs, Listener{Transport: tr, Addr: ln.Addr().String()})
+		serve := c.srv.ServeTCP
+		if tr == "tls" {
+			serve = c.srv.ServeTLS
+		}
+		c.wg.Go(func() { serve(ln) })
+		if _, ok := c.clients[tr]; !ok {
+			cl, err := sipgo.NewClient(c.ua, sipgo.WithClientLogger(c.log.With("layer", "client")))
+			if err != nil {
+				return err
+			}
+			c.clients[tr] = cl
+		}
+		return nil
+	}
+	return fmt.Errorf("conference: transport %q: want udp, tcp or tls", l.Transport)
+}
+
+// ServeUDP serves SIP on a packet connection the caller opened, such as
+// one that drops or duplicates packets in a test.
+func (c *Controller) serveUDP(pc net.PacketConn) error {
+	c.listeners = append(c.listeners, pc)
+	addr := pc.LocalAddr().String()
+	c.addrs = append(c.addrs, Listener{Transport: "udp", Addr: addr})
+	c.wg.Go(func() { c.srv.ServeUDP(pc) })
+	// Requests leave from this socket: wait until sipgo has it in its pool,
+	// or the first one would try to bind the address again.
+	for i := 0; ; i++ {
+		if conn, _ := c.ua.TransportLayer().GetConnection("udp", addr); conn != nil {
+			break
+		}
+		if i == 1000 {
+			return fmt.Errorf("conference: udp listener %s did not start", addr)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fam := familyOf(addr)
+	key := "udp" + fam
+	if _, ok := c.clients[key]; !ok {
+		cl, err := sipgo.NewClient(c.ua, sipgo.WithClientConnectionAddr(addr), sipgo.WithClientLogger(c.log.With("layer", "client")))
+		if err != nil {
+			return err
+		}
+		c.clients[key] = cl
+	}
+	return nil
+}
+
+func familyOf(hostport string) string {
+	h, _, _ := net.SplitHostPort(hostport)
+	if a, err := netip.ParseAddr(h); err == nil && a.Is6() && !a.Is4In6() {
+		return "6"
+	}
+	return "4"
+}
+
+// Addrs returns the bound listeners, with the ports picked for port 0.
+func (c *Controller) Addrs() []Listener { return append([]Listener(nil), c.addrs...) }
+
+// Close ends every dialog without signalling (conferences live on until
+// they are deleted), stops the listeners and waits for every goroutine.
+func (c *Controller) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	for _, l := range c.listeners {
+		l.Close()
+	}
+	c.wg.Wait()
+	if c.ua != nil {
+		c.ua.Close()
+	}
+	return nil
+}
+
+// goOwned runs f as a goroutine the controller owns and waits for on
+// Close; after Close it runs nothing and returns false.
+func (c *Controller) goOwned(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Go(f)
+	return true
+}
+
+// client returns the client for a transport and the family of the
+// destination host.
+func (c *Controller) client(transport, host string) (*sipgo.Client, error) {
+	tr := strings.ToLower(transport)
+	key := tr
+	if tr == "udp" {
+		key = "udp4"
+		if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Is6() {
+			key = "udp6"
+		}
+	}
+	cl, ok := c.clients[key]
+	if !ok {
+		return nil, fmt.Errorf("conference: no %s listener to send from (to %s)", strings.ToUpper(key), host)
+	}
+	return cl, nil
+}
+
+// contact returns our Contact for a transport and the family of the
+// destination host.
+func (c *Controller) contact(user, transport, host string) *sip.ContactHeader {
+	tr := strings.ToLower(transport)
+	want6 := false
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Is6() {
+		want6 = true
+	}
+	var pick *Listener
+	for i, l := range c.addrs {
+		if l.Transport != tr {
+			continue
+		}
+		if pick == nil || (familyOf(l.Addr) == "6") == want6 {
+			pick = &c.addrs[i]
+			if (familyOf(l.Addr) == "6") == want6 {
+				break
+			}
+		}
+	}
+	if pick == nil {
+		pick = &c.addrs[0]
+	}
+	h, p, _ := net.SplitHostPort(pick.Addr)
+	u := sip.Uri{Scheme: "sip", User: user, Host: hostForURI(h), UriParams: sip.NewParams()}
+	fmtPort(&u, p)
+	if pick.Transport != "udp" {
+		u.UriParams.Add("transport", pick.Transport)
+	}
+	if pick.Transport == "tls" {
+		u.UriParams.Remove("transport")
+		u.UriParams.Add("transport", "tls")
+	}
+	return &sip.ContactHeader{Address: u}
+}
+
+func fmtPort(u *sip.Uri, p string) {
+	var n int
+	fmt.Sscan(p, &n)
+	u.Port = n
+}

@@ -1,0 +1,115 @@
+package conference
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+// dialog is one SIP dialog with a participant (RFC 3261 §12): its
+// identifiers, both CSeq spaces, the route set and remote target, and the
+// offer/answer state. sipgo hands each message to its own goroutine, so
+// every field sits behind mu and requests of one dialog are ordered by it.
+type dialog struct {
+	callID    string
+	owner     bool // we sent the INVITE that made it, so we own the Call-ID (§14.1)
+	transport string
+
+	mu           sync.Mutex // guards the fields below
+	local        sip.Uri    // our address (From when we send)
+	localTag     string
+	remote       sip.Uri // their address (To when we send)
+	remoteTag    string
+	localCSeq    uint32
+	remoteCSeq   uint32 // 0 until they send an in-dialog request (sipgo#187: tracked here, not by sipgo)
+	remoteTarget sip.Uri
+	routeSet     []sip.Uri
+	// offer/answer
+	offered  *sdp.Session  // the last description we sent that the participant accepted
+	version  uint64        // o= version of the last description we sent in this dialog
+	inviteTx bool          // our INVITE (initial or re-INVITE) is in progress
+	inviteRx bool          // an INVITE of theirs is in progress: answered but not ACKed
+	rxCSeq   uint32        // CSeq of that INVITE
+	acked    chan struct{} // closed by the ACK of their INVITE
+	ackReq   *sip.Request  // that ACK
+	// lastACK is the ACK we sent for our latest 2xx, sent again when the
+	// 2xx is retransmitted (§13.2.2.4).
+	lastACK     *sip.Request
+	lastACKCSeq uint32
+	ended       bool
+}
+
+func (d *dialog) key() dialogKey { return dialogKey{d.callID, d.localTag, d.remoteTag} }
+
+type dialogKey struct{ callID, localTag, remoteTag string }
+
+// newRequest builds an in-dialog request (§12.2.1.1): Request-URI is the
+// remote target, Route is the route set (loose routing), From/To carry our
+// tags, and CSeq is our next one unless the method is ACK or CANCEL.
+// Called with d.mu held.
+func (d *dialog) newRequestLocked(method sip.RequestMethod, contact *sip.ContactHeader, cseq uint32) *sip.Request {
+	req := sip.NewRequest(method, d.remoteTarget)
+	req.SetTransport(d.transport)
+	from := &sip.FromHeader{Address: d.local, Params: sip.NewParams()}
+	from.Params.Add("tag", d.localTag)
+	to := &sip.ToHeader{Address: d.remote, Params: sip.NewParams()}
+	to.Params.Add("tag", d.remoteTag)
+	callID := sip.CallIDHeader(d.callID)
+	if cseq == 0 {
+		d.localCSeq++
+		cseq = d.localCSeq
+	}
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
+	req.AppendHeader(&mf)
+	for _, r := range d.routeSet {
+		req.AppendHeader(&sip.RouteHeader{Address: r})
+	}
+	if contact != nil {
+		req.AppendHeader(contact.Clone())
+	}
+	return req
+}
+
+// nextOffer returns the session's description as the next offer of this
+// dialog: the session's origin with this dialog's own version, one above
+// the last it sent (RFC 3264 §8). Called with d.mu held.
+func (d *dialog) nextOfferLocked(s *sdp.Session) *sdp.Session {
+	o := s.Clone()
+	d.version++
+	o.Origin.Version = d.version
+	return o
+}
+
+// checkRemoteCSeq applies §12.2.2: a request with a CSeq lower than or
+// equal to the last one is out of order. Called with d.mu held.
+func (d *dialog) checkRemoteCSeqLocked(req *sip.Request) error {
+	c := req.CSeq()
+	if c == nil {
+		return fmt.Errorf("no CSeq")
+	}
+	if d.remoteCSeq != 0 && c.SeqNo <= d.remoteCSeq {
+		return fmt.Errorf("CSeq %d is not above %d", c.SeqNo, d.remoteCSeq)
+	}
+	d.remoteCSeq = c.SeqNo
+	return nil
+}
+
+// refreshTarget takes a new remote target from a Contact (§12.2, target
+// refresh). Called with d.mu held.
+func (d *dialog) refreshTargetLocked(m sip.Message) {
+	if h := m.GetHeaders("Contact"); len(h) > 0 {
+		if c, ok := h[0].(*sip.ContactHeader); ok {
+			d.remoteTarget = *c.Address.Clone()
+		}
+	}
+}
+
+func cseqString(n uint32) string { return strconv.FormatUint(uint64(n), 10) }

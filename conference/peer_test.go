@@ -1,0 +1,216 @@
+package conference
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+// peer is a participant made directly on sipgo: it answers INVITEs with
+// answerFn (by default it accepts every stream, RFC 3264 §6.2) and records
+// what it got.
+type peer struct {
+	t         testing.TB
+	ua        *sipgo.UserAgent
+	srv       *sipgo.Server
+	cl        *sipgo.Client
+	transport string
+	addr      string // host:port it listens on
+	tag       string
+
+	mu       sync.Mutex
+	invites  []*sip.Request
+	acks     []*sip.Request
+	byes     []*sip.Request
+	answerFn func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session)
+	version  uint64
+}
+
+func newPeer(t testing.TB, transport, host string, tlsConf *tls.Config) *peer {
+	t.Helper()
+	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent("peer")}
+	if tlsConf != nil {
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(tlsConf))
+	}
+	ua, err := sipgo.NewUA(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := sipgo.NewServer(ua)
+	p := &peer{t: t, ua: ua, srv: srv, transport: transport, tag: sip.GenerateTagN(8)}
+	t.Cleanup(func() { ua.Close() })
+	srv.OnInvite(p.onInvite)
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.mu.Lock()
+		p.acks = append(p.acks, req)
+		p.mu.Unlock()
+	})
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.mu.Lock()
+		p.byes = append(p.byes, req)
+		p.mu.Unlock()
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	switch transport {
+	case "udp":
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.addr = pc.LocalAddr().String()
+		go srv.ServeUDP(pc)
+		t.Cleanup(func() { pc.Close() })
+		for i := 0; i < 1000; i++ {
+			if conn, _ := ua.TransportLayer().GetConnection("udp", p.addr); conn != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		p.cl, _ = sipgo.NewClient(ua, sipgo.WithClientConnectionAddr(p.addr))
+	case "tcp", "tls":
+		var ln net.Listener
+		var err error
+		if transport == "tls" {
+			ln, err = tls.Listen("tcp", net.JoinHostPort(host, "0"), tlsConf)
+		} else {
+			ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.addr = ln.Addr().String()
+		if transport == "tls" {
+			go srv.ServeTLS(ln)
+		} else {
+			go srv.ServeTCP(ln)
+		}
+		t.Cleanup(func() { ln.Close() })
+		p.cl, _ = sipgo.NewClient(ua)
+	}
+	return p
+}
+
+// uri is the peer's address as a participant.
+func (p *peer) uri() string {
+	h, port, _ := net.SplitHostPort(p.addr)
+	u := fmt.Sprintf("sip:alice@%s:%s", hostForURI(h), port)
+	if p.transport != "udp" {
+		u += ";transport=" + p.transport
+	}
+	return u
+}
+
+func (p *peer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	p.mu.Lock()
+	p.invites = append(p.invites, req)
+	fn := p.answerFn
+	p.mu.Unlock()
+	offer, err := sdp.Parse(req.Body())
+	if err != nil {
+		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad SDP", nil))
+		return
+	}
+	code, answer := 200, (*sdp.Session)(nil)
+	if fn != nil {
+		code, answer = fn(req, offer)
+	}
+	if code == 200 && answer == nil {
+		p.mu.Lock()
+		p.version++
+		answer = sdp.Answer(offer, sdp.Origin{Username: "alice", SessionID: 42, Version: p.version, Host: "alice.example"})
+		p.mu.Unlock()
+	}
+	var body []byte
+	if answer != nil {
+		body, _ = answer.Marshal()
+	}
+	res := sip.NewResponseFromRequest(req, code, statusText(code), body)
+	if _, ok := res.To().Params.Get("tag"); !ok {
+		res.To().Params.Add("tag", p.tag)
+	}
+	h, port, _ := net.SplitHostPort(p.addr)
+	contact := sip.Uri{Scheme: "sip", User: "alice", Host: hostForURI(h), UriParams: sip.NewParams()}
+	fmtPort(&contact, port)
+	if p.transport != "udp" {
+		contact.UriParams.Add("transport", p.transport)
+	}
+	res.AppendHeader(&sip.ContactHeader{Address: contact})
+	if body != nil {
+		ct := sip.ContentTypeHeader("application/sdp")
+		res.AppendHeader(&ct)
+	}
+	tx.Respond(res)
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 486:
+		return "Busy Here"
+	case 491:
+		return "Request Pending"
+	}
+	return "Status"
+}
+
+func (p *peer) counts() (invites, acks, byes int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.invites), len(p.acks), len(p.byes)
+}
+
+func (p *peer) lastInvite() *sip.Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.invites[len(p.invites)-1]
+}
+
+// eventually polls f until it holds or 10 s pass.
+func eventually(t testing.TB, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitState(t testing.TB, c *Controller, conf, id string, want State) Participant {
+	t.Helper()
+	var got Participant
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen: %+v", got)
+		}
+	}()
+	eventually(t, fmt.Sprintf("participant %s to be %v", id, want), func() bool {
+		ps, _ := c.Participants(conf)
+		for _, p := range ps {
+			if p.ID == id {
+				got = p
+				return p.State == want
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,603 @@
+package conference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+// udpLimit is the largest message mcc sends over UDP; a larger one goes
+// over TCP (RFC 3261 §18.1.1 says 200 bytes under the path MTU; sipgo
+// refuses more than 1300).
+const udpLimit = 1300
+
+// Invite invites each URI into conference name. It returns at once with
+// the new participants; their invitations go on in the background, at most
+// Config.Fanout at a time, and Participants shows how they end.
+func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return nil, err
+	}
+	var targets []sip.Uri
+	for _, s := range uris {
+		u, err := parseTarget(s)
+		if err != nil {
+			return nil, err
+		}
+		var uri sip.Uri
+		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" {
+			return nil, fmt.Errorf("%w: %q", ErrBadURI, s)
+		}
+		targets = append(targets, uri)
+	}
+	var out []Participant
+	for i, t := range targets {
+		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now()}
+		conf.mu.Lock()
+		conf.participants = append(conf.participants, p)
+		conf.mu.Unlock()
+		out = append(out, p.snapshot())
+		if !c.goOwned(func() { c.dialOut(conf, p, t) }) {
+			p.set(Failed, 0, "controller closed")
+		}
+	}
+	return out, nil
+}
+
+func newID() string { return sip.GenerateTagN(10) }
+
+// acquire takes a fan-out slot.
+func (c *Controller) acquire(ctx context.Context) bool {
+	select {
+	case c.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *Controller) release() { <-c.sem }
+
+func uriTransport(u sip.Uri) string {
+	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
+		return strings.ToUpper(v)
+	}
+	if u.IsEncrypted() {
+		return "TLS"
+	}
+	return "UDP"
+}
+
+// pickTransport moves a request too large for UDP to TCP when mcc listens
+// on TCP.
+func (c *Controller) pickTransport(req *sip.Request, tr string) string {
+	if tr == "UDP" && len(req.String()) > udpLimit {
+		if _, ok := c.clients["tcp"]; ok {
+			return "TCP"
+		}
+	}
+	return tr
+}
+
+// dialOut runs one invitation to its end.
+func (c *Controller) dialOut(conf *Conference, p *participant, target sip.Uri) {
+	if !c.acquire(c.ctx) {
+		return
+	}
+	defer c.release()
+	for redirects := 0; ; redirects++ {
+		next, err := c.inviteOnce(conf, p, target)
+		if err != nil {
+			p.set(Failed, 0, err.Error())
+			return
+		}
+		if next == nil {
+			return
+		}
+		if redirects >= c.cfg.MaxRedirects {
+			p.set(Failed, 0, fmt.Sprintf("more than %d redirections", c.cfg.MaxRedirects))
+			return
+		}
+		target = *next
+	}
+}
+
+// inviteOnce sends one INVITE and follows it to its final response. It
+// returns the next target for a 3xx.
+func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri) (*sip.Uri, error) {
+	conf.mu.Lock()
+	desc, gen := conf.desc.Clone(), conf.generation
+	conf.mu.Unlock()
+
+	d := &dialog{callID: sip.GenerateTagN(20) + "@mcc", owner: true, localTag: sip.GenerateTagN(10), localCSeq: 1, acked: make(chan struct{})}
+	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
+	d.remote = sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}
+	d.remoteTarget = target
+	offer := d.nextOfferLocked(desc)
+	body, err := offer.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	tr := uriTransport(target)
+	req := c.newInvite(d, target, tr, body)
+	if t := c.pickTransport(req, tr); t != tr {
+		tr = t
+		req = c.newInvite(d, target, tr, body)
+	}
+	d.transport = tr
+	cl, err := c.client(tr, target.Host)
+	if err != nil {
+		return nil, err
+	}
+	c.track(d, conf, p)
+	p.mu.Lock()
+	p.dlg = d
+	p.mu.Unlock()
+
+	ringCtx, stopRing := context.WithTimeout(c.ctx, c.cfg.RingTimeout)
+	defer stopRing()
+	tx, err := cl.TransactionRequest(c.ctx, req)
+	if err != nil {
+		c.untrack(d)
+		return nil, fmt.Errorf("send INVITE: %w", err)
+	}
+	defer tx.Terminate()
+	authed, cancelled := false, false
+	for {
+		select {
+		case <-ringCtx.Done():
+			if !cancelled && c.ctx.Err() == nil {
+				cancelled = true
+				c.sendCancel(cl, req)
+			}
+			ringCtx = context.Background() // wait for the 487 now
+		case <-tx.Done():
+			c.untrack(d)
+			if cancelled {
+				p.set(Failed, sip.StatusRequestTimeout, "no answer before the ring timeout")
+				return nil, nil
+			}
+			return nil, fmt.Errorf("INVITE: %w", tx.Err())
+		case res := <-tx.Responses():
+			switch {
+			case res.StatusCode < 200:
+				if res.StatusCode > 100 {
+					p.set(Ringing, res.StatusCode, "")
+				}
+				continue
+			case res.StatusCode < 300:
+				c.established(conf, p, d, cl, tx, req, res, offer, gen)
+				return nil, nil
+			case res.StatusCode < 400:
+				c.untrack(d)
+				if h := res.Contact(); h != nil {
+					next := *h.Address.Clone()
+					return &next, nil
+				}
+				return nil, fmt.Errorf("%d without a Contact", res.StatusCode)
+			case (res.StatusCode == 401 || res.StatusCode == 407) && !authed && c.cfg.Credentials != nil:
+				authed = true
+				tx.Terminate()
+				tx, err = cl.TransactionDigestAuth(c.ctx, req, res, sipgo.DigestAuth{Username: c.cfg.Credentials.Username, Password: c.cfg.Credentials.Password})
+				if err != nil {
+					c.untrack(d)
+					return nil, fmt.Errorf("digest: %w", err)
+				}
+				d.mu.Lock()
+				d.localCSeq = req.CSeq().SeqNo
+				d.mu.Unlock()
+				continue
+			default:
+				c.untrack(d)
+				state := Declined
+				if res.StatusCode == sip.StatusRequestTimeout || (cancelled && res.StatusCode == sip.StatusRequestTerminated) {
+					state = Failed
+				}
+				p.set(state, res.StatusCode, res.Reason)
+				return nil, nil
+			}
+		}
+	}
+}
+
+func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte) *sip.Request {
+	req := sip.NewRequest(sip.INVITE, target)
+	req.SetTransport(tr)
+	from := &sip.FromHeader{Address: d.local, Params: sip.NewParams()}
+	from.Params.Add("tag", d.localTag)
+	callID := sip.CallIDHeader(d.callID)
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: d.remote, Params: sip.NewParams()})
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.localCSeq, MethodName: sip.INVITE})
+	req.AppendHeader(&mf)
+	req.AppendHeader(c.contact(d.local.User, tr, target.Host))
+	req.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(body)
+	return req
+}
+
+// sendCancel cancels a pending INVITE (§9.1): same Request-URI, Call-ID,
+// From, To, CSeq number and top Via.
+func (c *Controller) sendCancel(cl *sipgo.Client, inv *sip.Request) {
+	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	req.SetTransport(inv.Transport())
+	req.AppendHeader(inv.Via().Clone())
+	for _, name := range []string{"From", "To", "Call-ID", "Route"} {
+		for _, h := range inv.GetHeaders(name) {
+			req.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.SetBody(nil)
+	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
+	defer cancel()
+	if res, err := cl.Do(ctx, req); err != nil {
+		c.log.Warn("CANCEL", "call_id", inv.CallID().Value(), "err", err)
+	} else if res.StatusCode >= 300 {
+		c.log.Warn("CANCEL refused", "call_id", inv.CallID().Value(), "status", res.StatusCode)
+	}
+}
+
+// established handles the 2xx of a dial-out INVITE: the dialog is made,
+// ACKed, and the answer checked.
+func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl *sipgo.Client, tx sip.ClientTransaction, req *sip.Request, res *sip.Response, offer *sdp.Session, gen uint64) {
+	d.mu.Lock()
+	d.remoteTag, _ = res.To().Params.Get("tag")
+	d.refreshTargetLocked(res)
+	d.routeSet = nil
+	rr := res.GetHeaders("Record-Route")
+	for i := len(rr) - 1; i >= 0; i-- { // the UAC's route set is the reverse (§12.1.2)
+		if h, ok := rr[i].(*sip.RecordRouteHeader); ok {
+			d.routeSet = append(d.routeSet, *h.Address.Clone())
+		}
+	}
+	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
+	d.lastACK, d.lastACKCSeq = ack, req.CSeq().SeqNo
+	d.mu.Unlock()
+	c.retrack(d)
+	c.sendACK(cl, ack)
+	tx.OnRetransmission(func(r *sip.Response) {
+		if r.IsSuccess() {
+			c.sendACK(cl, ack.Clone())
+		}
+	})
+	c.applyAnswer(conf, p, d, offer, res.Body(), gen, true)
+}
+
+func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {
+	if err := cl.WriteRequest(ack); err != nil {
+		c.log.Warn("ACK", "call_id", ack.CallID().Value(), "err", err)
+	}
+}
+
+// applyAnswer checks a participant's answer to an offer of this dialog.
+// Streams whose answer breaks a rule count as declined; the participant is
+// told by a re-INVITE that offers them at port 0, or by BYE when nothing
+// is left.
+func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, offer *sdp.Session, body []byte, gen uint64, initial bool) {
+	answer, err := sdp.Parse(body)
+	var res []sdp.StreamResult
+	if err == nil {
+		res, err = sdp.CheckAnswer(offer, answer)
+	}
+	if res == nil {
+		c.hangUp(d, p, Failed, fmt.Sprintf("unacceptable answer: %v", err))
+		return
+	}
+	accepted, invalid := 0, 0
+	states := make([]sdp.StreamState, len(res))
+	p.mu.Lock()
+	if p.rejected == nil {
+		p.rejected = map[int]bool{}
+	}
+	for i, r := range res {
+		states[i] = r.State
+		switch r.State {
+		case sdp.StreamAccepted:
+			accepted++
+		case sdp.StreamInvalid:
+			invalid++
+			p.rejected[i] = true
+		}
+	}
+	p.streams, p.version, p.generation = states, offer.Origin.Version, gen
+	p.mu.Unlock()
+	d.mu.Lock()
+	d.offered = offer
+	d.mu.Unlock()
+	if accepted == 0 {
+		reason := "declined every stream"
+		state := Declined
+		if invalid > 0 {
+			reason, state = fmt.Sprintf("unacceptable answer: %v", err), Failed
+		}
+		c.hangUp(d, p, state, reason)
+		return
+	}
+	if initial {
+		p.set(Joined, 200, "")
+	}
+	if invalid > 0 {
+		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
+		if !c.goOwned(func() { c.update(conf, p) }) {
+			return
+		}
+	}
+}
+
+// offerFor is the description offered to one participant: the
+// conference's, with the streams that participant answered wrongly at
+// port 0.
+func offerFor(desc *sdp.Session, p *participant) *sdp.Session {
+	o := desc.Clone()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.rejected {
+		if i < len(o.Media) && o.Media[i].Port != 0 {
+			o.RemoveMedia(i)
+		}
+	}
+	return o
+}
+
+// hangUp ends a dialog with BYE and records why.
+func (c *Controller) hangUp(d *dialog, p *participant, s State, reason string) {
+	c.sendBye(d)
+	p.set(s, 0, reason)
+}
+
+// sendBye sends BYE in dialog d and forgets it.
+func (c *Controller) sendBye(d *dialog) error {
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return nil
+	}
+	d.ended = true
+	req := d.newRequestLocked(sip.BYE, nil, 0)
+	host := d.remoteTarget.Host
+	d.mu.Unlock()
+	defer c.untrack(d)
+	cl, err := c.client(d.transport, host)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
+	defer cancel()
+	res, err := cl.Do(ctx, req)
+	if err != nil {
+		return fmt.Errorf("BYE: %w", err)
+	}
+	if !res.IsSuccess() && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
+		return fmt.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
+	}
+	return nil
+}
+
+// errGlare is a 491 to our re-INVITE.
+var errGlare = errors.New("491 Request Pending")
+
+// update brings one participant to the conference's current description by
+// re-INVITE (RFC 3264 §8). It retries after 491 as §14.1 says, while the
+// change is still the latest, and records the result.
+func (c *Controller) update(conf *Conference, p *participant) {
+	for attempt := 0; attempt < 6; attempt++ {
+		err := c.reinviteOnce(conf, p)
+		if !errors.Is(err, errGlare) {
+			if err != nil {
+				c.log.Info("re-INVITE", "conference", conf.name, "participant", p.uri, "err", err)
+			}
+			return
+		}
+		p.mu.Lock()
+		d := p.dlg
+		p.mu.Unlock()
+		// §14.1: 2.1-4 s when we own the Call-ID, 0-2 s otherwise, in
+		// units of 10 ms.
+		wait := time.Duration(rand.IntN(200)) * 10 * time.Millisecond
+		if d != nil && d.owner {
+			wait = 2100*time.Millisecond + time.Duration(rand.IntN(190))*10*time.Millisecond
+		}
+		select {
+		case <-time.After(wait):
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// reinviteOnce sends one re-INVITE with the conference's current
+// description, unless the participant has it already.
+func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
+	p.mu.Lock()
+	d, state, have := p.dlg, p.state, p.generation
+	p.mu.Unlock()
+	if d == nil || state != Joined {
+		return nil
+	}
+	conf.mu.Lock()
+	desc, gen := conf.desc.Clone(), conf.generation
+	conf.mu.Unlock()
+	if have == gen && !c.hasRejectedActive(desc, p) {
+		return nil
+	}
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return nil
+	}
+	if d.inviteTx || d.inviteRx {
+		d.mu.Unlock()
+		return errGlare // one INVITE transaction per dialog (§14.1); try again later
+	}
+	d.inviteTx = true
+	offer := d.nextOfferLocked(offerFor(desc, p))
+	body, err := offer.Marshal()
+	if err != nil {
+		d.inviteTx = false
+		d.mu.Unlock()
+		return err
+	}
+	req := d.newRequestLocked(sip.INVITE, c.contact(d.local.User, d.transport, d.remoteTarget.Host), 0)
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(body)
+	if tr := c.pickTransport(req, strings.ToUpper(d.transport)); tr != strings.ToUpper(d.transport) {
+		req.SetTransport(tr)
+		req.RemoveHeader("Contact")
+		req.AppendHeader(c.contact(d.local.User, tr, d.remoteTarget.Host))
+	}
+	host := d.remoteTarget.Host
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.inviteTx = false
+		d.mu.Unlock()
+	}()
+	cl, err := c.client(req.Transport(), host)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1)
+	defer cancel()
+	tx, err := cl.TransactionRequest(ctx, req)
+	if err != nil {
+		return fmt.Errorf("send re-INVITE: %w", err)
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case <-tx.Done():
+			// No final response: the dialog is over (§14.1).
+			c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %v", tx.Err()))
+			return tx.Err()
+		case <-ctx.Done():
+			c.endDialog(d, p, Failed, "re-INVITE timed out")
+			return ctx.Err()
+		case res := <-tx.Responses():
+			switch {
+			case res.StatusCode < 200:
+				continue
+			case res.StatusCode < 300:
+				d.mu.Lock()
+				d.refreshTargetLocked(res)
+				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
+				d.lastACK, d.lastACKCSeq = ack, req.CSeq().SeqNo
+				d.mu.Unlock()
+				c.sendACK(cl, ack)
+				tx.OnRetransmission(func(r *sip.Response) {
+					if r.IsSuccess() {
+						c.sendACK(cl, ack.Clone())
+					}
+				})
+				c.applyAnswer(conf, p, d, offer, res.Body(), gen, false)
+				return nil
+			case res.StatusCode == sip.StatusRequestPending:
+				return errGlare
+			case res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout:
+				c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %d %s", res.StatusCode, res.Reason))
+				return nil
+			default:
+				// The session stays as it was for this participant (§14.1).
+				p.mu.Lock()
+				p.status, p.reason = res.StatusCode, "re-INVITE refused: "+res.Reason
+				p.mu.Unlock()
+				return nil
+			}
+		}
+	}
+}
+
+func (c *Controller) hasRejectedActive(desc *sdp.Session, p *participant) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.dlg
+	if d == nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.offered == nil {
+		return false
+	}
+	for i := range p.rejected {
+		if i < len(d.offered.Media) && d.offered.Media[i].Port != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// endDialog forgets a dialog that is over without a BYE of ours.
+func (c *Controller) endDialog(d *dialog, p *participant, s State, reason string) {
+	d.mu.Lock()
+	d.ended = true
+	d.mu.Unlock()
+	c.untrack(d)
+	p.set(s, 0, reason)
+}
+
+// onStrayResponse gets responses no transaction matches, such as a 2xx
+// retransmitted after the INVITE transaction ended: it ACKs them again
+// (§13.2.2.4).
+func (c *Controller) onStrayResponse(res *sip.Response) {
+	if !res.IsSuccess() || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
+		return
+	}
+	fromTag, _ := res.From().Params.Get("tag")
+	toTag, _ := res.To().Params.Get("tag")
+	c.mu.Lock()
+	d := c.dialogs[dialogKey{res.CallID().Value(), fromTag, toTag}]
+	c.mu.Unlock()
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	ack := d.lastACK
+	match := ack != nil && d.lastACKCSeq == res.CSeq().SeqNo
+	host := d.remoteTarget.Host
+	d.mu.Unlock()
+	if !match {
+		return
+	}
+	if cl, err := c.client(ack.Transport(), host); err == nil {
+		c.sendACK(cl, ack.Clone())
+	}
+}
+
+// track registers a dialog whose remote tag is not known yet by Call-ID.
+func (c *Controller) track(d *dialog, conf *Conference, p *participant) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byCallID[d.callID] = &participantRef{conf, p}
+}
+
+// retrack files a dialog under its full key once both tags are known.
+func (c *Controller) retrack(d *dialog) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dialogs[d.key()] = d
+}
+
+func (c *Controller) untrack(d *dialog) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.dialogs, d.key())
+	delete(c.byCallID, d.callID)
+}

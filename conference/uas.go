@@ -1,0 +1,551 @@
+package conference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	tx.Respond(res)
+}
+
+func warning(text string) sip.Header {
+	// Warning: 399 mcc "..." (RFC 3261 §20.43); quotes in the text go.
+	return sip.NewHeader("Warning", `399 mcc "`+strings.ReplaceAll(text, `"`, `'`)+`"`)
+}
+
+// lookup finds the dialog of an in-dialog request: our tag is in To, theirs
+// in From.
+func (c *Controller) lookup(req *sip.Request) *dialog {
+	toTag, _ := req.To().Params.Get("tag")
+	fromTag, _ := req.From().Params.Get("tag")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dialogs[dialogKey{req.CallID().Value(), toTag, fromTag}]
+}
+
+func (c *Controller) participantOf(d *dialog) (*Conference, *participant) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byCallID[d.callID]; r != nil {
+		return r.conf, r.p
+	}
+	return nil, nil
+}
+
+func (c *Controller) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil {
+		respond(tx, req, sip.StatusBadRequest, "Bad Request", warning("missing Call-ID, From, To or CSeq"))
+		return
+	}
+	if _, ok := req.To().Params.Get("tag"); ok {
+		d := c.lookup(req)
+		if d == nil {
+			respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			return
+		}
+		c.onReinvite(d, req, tx)
+		return
+	}
+	c.onDialIn(req, tx)
+}
+
+// onDialIn handles an INVITE to a conference URI.
+func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
+	conf, err := c.conference(req.Recipient.User)
+	if err != nil {
+		respond(tx, req, sip.StatusNotFound, "Not Found", warning("no conference "+req.Recipient.User))
+		return
+	}
+	if ok, challenge := c.admit(conf, req); !ok {
+		if challenge != nil {
+			respond(tx, req, sip.StatusUnauthorized, "Unauthorized", challenge)
+		} else {
+			respond(tx, req, sip.StatusForbidden, "Forbidden", warning("not on the conference's access list"))
+		}
+		return
+	}
+	var offer *sdp.Session
+	if len(req.Body()) > 0 {
+		if offer, err = sdp.Parse(req.Body()); err != nil {
+			respond(tx, req, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+			return
+		}
+	}
+	conf.mu.Lock()
+	desc, gen := conf.desc.Clone(), conf.generation
+	conf.mu.Unlock()
+
+	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{})}
+	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
+	d.remote = *req.From().Address.Clone()
+	d.remoteTag, _ = req.From().Params.Get("tag")
+	d.remoteCSeq = req.CSeq().SeqNo
+	d.rxCSeq = req.CSeq().SeqNo
+	d.inviteRx = true
+	d.refreshTargetLocked(req)
+	if d.remoteTarget.Host == "" {
+		d.remoteTarget = d.remote
+	}
+	for _, h := range req.GetHeaders("Record-Route") { // the UAS keeps their order (§12.1.1)
+		if rr, ok := h.(*sip.RecordRouteHeader); ok {
+			d.routeSet = append(d.routeSet, *rr.Address.Clone())
+		}
+	}
+	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d}
+
+	var answer *sdp.Session // nil: we offer in the 2xx
+	var ourOffer *sdp.Session
+	reinvite := false
+	switch {
+	case offer == nil:
+		ourOffer = d.nextOfferLocked(desc)
+	case hasMulticast(offer):
+		// A multicast offer is acceptable when it is what a participant
+		// would answer to the session's own offer.
+		if _, err := sdp.CheckAnswer(desc, offer); err != nil {
+			respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here",
+				warning("the offer does not match the session's multicast streams: "+err.Error()))
+			return
+		}
+		answer = d.nextOfferLocked(desc)
+	case c.cfg.UnicastOffer == RejectUnicast:
+		respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here",
+			warning("this conference is multicast only: offer its groups, or send an INVITE without SDP"))
+		return
+	default:
+		// Reject every unicast stream, then offer the multicast streams by
+		// re-INVITE once this INVITE is ACKed.
+		answer = rejectAll(offer, desc, d)
+		reinvite = true
+	}
+	conf.mu.Lock()
+	conf.participants = append(conf.participants, p)
+	conf.mu.Unlock()
+	c.track(d, conf, p)
+	c.retrack(d)
+
+	body := ourOffer
+	if body == nil {
+		body = answer
+	}
+	b, err := body.Marshal()
+	if err != nil {
+		c.untrack(d)
+		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	res := c.ok(req, d, b)
+	if err := tx.Respond(res); err != nil {
+		c.untrack(d)
+		p.set(Failed, 0, "could not send 200: "+err.Error())
+		return
+	}
+	if answer != nil {
+		d.mu.Lock()
+		d.offered = answer
+		d.mu.Unlock()
+		p.mu.Lock()
+		p.version, p.generation = answer.Origin.Version, gen
+		if !reinvite {
+			p.streams = make([]sdp.StreamState, len(answer.Media))
+			for i, m := range answer.Media {
+				p.streams[i] = sdp.StreamAccepted
+				if m.Port == 0 {
+					p.streams[i] = sdp.StreamRemoved
+				}
+			}
+		}
+		p.mu.Unlock()
+	}
+	c.goOwned(func() {
+		ack := c.awaitACK(d, res)
+		if ack == nil {
+			c.hangUp(d, p, Failed, "no ACK for the 200")
+			return
+		}
+		if ourOffer != nil {
+			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), gen, true)
+			return
+		}
+		p.set(Joined, 200, "")
+		if reinvite {
+			p.mu.Lock()
+			p.generation = gen - 1 // not the session's streams yet
+			p.mu.Unlock()
+			c.update(conf, p)
+		}
+	})
+}
+
+func hasMulticast(s *sdp.Session) bool {
+	for _, m := range s.Media {
+		if c := s.EffectiveConnection(m); m.Port != 0 && c != nil && c.IsMulticast() {
+			return true
+		}
+	}
+	return false
+}
+
+// rejectAll answers a unicast offer with every stream at port 0 (RFC 3264
+// §6), from the session's origin.
+func rejectAll(offer, desc *sdp.Session, d *dialog) *sdp.Session {
+	a := offer.Clone()
+	a.Origin = desc.Origin
+	d.version++
+	a.Origin.Version = d.version
+	a.Name = desc.Name
+	for _, m := range a.Media {
+		m.Port = 0
+		m.RTPMaps, m.Attributes, m.Bandwidths, m.SourceFilters, m.RTCP = nil, nil, nil, nil, nil
+	}
+	return a
+}
+
+// ok builds the 2xx to an INVITE of dialog d.
+func (c *Controller) ok(req *sip.Request, d *dialog, body []byte) *sip.Response {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", body)
+	if to := res.To(); to != nil {
+		if _, ok := to.Params.Get("tag"); !ok {
+			to.Params.Add("tag", d.localTag)
+		}
+	}
+	res.AppendHeader(c.contact(d.local.User, d.transport, d.remoteTarget.Host))
+	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	ct := sip.ContentTypeHeader("application/sdp")
+	res.AppendHeader(&ct)
+	return res
+}
+
+// awaitACK retransmits a 2xx over UDP, from T1 doubling up to T2, until
+// the ACK comes or 64·T1 passes (§13.3.1.4). It returns the ACK, or nil.
+func (c *Controller) awaitACK(d *dialog, res *sip.Response) *sip.Request {
+	d.mu.Lock()
+	acked := d.acked
+	d.mu.Unlock()
+	reliable := d.transport != "UDP"
+	deadline := time.NewTimer(64 * sip.T1)
+	defer deadline.Stop()
+	interval := sip.T1
+	retransmit := time.NewTimer(interval)
+	defer retransmit.Stop()
+	for {
+		select {
+		case <-acked:
+			d.mu.Lock()
+			ack := d.ackReq
+			d.mu.Unlock()
+			return ack
+		case <-retransmit.C:
+			if !reliable {
+				if err := c.srv.WriteResponse(res); err != nil {
+					c.log.Debug("2xx retransmission", "call_id", d.callID, "err", err)
+				}
+			}
+			interval = min(2*interval, sip.T2)
+			retransmit.Reset(interval)
+		case <-deadline.C:
+			return nil
+		case <-c.ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (c *Controller) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	d := c.lookup(req)
+	if d == nil || req.CSeq() == nil {
+		return // an ACK we cannot place is dropped (§17.2.3 has no response to it)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inviteRx && req.CSeq().SeqNo == d.rxCSeq {
+		d.inviteRx = false
+		d.ackReq = req
+		close(d.acked)
+	}
+}
+
+// onReinvite answers a participant's own re-INVITE (a session refresh or
+// hold) from the current session.
+func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
+	conf, p := c.participantOf(d)
+	d.mu.Lock()
+	if d.ended || conf == nil {
+		d.mu.Unlock()
+		respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if d.inviteTx {
+		d.mu.Unlock()
+		respond(tx, req, sip.StatusRequestPending, "Request Pending") // glare (§14.2)
+		return
+	}
+	if d.inviteRx {
+		d.mu.Unlock()
+		ra := sip.NewHeader("Retry-After", strconv.Itoa(rand.IntN(11)))
+		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", ra, warning("an INVITE of this dialog is still in progress"))
+		return
+	}
+	if err := d.checkRemoteCSeqLocked(req); err != nil {
+		d.mu.Unlock()
+		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", warning(err.Error()))
+		return
+	}
+	d.refreshTargetLocked(req)
+	var body *sdp.Session
+	var ourOffer *sdp.Session
+	if len(req.Body()) > 0 {
+		theirs, err := sdp.Parse(req.Body())
+		if err != nil {
+			d.mu.Unlock()
+			respond(tx, req, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+			return
+		}
+		cur := d.offered
+		if cur == nil || len(theirs.Media) < len(cur.Media) {
+			d.mu.Unlock()
+			respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning("the offer drops m= lines (RFC 3264 §8)"))
+			return
+		}
+		body = cur.Clone()
+		if len(theirs.Media) > len(cur.Media) {
+			// Streams they add are declined with port 0.
+			for _, m := range theirs.Media[len(cur.Media):] {
+				x := m.Clone()
+				x.Port = 0
+				x.RTPMaps, x.Attributes = nil, nil
+				body.Media = append(body.Media, x)
+			}
+			d.version++
+			body.Origin.Version = d.version
+		}
+	} else {
+		conf.mu.Lock()
+		desc := conf.desc.Clone()
+		conf.mu.Unlock()
+		ourOffer = d.nextOfferLocked(offerFor(desc, p))
+		body = ourOffer
+	}
+	d.inviteRx, d.rxCSeq, d.acked = true, req.CSeq().SeqNo, make(chan struct{})
+	d.mu.Unlock()
+	b, err := body.Marshal()
+	if err != nil {
+		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	res := c.ok(req, d, b)
+	if err := tx.Respond(res); err != nil {
+		c.log.Warn("re-INVITE 200", "call_id", d.callID, "err", err)
+	}
+	if ourOffer == nil {
+		d.mu.Lock()
+		d.offered = body
+		d.mu.Unlock()
+	}
+	c.goOwned(func() {
+		ack := c.awaitACK(d, res)
+		if ack == nil {
+			d.mu.Lock()
+			d.inviteRx = false
+			d.mu.Unlock()
+			c.hangUp(d, p, Failed, "no ACK for the 200 to a re-INVITE")
+			return
+		}
+		if ourOffer != nil {
+			conf.mu.Lock()
+			gen := conf.generation
+			conf.mu.Unlock()
+			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), gen, false)
+		}
+	})
+}
+
+func (c *Controller) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	d := c.lookup(req)
+	if d == nil {
+		respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	d.mu.Lock()
+	if err := d.checkRemoteCSeqLocked(req); err != nil {
+		d.mu.Unlock()
+		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", warning(err.Error()))
+		return
+	}
+	d.ended = true
+	d.mu.Unlock()
+	respond(tx, req, sip.StatusOK, "OK")
+	_, p := c.participantOf(d)
+	c.untrack(d)
+	if p != nil {
+		p.set(Left, 0, "sent BYE")
+	}
+}
+
+func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	res.AppendHeader(sip.NewHeader("Supported", ""))
+	tx.Respond(res)
+}
+
+// Change is the outcome of a media change for everyone.
+type Change struct {
+	Version uint64        `json:"version"`
+	Stream  int           `json:"stream"`
+	Results []Participant `json:"participants"`
+}
+
+// AddStream adds a stream to conference name (the manager leases its
+// group) and re-INVITEs every joined participant. It returns once every
+// participant has answered or failed.
+func (c *Controller) AddStream(ctx context.Context, name string, ms sdp.MediaSpec) (Change, error) {
+	return c.change(ctx, name, func(conf *Conference) (*sdp.Session, int, error) {
+		return c.cfg.Manager.AddStream(conf.sessionID, ms)
+	})
+}
+
+// RemoveStream sets stream i of conference name to port 0 and re-INVITEs
+// everyone; the group is released once they all have moved on.
+func (c *Controller) RemoveStream(ctx context.Context, name string, i int) (Change, error) {
+	return c.change(ctx, name, func(conf *Conference) (*sdp.Session, int, error) {
+		s, err := c.cfg.Manager.RemoveStream(conf.sessionID, i)
+		return s, i, err
+	})
+}
+
+// SetDirection changes the direction of stream i for everyone.
+func (c *Controller) SetDirection(ctx context.Context, name string, i int, dir sdp.Direction) (Change, error) {
+	return c.change(ctx, name, func(conf *Conference) (*sdp.Session, int, error) {
+		s, err := c.cfg.Manager.SetDirection(conf.sessionID, i, dir)
+		return s, i, err
+	})
+}
+
+func (c *Controller) change(ctx context.Context, name string, edit func(*Conference) (*sdp.Session, int, error)) (Change, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Change{}, err
+	}
+	conf.mu.Lock()
+	desc, stream, err := edit(conf)
+	if err != nil {
+		conf.mu.Unlock()
+		return Change{}, err
+	}
+	conf.desc = desc
+	conf.generation++
+	parts := slices_clone(conf.participants)
+	conf.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		p.mu.Lock()
+		joined := p.state == Joined
+		p.mu.Unlock()
+		if !joined {
+			continue
+		}
+		if !c.acquire(ctx) {
+			break
+		}
+		ok := c.goOwned(func() {
+			defer c.release()
+			defer wg.Done()
+			c.update(conf, p)
+		})
+		if ok {
+			wg.Add(1)
+		} else {
+			c.release()
+		}
+	}
+	wg.Wait()
+	if err := c.cfg.Manager.Settle(conf.sessionID); err != nil {
+		c.log.Warn("release removed groups", "conference", name, "err", err)
+	}
+	out := Change{Version: desc.Origin.Version, Stream: stream}
+	for _, p := range parts {
+		out.Results = append(out.Results, p.snapshot())
+	}
+	return out, ctx.Err()
+}
+
+func slices_clone[T any](s []T) []T { return append([]T(nil), s...) }
+
+// Remove sends BYE to one participant.
+func (c *Controller) Remove(name, id string) error {
+	conf, err := c.conference(name)
+	if err != nil {
+		return err
+	}
+	conf.mu.Lock()
+	var p *participant
+	for _, x := range conf.participants {
+		if x.id == id {
+			p = x
+		}
+	}
+	conf.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: %q", ErrNoParticipant, id)
+	}
+	p.mu.Lock()
+	d := p.dlg
+	p.mu.Unlock()
+	if d != nil {
+		if err := c.sendBye(d); err != nil {
+			c.log.Info("BYE", "participant", p.uri, "err", err)
+		}
+	}
+	p.set(Removed, 0, "removed by the operator")
+	return nil
+}
+
+// Delete ends conference name: BYE to everyone, then the session and its
+// leases go.
+func (c *Controller) Delete(ctx context.Context, name string) error {
+	conf, err := c.conference(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.conferences, name)
+	c.mu.Unlock()
+	conf.mu.Lock()
+	parts := slices_clone(conf.participants)
+	conf.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		p.mu.Lock()
+		d, state := p.dlg, p.state
+		p.mu.Unlock()
+		if d == nil || (state != Joined && state != Invited && state != Ringing) {
+			continue
+		}
+		wg.Go(func() {
+			if err := c.sendBye(d); err != nil {
+				c.log.Info("BYE", "participant", p.uri, "err", err)
+			}
+			p.set(Removed, 0, "conference ended")
+		})
+	}
+	wg.Wait()
+	return errors.Join(c.cfg.Manager.Delete(conf.sessionID), ctx.Err())
+}
