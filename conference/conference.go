@@ -205,7 +205,12 @@ func (c *Controller) Create(name string, sessionID uint64, access Access) (Info,
 }
 
 // URI returns the conference URI of name.
-func (c *Controller) URI(name string) string { return "sip:" + name + "@" + c.cfg.Host }
+func (c *Controller) URI(name string) string {
+	if c.uriPort != "" {
+		return "sip:" + name + "@" + c.cfg.Host + ":" + c.uriPort
+	}
+	return "sip:" + name + "@" + c.cfg.Host
+}
 
 func (c *Controller) info(conf *Conference) Info {
 	conf.mu.Lock()

@@ -26,6 +26,13 @@ type env struct {
 // conference "lecture" with an audio and a video stream.
 func newEnv(t testing.TB, host string, transports ...string) *env {
 	t.Helper()
+	return newEnvWith(t, host, nil, transports...)
+}
+
+// newEnvWith is newEnv with a hook that may change the controller's
+// configuration before it starts.
+func newEnvWith(t testing.TB, host string, configure func(*Config), transports ...string) *env {
+	t.Helper()
 	family := multicast.IPv4
 	if strings.Contains(host, ":") {
 		family = multicast.IPv6
@@ -48,7 +55,11 @@ func newEnv(t testing.TB, host string, transports ...string) *env {
 			e.tls = testTLS(t)
 		}
 	}
-	c, err := New(Config{Listeners: ls, Manager: m, TLS: e.tls})
+	cfg := Config{Listeners: ls, Manager: m, TLS: e.tls}
+	if configure != nil {
+		configure(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

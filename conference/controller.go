@@ -92,6 +92,8 @@ type Controller struct {
 	cancel    context.CancelFunc
 	sem       chan struct{}
 
+	uriPort string // the port in conference URIs, when Config.Host is derived
+
 	mu          sync.Mutex // guards the fields below
 	conferences map[string]*Conference
 	dialogs     map[dialogKey]*dialog
@@ -183,8 +185,9 @@ func New(cfg Config) (*Controller, error) {
 		}
 	}
 	if c.cfg.Host == "" {
-		h, _, _ := net.SplitHostPort(c.addrs[0].Addr)
+		h, p, _ := net.SplitHostPort(c.addrs[0].Addr)
 		c.cfg.Host = hostForURI(h)
+		c.uriPort = p
 	}
 	return c, nil
 }

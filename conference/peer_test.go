@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,22 @@ type peer struct {
 	acks     []*sip.Request
 	byes     []*sip.Request
 	answerFn func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session)
+	handler  func(req *sip.Request, tx sip.ServerTransaction) // replaces onInvite when set
 	version  uint64
+}
+
+// answerWith sets how the peer answers INVITEs.
+func (p *peer) answerWith(fn func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answerFn = fn
+}
+
+// handleInvites replaces the peer's INVITE handling.
+func (p *peer) handleInvites(h func(req *sip.Request, tx sip.ServerTransaction)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.handler = h
 }
 
 func newPeer(t testing.TB, transport, host string, tlsConf *tls.Config) *peer {
@@ -113,8 +129,12 @@ func (p *peer) uri() string {
 func (p *peer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	p.mu.Lock()
 	p.invites = append(p.invites, req)
-	fn := p.answerFn
+	fn, custom := p.answerFn, p.handler
 	p.mu.Unlock()
+	if custom != nil {
+		custom(req, tx)
+		return
+	}
 	offer, err := sdp.Parse(req.Body())
 	if err != nil {
 		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad SDP", nil))
@@ -213,4 +233,121 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// call is a dialog the peer started by dialling in.
+type call struct {
+	p       *peer
+	req     *sip.Request // the INVITE
+	res     *sip.Response
+	cseq    uint32
+	target  sip.Uri
+	toTag   string
+	fromTag string
+}
+
+// dialIn sends an INVITE to uri with body (nil: no offer) and ACKs a 2xx,
+// with answerBody in the ACK when the 2xx carried the offer.
+func (p *peer) dialIn(t testing.TB, uri string, body []byte, answer func(offer *sdp.Session) []byte, extra ...sip.Header) *call {
+	t.Helper()
+	var target sip.Uri
+	if err := sip.ParseUri(uri, &target); err != nil {
+		t.Fatal(err)
+	}
+	req := sip.NewRequest(sip.INVITE, target)
+	req.SetTransport(strings.ToUpper(p.transport))
+	cl := &call{p: p, req: req, fromTag: sip.GenerateTagN(8), cseq: 1}
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.org"}, Params: sip.NewParams()}
+	from.Params.Add("tag", cl.fromTag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: target})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	req.AppendHeader(p.contactHeader())
+	for _, h := range extra {
+		req.AppendHeader(h)
+	}
+	if body != nil {
+		ct := sip.ContentTypeHeader("application/sdp")
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(body)
+	res := p.do(t, req)
+	cl.res = res
+	if res.StatusCode != 200 {
+		return cl
+	}
+	cl.toTag, _ = res.To().Params.Get("tag")
+	cl.target = res.Contact().Address
+	var ackBody []byte
+	if body == nil && answer != nil {
+		offer, err := sdp.Parse(res.Body())
+		if err != nil {
+			t.Fatalf("the 200 carries no offer: %v", err)
+		}
+		ackBody = answer(offer)
+	}
+	p.ack(t, cl, 1, ackBody)
+	return cl
+}
+
+func (p *peer) contactHeader() *sip.ContactHeader {
+	h, port, _ := net.SplitHostPort(p.addr)
+	u := sip.Uri{Scheme: "sip", User: "bob", Host: hostForURI(h), UriParams: sip.NewParams()}
+	fmtPort(&u, port)
+	if p.transport != "udp" {
+		u.UriParams.Add("transport", p.transport)
+	}
+	return &sip.ContactHeader{Address: u}
+}
+
+func (p *peer) do(t testing.TB, req *sip.Request) *sip.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := p.cl.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %v", req.Method, err)
+	}
+	return res
+}
+
+// inDialog builds the peer's next request in a call.
+func (p *peer) inDialog(cl *call, method sip.RequestMethod, cseq uint32, body []byte) *sip.Request {
+	req := sip.NewRequest(method, cl.target)
+	req.SetTransport(strings.ToUpper(p.transport))
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.org"}, Params: sip.NewParams()}
+	from.Params.Add("tag", cl.fromTag)
+	to := &sip.ToHeader{Address: cl.req.Recipient, Params: sip.NewParams()}
+	to.Params.Add("tag", cl.toTag)
+	callID := sip.CallIDHeader(cl.req.CallID().Value())
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
+	req.AppendHeader(p.contactHeader())
+	if body != nil {
+		ct := sip.ContentTypeHeader("application/sdp")
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(body)
+	return req
+}
+
+func (p *peer) ack(t testing.TB, cl *call, cseq uint32, body []byte) {
+	t.Helper()
+	if err := p.cl.WriteRequest(p.inDialog(cl, sip.ACK, cseq, body)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newPeerOn serves another transport on the same address for peer p.
+func newPeerOn(t testing.TB, transport, addr string, p *peer) *peer {
+	t.Helper()
+	pc, err := net.ListenPacket(transport, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.srv.ServeUDP(pc)
+	t.Cleanup(func() { pc.Close() })
+	return p
 }

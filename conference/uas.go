@@ -220,9 +220,9 @@ func rejectAll(offer, desc *sdp.Session, d *dialog) *sdp.Session {
 func (c *Controller) ok(req *sip.Request, d *dialog, body []byte) *sip.Response {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", body)
 	if to := res.To(); to != nil {
-		if _, ok := to.Params.Get("tag"); !ok {
-			to.Params.Add("tag", d.localTag)
-		}
+		// sipgo puts a random tag on responses; the dialog's is ours.
+		to.Params.Remove("tag")
+		to.Params.Add("tag", d.localTag)
 	}
 	res.AppendHeader(c.contact(d.local.User, d.transport, d.remoteTarget.Host))
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
@@ -389,12 +389,14 @@ func (c *Controller) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	d.ended = true
 	d.mu.Unlock()
-	respond(tx, req, sip.StatusOK, "OK")
+	// A BYE ends the dialog; leaving the group is the participant's own
+	// business (RFC 3261 §15.1.2 lets multicast sessions go on).
 	_, p := c.participantOf(d)
 	c.untrack(d)
 	if p != nil {
 		p.set(Left, 0, "sent BYE")
 	}
+	respond(tx, req, sip.StatusOK, "OK")
 }
 
 func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {

@@ -211,7 +211,10 @@ func (m *Manager) newMedia(e *managed, ms MediaSpec) (*Media, error) {
 	}
 	e.leases[l.Group] = l
 	md := &Media{Kind: ms.Kind, Port: l.Port, Proto: "RTP/AVP", RTPMaps: formats, Direction: ms.Direction,
-		Connection: &Connection{Addr: l.Group, TTL: l.TTL}}
+		Connection: &Connection{Addr: l.Group}}
+	if l.Group.Is4() {
+		md.Connection.TTL = l.TTL // IPv6 has no TTL in c= (RFC 8866 §5.7)
+	}
 	for _, f := range formats {
 		md.Formats = append(md.Formats, fmt.Sprint(f.Payload))
 	}

@@ -185,7 +185,7 @@ func CheckAnswer(offer, answer *Session) ([]StreamResult, error) {
 			fail("no c= line for the group")
 		case ac.Addr != oc.Addr || ac.Host != "":
 			fail("address %s for the offered group %v: an accepted multicast stream keeps the offer's address (RFC 3264 §6.2)", connAddr(ac), oc.Addr)
-		case ac.TTL != oc.TTL:
+		case oc.Addr.Is4() && ac.TTL != oc.TTL:
 			fail("TTL %d for the offered %d: the connection address must be the offer's (RFC 3264 §6.2)", ac.TTL, oc.TTL)
 		case max(ac.Count, 1) != max(oc.Count, 1):
 			fail("%d addresses for the offered %d (RFC 3264 §6.2)", max(ac.Count, 1), max(oc.Count, 1))
