@@ -24,6 +24,10 @@ type Listener struct {
 	Transport string
 	// Addr is host:port; port 0 picks a free one (see Controller.Addrs).
 	Addr string
+	// PacketConn, for "udp", is a socket the caller opened to serve on
+	// instead of Addr: one bound elsewhere, or one that drops packets in
+	// a test.
+	PacketConn net.PacketConn `json:"-"`
 }
 
 // Credentials answer a 401 or 407 challenge to one of mcc's INVITEs.
@@ -205,9 +209,12 @@ func (c *Controller) listen(l Listener) error {
 	tr := strings.ToLower(l.Transport)
 	switch tr {
 	case "udp":
-		pc, err := net.ListenPacket("udp", l.Addr)
-		if err != nil {
-			return fmt.Errorf("conference: listen udp %s: %w", l.Addr, err)
+		pc := l.PacketConn
+		if pc == nil {
+			var err error
+			if pc, err = net.ListenPacket("udp", l.Addr); err != nil {
+				return fmt.Errorf("conference: listen udp %s: %w", l.Addr, err)
+			}
 		}
 		return c.serveUDP(pc)
 	case "tcp", "tls":
@@ -243,8 +250,8 @@ func (c *Controller) listen(l Listener) error {
 	return fmt.Errorf("conference: transport %q: want udp, tcp or tls", l.Transport)
 }
 
-// ServeUDP serves SIP on a packet connection the caller opened, such as
-// one that drops or duplicates packets in a test.
+// serveUDP serves SIP on a UDP socket and makes requests to that family
+// leave from it.
 func (c *Controller) serveUDP(pc net.PacketConn) error {
 	c.listeners = append(c.listeners, pc)
 	addr := pc.LocalAddr().String()

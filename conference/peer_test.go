@@ -54,6 +54,17 @@ func (p *peer) handleInvites(h func(req *sip.Request, tx sip.ServerTransaction))
 
 func newPeer(t testing.TB, transport, host string, tlsConf *tls.Config) *peer {
 	t.Helper()
+	return newPeerWith(t, transport, host, tlsConf, nil)
+}
+
+// newPeerConn makes a UDP peer on a socket the test opened.
+func newPeerConn(t testing.TB, pc net.PacketConn) *peer {
+	t.Helper()
+	return newPeerWith(t, "udp", "", nil, pc)
+}
+
+func newPeerWith(t testing.TB, transport, host string, tlsConf *tls.Config, pc net.PacketConn) *peer {
+	t.Helper()
 	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent("peer")}
 	if tlsConf != nil {
 		opts = append(opts, sipgo.WithUserAgenTLSConfig(tlsConf))
@@ -79,9 +90,11 @@ func newPeer(t testing.TB, transport, host string, tlsConf *tls.Config) *peer {
 	})
 	switch transport {
 	case "udp":
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			t.Fatal(err)
+		if pc == nil {
+			var err error
+			if pc, err = net.ListenPacket("udp", net.JoinHostPort(host, "0")); err != nil {
+				t.Fatal(err)
+			}
 		}
 		p.addr = pc.LocalAddr().String()
 		go srv.ServeUDP(pc)
