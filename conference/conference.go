@@ -3,7 +3,7 @@ package conference
 import (
 	"errors"
 	"fmt"
-	"net/netip"
+
 	"slices"
 	"strings"
 	"sync"
@@ -38,6 +38,17 @@ func (s State) String() string {
 
 // MarshalText writes the state's name.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for st, n := range stateNames {
+		if n == string(b) {
+			*s = st
+			return nil
+		}
+	}
+	return fmt.Errorf("conference: unknown participant state %q", b)
+}
 
 // Participant is a snapshot of one participant.
 type Participant struct {
@@ -147,7 +158,6 @@ var (
 	ErrUnknown         = errors.New("conference: no such conference")
 	ErrBadName         = errors.New("conference: a name is 1-64 letters, digits, '-', '_' or '.'")
 	ErrBadURI          = errors.New("conference: not a SIP URI")
-	ErrUnknownStream   = errors.New("conference: no such stream")
 	ErrNoParticipant   = errors.New("conference: no such participant")
 	errHeaderInjection = errors.New("conference: CR, LF or another control character in a header value")
 )
@@ -285,9 +295,4 @@ func parseTarget(s string) (string, error) {
 		return "", fmt.Errorf("%w: %q (want sip:user@host[:port])", ErrBadURI, s)
 	}
 	return s, nil
-}
-
-func isIPv6Host(h string) bool {
-	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return err == nil && a.Is6()
 }

@@ -44,8 +44,10 @@ type Config struct {
 	TLS *tls.Config
 	// Manager owns the session descriptions. Required.
 	Manager *sdp.Manager
-	// Host is the host name written in conference URIs (sip:NAME@Host).
-	// Empty means the address of the first listener.
+	// Host is the host name or address participants reach mcc at:
+	// conference URIs are sip:NAME@Host:PORT (the first listener's port),
+	// and a wildcard listener's Contact names it. Empty means the first
+	// listener's address, which must then not be a wildcard.
 	Host string
 	// RingTimeout is how long an invitation may ring before mcc sends
 	// CANCEL. Zero means 30 s.
@@ -188,10 +190,18 @@ func New(cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	if c.cfg.Host == "" {
-		h, p, _ := net.SplitHostPort(c.addrs[0].Addr)
-		c.cfg.Host = hostForURI(h)
+	h, p, _ := net.SplitHostPort(c.addrs[0].Addr)
+	if p != "5060" {
 		c.uriPort = p
+	}
+	if c.cfg.Host == "" {
+		if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() {
+			c.Close()
+			return nil, errors.New("conference: Config.Host is required when the first listener is a wildcard address")
+		}
+		c.cfg.Host = hostForURI(h)
+	} else {
+		c.cfg.Host = hostForURI(c.cfg.Host)
 	}
 	return c, nil
 }
@@ -366,7 +376,11 @@ func (c *Controller) contact(user, transport, host string) *sip.ContactHeader {
 		pick = &c.addrs[0]
 	}
 	h, p, _ := net.SplitHostPort(pick.Addr)
-	u := sip.Uri{Scheme: "sip", User: user, Host: hostForURI(h), UriParams: sip.NewParams()}
+	chost := hostForURI(h)
+	if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() {
+		chost = c.cfg.Host // a wildcard listener is reached at the advertised host
+	}
+	u := sip.Uri{Scheme: "sip", User: user, Host: chost, UriParams: sip.NewParams()}
 	fmtPort(&u, p)
 	if pick.Transport != "udp" {
 		u.UriParams.Add("transport", pick.Transport)

@@ -2,7 +2,6 @@ package conference
 
 import (
 	"fmt"
-	"strconv"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
@@ -111,5 +110,3 @@ func (d *dialog) refreshTargetLocked(m sip.Message) {
 		}
 	}
 }
-
-func cseqString(n uint32) string { return strconv.FormatUint(uint64(n), 10) }

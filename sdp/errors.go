@@ -28,3 +28,7 @@ var ErrNotModifiable = errors.New("sdp: session is external: mcc does not own it
 // ErrUnknownSession is returned by the Manager for a session ID it does
 // not hold.
 var ErrUnknownSession = errors.New("sdp: unknown session")
+
+// ErrNoStream is returned when a change names a stream a session does not
+// have, or one already removed.
+var ErrNoStream = errors.New("sdp: no such stream")

@@ -32,11 +32,11 @@ func (s *Session) AddMedia(m *Media) int {
 // participant still counts the same streams. It bumps the version.
 func (s *Session) RemoveMedia(i int) error {
 	if i < 0 || i >= len(s.Media) {
-		return fmt.Errorf("sdp: no stream %d (the session has %d)", i, len(s.Media))
+		return fmt.Errorf("%w: stream %d (the session has %d)", ErrNoStream, i, len(s.Media))
 	}
 	m := s.Media[i]
 	if m.Port == 0 {
-		return fmt.Errorf("sdp: stream %d is already removed", i)
+		return fmt.Errorf("%w: stream %d is already removed", ErrNoStream, i)
 	}
 	m.Port, m.NumPorts = 0, 0
 	m.Bandwidths, m.RTPMaps, m.RTCP, m.SourceFilters, m.Attributes, m.Direction = nil, nil, nil, nil, nil, ""
@@ -47,7 +47,7 @@ func (s *Session) RemoveMedia(i int) error {
 // SetDirection changes stream i's direction and bumps the version.
 func (s *Session) SetDirection(i int, d Direction) error {
 	if i < 0 || i >= len(s.Media) || s.Media[i].Port == 0 {
-		return fmt.Errorf("sdp: no active stream %d", i)
+		return fmt.Errorf("%w: no active stream %d", ErrNoStream, i)
 	}
 	if !isDirection(string(d)) {
 		return fmt.Errorf("sdp: direction %q: want sendrecv, sendonly, recvonly or inactive", d)

@@ -26,6 +26,14 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 const usage = `mcc: multicast conference session controller
 
 Usage:
+  mcc serve   [--sip udp:0.0.0.0:5060,tcp:0.0.0.0:5060] [--host HOST] [--api 127.0.0.1:8760] [--data DIR]
+  mcc session create NAME [--family 4|6] [--scope SCOPE] [--media audio,video] [--type broadcast]
+  mcc session import FILE.sdp [--name NAME]
+  mcc session list | show NAME | sdp NAME | delete NAME
+  mcc invite  SESSION URI... [--wait 10s]
+  mcc participants SESSION
+  mcc media   add SESSION KIND | remove SESSION STREAM | direction SESSION STREAM DIR
+
   mcc alloc   --family 4|6 --scope SCOPE | --pool NAME  [--count N] [--lease DURATION] [--data DIR] [-o json]
   mcc leases  [--data DIR] [-o json]
   mcc renew   GROUP... [--lease DURATION] [--data DIR]
@@ -34,6 +42,11 @@ Usage:
   mcc sdp lint FILE|-
   mcc sdp new --name NAME --family 4|6 --scope SCOPE --media audio,video [--type broadcast] [-o FILE]
   mcc version
+
+Commands from session to media talk to a running "mcc serve" through its
+control API (--api and --token, MCC_API and MCC_TOKEN, or the files it
+writes in the data directory). Those from alloc to pools work on the data
+directory directly, and need it free: stop mcc serve first.
 
 Scopes: IPv4 local, org, global, ssm, glop (--asn), prefix (--prefix);
         IPv6 link, admin, local (site), org, global, ssm, prefix (--prefix).
@@ -89,6 +102,16 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdRenew(rest, stdout, stderr)
 	case "pools":
 		return cmdPools(rest, stdout, stderr)
+	case "serve":
+		return cmdServe(rest, stdout, stderr)
+	case "session":
+		return cmdSession(rest, stdin, stdout, stderr)
+	case "invite":
+		return cmdInvite(rest, stdout, stderr)
+	case "participants":
+		return cmdParticipants(rest, stdout, stderr)
+	case "media":
+		return cmdMedia(rest, stdout, stderr)
 	case "sdp":
 		if len(rest) == 0 {
 			return usagef("sdp needs a sub-command: lint or new")
@@ -101,5 +124,5 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
 	}
-	return usagef("unknown command %q: want alloc, leases, renew, release, pools, sdp or version", cmd)
+	return usagef("unknown command %q: want serve, session, invite, participants, media, alloc, leases, renew, release, pools, sdp or version", cmd)
 }

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"mcc/conference"
+	"mcc/internal/api"
+)
+
+// clientFlags are the flags of every command that talks to mcc serve.
+type clientFlags struct {
+	commonFlags
+	addr, token string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	c.commonFlags.register(fs, true)
+	fs.StringVar(&c.addr, "api", "", "control API address (default: MCC_API, else the data directory's api.addr)")
+	fs.StringVar(&c.token, "token", "", "API token (default: MCC_TOKEN, else the data directory's token)")
+}
+
+func (c *clientFlags) parse(fs *flag.FlagSet, args []string, min, max int, what string) ([]string, *api.Client, error) {
+	pos, dir, err := c.commonFlags.parse(fs, args, min, max, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := api.Discover(c.addr, c.token, dir)
+	return pos, cl, err
+}
+
+func apiCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 90*time.Second)
+}
+
+func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("session needs a sub-command: create, import, list, show, sdp or delete")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("session "+sub, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	ctx, cancel := apiCtx()
+	defer cancel()
+	switch sub {
+	case "create":
+		family := fs.String("family", "4", "address family: 4 or 6")
+		scope := fs.String("scope", "local", "scope of the groups (see mcc help)")
+		pool := fs.String("pool", "", "pool name instead of --family and --scope")
+		media := fs.String("media", "audio", "comma-separated streams: audio, video, text")
+		typ := fs.String("type", "broadcast", "session type: broadcast, meeting, moderated or test")
+		info := fs.String("info", "", "session information (i=)")
+		sources := fs.String("source", "", "comma-separated sender addresses (SSM)")
+		access := fs.String("access", "anyone", "who may dial in: anyone, or allow (with --allow)")
+		allow := fs.String("allow", "", "comma-separated URIs (user@host) or domains allowed to dial in")
+		pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
+		if err != nil {
+			return err
+		}
+		req := api.SessionRequest{Name: pos[0], Info: *info, Family: *family, Scope: *scope, Pool: *pool, Type: *typ,
+			Media: splitList(*media), Sources: splitList(*sources)}
+		if *pool != "" {
+			req.Family, req.Scope = "", ""
+		}
+		if *access != "anyone" {
+			req.Access = &api.AccessRequest{Mode: *access, Allow: splitList(*allow)}
+		}
+		var in conference.Info
+		if err := cl.Do(ctx, "POST", "/v1/sessions", req, &in); err != nil {
+			return err
+		}
+		return printInfo(stdout, cf.output, in)
+	case "import":
+		name := fs.String("name", "", "the session's name (default: the file's name)")
+		pos, cl, err := cf.parse(fs, args, 1, 1, "an SDP file, or - for standard input")
+		if err != nil {
+			return err
+		}
+		var b []byte
+		if pos[0] == "-" {
+			b, err = io.ReadAll(io.LimitReader(stdin, 1<<16))
+		} else {
+			b, err = os.ReadFile(pos[0])
+		}
+		if err != nil {
+			return err
+		}
+		if *name == "" {
+			*name = strings.TrimSuffix(filepath.Base(pos[0]), filepath.Ext(pos[0]))
+		}
+		var in conference.Info
+		if err := cl.Do(ctx, "POST", "/v1/sessions?name="+url.QueryEscape(*name), b, &in); err != nil {
+			return err
+		}
+		return printInfo(stdout, cf.output, in)
+	case "list":
+		_, cl, err := cf.parse(fs, args, 0, 0, "")
+		if err != nil {
+			return err
+		}
+		var list []conference.Info
+		if err := cl.Do(ctx, "GET", "/v1/sessions", nil, &list); err != nil {
+			return err
+		}
+		if cf.output == "json" {
+			return printJSON(stdout, list)
+		}
+		rows := [][]string{{"NAME", "URI", "VERSION", "PARTICIPANTS", "EXTERNAL"}}
+		for _, in := range list {
+			rows = append(rows, []string{in.Name, in.URI, strconv.FormatUint(in.Version, 10), strconv.Itoa(len(in.Participants)), strconv.FormatBool(in.External)})
+		}
+		table(stdout, rows)
+		return nil
+	case "show", "sdp", "delete":
+		pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
+		if err != nil {
+			return err
+		}
+		path := "/v1/sessions/" + url.PathEscape(pos[0])
+		switch sub {
+		case "show":
+			var in conference.Info
+			if err := cl.Do(ctx, "GET", path, nil, &in); err != nil {
+				return err
+			}
+			return printInfo(stdout, cf.output, in)
+		case "sdp":
+			var b []byte
+			if err := cl.Do(ctx, "GET", path+"/sdp", nil, &b); err != nil {
+				return err
+			}
+			_, err = stdout.Write(b)
+			return err
+		default:
+			if err := cl.Do(ctx, "DELETE", path, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "deleted %s\n", pos[0])
+			return nil
+		}
+	}
+	return usagef("unknown session sub-command %q: want create, import, list, show, sdp or delete", sub)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func printInfo(w io.Writer, format string, in conference.Info) error {
+	if format == "json" {
+		return printJSON(w, in)
+	}
+	fmt.Fprintf(w, "%s  %s  version %d\n", in.Name, in.URI, in.Version)
+	if len(in.Participants) > 0 {
+		printParticipants(w, in.Participants)
+	}
+	return nil
+}
+
+func printParticipants(w io.Writer, ps []conference.Participant) {
+	rows := [][]string{{"ID", "URI", "STATE", "STREAMS", "STATUS", "REASON"}}
+	for _, p := range ps {
+		status := ""
+		if p.Status != 0 {
+			status = strconv.Itoa(p.Status)
+		}
+		rows = append(rows, []string{p.ID, p.URI, p.State.String(), strings.Join(p.Streams, ","), status, p.Reason})
+	}
+	table(w, rows)
+}
+
+func cmdInvite(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("invite", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	wait := fs.Duration("wait", 0, "wait up to this long for every invitation to end (joined, declined or failed)")
+	pos, cl, err := cf.parse(fs, args, 2, -1, "the session and one or more SIP URIs")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := apiCtx()
+	defer cancel()
+	path := "/v1/sessions/" + url.PathEscape(pos[0]) + "/participants"
+	var ps []conference.Participant
+	if err := cl.Do(ctx, "POST", path, api.InviteRequest{URIs: pos[1:]}, &ps); err != nil {
+		return err
+	}
+	if *wait > 0 {
+		ids := map[string]bool{}
+		for _, p := range ps {
+			ids[p.ID] = true
+		}
+		deadline := time.Now().Add(*wait)
+		for {
+			var all []conference.Participant
+			if err := cl.Do(ctx, "GET", path, nil, &all); err != nil {
+				return err
+			}
+			ps = ps[:0]
+			pending := false
+			for _, p := range all {
+				if ids[p.ID] {
+					ps = append(ps, p)
+					pending = pending || p.State == conference.Invited || p.State == conference.Ringing
+				}
+			}
+			if !pending || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if cf.output == "json" {
+		return printJSON(stdout, ps)
+	}
+	printParticipants(stdout, ps)
+	return nil
+}
+
+func cmdParticipants(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("participants", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := apiCtx()
+	defer cancel()
+	var ps []conference.Participant
+	if err := cl.Do(ctx, "GET", "/v1/sessions/"+url.PathEscape(pos[0])+"/participants", nil, &ps); err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		return printJSON(stdout, ps)
+	}
+	printParticipants(stdout, ps)
+	return nil
+}
+
+func cmdMedia(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("media needs a sub-command: add, remove or direction")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("media "+sub, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	dir := fs.String("direction", "", "the stream's direction: sendrecv, sendonly, recvonly or inactive")
+	ctx, cancel := apiCtx()
+	defer cancel()
+	var ch conference.Change
+	switch sub {
+	case "add":
+		pos, cl, err := cf.parse(fs, args, 2, 2, "the session and a kind (audio, video, text)")
+		if err != nil {
+			return err
+		}
+		if err := cl.Do(ctx, "POST", "/v1/sessions/"+url.PathEscape(pos[0])+"/streams", api.StreamRequest{Kind: pos[1], Direction: *dir}, &ch); err != nil {
+			return err
+		}
+	case "remove", "direction":
+		min := 2
+		what := "the session and the stream's index"
+		if sub == "direction" {
+			min, what = 3, "the session, the stream's index and a direction"
+		}
+		pos, cl, err := cf.parse(fs, args, min, min, what)
+		if err != nil {
+			return err
+		}
+		if _, err := strconv.Atoi(pos[1]); err != nil {
+			return usagef("stream %q: want its index, from 0", pos[1])
+		}
+		path := "/v1/sessions/" + url.PathEscape(pos[0]) + "/streams/" + pos[1]
+		if sub == "remove" {
+			err = cl.Do(ctx, "DELETE", path, nil, &ch)
+		} else {
+			err = cl.Do(ctx, "PATCH", path, api.StreamRequest{Direction: pos[2]}, &ch)
+		}
+		if err != nil {
+			return err
+		}
+	default:
+		return usagef("unknown media sub-command %q: want add, remove or direction", sub)
+	}
+	if cf.output == "json" {
+		return printJSON(stdout, ch)
+	}
+	fmt.Fprintf(stdout, "stream %d, version %d\n", ch.Stream, ch.Version)
+	printParticipants(stdout, ch.Results)
+	return nil
+}

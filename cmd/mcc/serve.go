@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"mcc/conference"
+	"mcc/internal/api"
+	"mcc/multicast"
+	"mcc/sdp"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	sipAddrs := fs.String("sip", "udp:0.0.0.0:5060,tcp:0.0.0.0:5060", "SIP listeners, comma-separated TRANSPORT:HOST:PORT (udp, tcp, tls)")
+	host := fs.String("host", "", "host name or address participants reach mcc at (default: this machine's first global address)")
+	apiAddr := fs.String("api", "127.0.0.1:8760", "control API address (keep it on loopback)")
+	cert := fs.String("tls-cert", "", "certificate file for tls listeners (PEM)")
+	key := fs.String("tls-key", "", "key file for tls listeners (PEM)")
+	ring := fs.Duration("ring-timeout", 30*time.Second, "how long an invitation rings before CANCEL")
+	unicast := fs.String("unicast-offer", "reinvite", "dial-in with a unicast-only offer: reinvite (reject its streams, then offer the session's) or reject (488)")
+	authUser := fs.String("auth-user", "", "user name for digest challenges to mcc's INVITEs")
+	authPass := fs.String("auth-pass", "", "password for digest challenges (or MCC_AUTH_PASS)")
+	logFormat := fs.String("log", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var cf commonFlags
+	cf.register(fs, false)
+	_, dir, err := cf.parse(fs, args, 0, 0, "")
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		return usagef("--log %q: want text or json", *logFormat)
+	}
+	log := slog.New(handler)
+	var policy conference.UnicastPolicy
+	switch *unicast {
+	case "reinvite":
+	case "reject":
+		policy = conference.RejectUnicast
+	default:
+		return usagef("--unicast-offer %q: want reinvite or reject", *unicast)
+	}
+	listeners, err := parseListeners(*sipAddrs)
+	if err != nil {
+		return err
+	}
+	var tlsConf *tls.Config
+	if *cert != "" || *key != "" {
+		c, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	}
+	var creds *conference.Credentials
+	if *authUser != "" {
+		pass := *authPass
+		if pass == "" {
+			pass = os.Getenv("MCC_AUTH_PASS")
+		}
+		creds = &conference.Credentials{Username: *authUser, Password: pass}
+	}
+
+	a, db, err := openAllocator(dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *host == "" {
+		*host = localAddr(multicast.IPv4).String()
+	}
+	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: localAddr(multicast.IPv4)})
+	if err != nil {
+		return err
+	}
+	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: *host,
+		RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	token, err := api.LoadOrCreateToken(dir)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	ln, err := net.Listen("tcp", *apiAddr)
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, api.AddrFile), []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: (&api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second}
+	for _, l := range ctl.Addrs() {
+		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)
+	}
+	log.Info("control API listening", "addr", ln.Addr().String(), "data", dir, "host", *host)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	<-errc
+	return nil
+}
+
+func parseListeners(s string) ([]conference.Listener, error) {
+	var ls []conference.Listener
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		tr, addr, ok := strings.Cut(part, ":")
+		if !ok || (tr != "udp" && tr != "tcp" && tr != "tls") {
+			return nil, usagef("--sip %q: want TRANSPORT:HOST:PORT with udp, tcp or tls, such as udp:0.0.0.0:5060", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, usagef("--sip %q: %v", part, err)
+		}
+		ls = append(ls, conference.Listener{Transport: tr, Addr: addr})
+	}
+	return ls, nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mcc/conference"
+	"mcc/conference/conferencetest"
+)
+
+// startServe runs the built "mcc serve" on loopback with a fresh data
+// directory and returns that directory once the API listens. At cleanup
+// it stops the daemon with SIGTERM and expects a clean exit.
+func startServe(t *testing.T) string {
+	t.Helper()
+	data := t.TempDir()
+	cmd := exec.Command(mccBinary(t), "serve", "--data", data, "--sip", "udp:127.0.0.1:0,tcp:127.0.0.1:0",
+		"--host", "127.0.0.1", "--api", "127.0.0.1:0")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() { // reads the log until the daemon exits
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "control API listening") {
+				close(ready)
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("mcc serve after SIGTERM: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Error("mcc serve did not stop on SIGTERM")
+		}
+	})
+	select {
+	case <-ready:
+		return data
+	case <-time.After(10 * time.Second):
+		t.Fatal("mcc serve did not start")
+	}
+	return ""
+}
+
+// TestServeWalkthrough drives a running daemon with the commands the
+// README's walk-through uses.
+func TestServeWalkthrough(t *testing.T) {
+	data := startServe(t)
+	p := conferencetest.Start(t)
+	run := func(args ...string) result {
+		t.Helper()
+		r := mcc(t, "", append(args, "--data", data)...)
+		if r.code != 0 {
+			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return r
+	}
+	r := run("session", "create", "lecture", "--media", "audio,video")
+	if !strings.Contains(r.stdout, "sip:lecture@127.0.0.1:") {
+		t.Fatalf("session create: %s", r.stdout)
+	}
+	r = run("invite", "lecture", p.URI, "--wait", "10s")
+	if !strings.Contains(r.stdout, "joined") {
+		t.Fatalf("invite: %s", r.stdout)
+	}
+	r = run("media", "add", "lecture", "video")
+	if !strings.Contains(r.stdout, "accepted,accepted,accepted") {
+		t.Fatalf("media add: %s", r.stdout)
+	}
+	r = run("media", "remove", "lecture", "2")
+	if !strings.Contains(r.stdout, "accepted,accepted,removed") {
+		t.Fatalf("media remove: %s", r.stdout)
+	}
+	r = run("participants", "lecture", "-o", "json")
+	var ps []conference.Participant
+	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil || len(ps) != 1 || ps[0].Version != 3 {
+		t.Fatalf("participants: %s %v", r.stdout, err)
+	}
+	// An imported session can be used to invite, not changed.
+	file := filepath.Join(t.TempDir(), "seminar.sdp")
+	os.WriteFile(file, []byte("v=0\r\no=- 99 1 IN IP4 192.0.2.1\r\ns=Seminar\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.9.9/15\r\n"), 0o644)
+	run("session", "import", file)
+	if r := mcc(t, "", "media", "add", "seminar", "audio", "--data", data); r.code != 1 || !strings.Contains(r.stderr, "external") {
+		t.Fatalf("media add on an imported session: %+v", r)
+	}
+	r = run("session", "list")
+	if !strings.Contains(r.stdout, "lecture") || !strings.Contains(r.stdout, "seminar") {
+		t.Fatalf("session list: %s", r.stdout)
+	}
+	run("session", "delete", "lecture")
+	select {
+	case <-p.Byes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the participant got no BYE when the session was deleted")
+	}
+	// Bad arguments and a missing daemon say what was expected.
+	if r := mcc(t, "", "media", "remove", "seminar", "first", "--data", data); r.code != 2 || !strings.Contains(r.stderr, "want its index") {
+		t.Fatalf("bad stream index: %+v", r)
+	}
+	if r := mcc(t, "", "session", "list", "--data", t.TempDir()); r.code != 1 || !strings.Contains(r.stderr, "no running mcc serve") {
+		t.Fatalf("no daemon: %+v", r)
+	}
+}

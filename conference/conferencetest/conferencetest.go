@@ -1,0 +1,71 @@
+// Package conferencetest has a SIP participant for tests of the packages
+// above conference: a UAS on loopback that accepts every multicast stream
+// it is offered (RFC 3264 §6.2).
+package conferencetest
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+// Participant is a running echoing UAS.
+type Participant struct {
+	// URI is its address, sip:p@127.0.0.1:PORT.
+	URI string
+	// Byes receives a value for every BYE it answers.
+	Byes chan struct{}
+
+	invites atomic.Int64
+}
+
+// Invites returns how many INVITEs (initial and re-INVITEs) it answered.
+func (p *Participant) Invites() int { return int(p.invites.Load()) }
+
+// Start starts a participant on 127.0.0.1 over UDP; the test's cleanup
+// stops it.
+func Start(t testing.TB) *Participant {
+	t.Helper()
+	ua, err := sipgo.NewUA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := sipgo.NewServer(ua)
+	p := &Participant{Byes: make(chan struct{}, 100)}
+	var version atomic.Uint64
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		offer, err := sdp.Parse(req.Body())
+		if err != nil {
+			tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad SDP", nil))
+			return
+		}
+		p.invites.Add(1)
+		b, _ := sdp.Answer(offer, sdp.Origin{Username: "p", SessionID: 1, Version: version.Add(1), Host: "p.example"}).Marshal()
+		res := sip.NewResponseFromRequest(req, 200, "OK", b)
+		res.AppendHeader(&sip.ContactHeader{Address: req.Recipient})
+		ct := sip.ContentTypeHeader("application/sdp")
+		res.AppendHeader(&ct)
+		tx.Respond(res)
+	})
+	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		select {
+		case p.Byes <- struct{}{}:
+		default: // the test reads them; beyond 100 the count no longer matters
+		}
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeUDP(pc)
+	t.Cleanup(func() { pc.Close(); ua.Close() })
+	p.URI = "sip:p@" + pc.LocalAddr().String()
+	return p
+}

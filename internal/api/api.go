@@ -1,0 +1,473 @@
+// Package api is mcc's HTTP control API (/v1, JSON, bearer token) and the
+// client the mcc command uses to drive a running "mcc serve". It is the
+// only control channel into the daemon.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"mcc/conference"
+	"mcc/multicast"
+	"mcc/sdp"
+)
+
+// TokenFile and AddrFile are written in the data directory by the daemon:
+// the bearer token (mode 0600) and the API's address.
+const (
+	TokenFile = "token"
+	AddrFile  = "api.addr"
+)
+
+// Error is the body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Stable error codes.
+const (
+	CodeUnauthorized  = "unauthorized"
+	CodeBadRequest    = "bad_request"
+	CodeNotFound      = "not_found"
+	CodeConflict      = "conflict"
+	CodeUnavailable   = "unavailable"
+	CodeNotModifiable = "not_modifiable"
+	CodeInternal      = "internal"
+)
+
+// SessionRequest creates a session and its conference.
+type SessionRequest struct {
+	Name    string         `json:"name"`
+	Info    string         `json:"info,omitempty"`
+	Family  string         `json:"family,omitempty"` // "4" (default) or "6"
+	Scope   string         `json:"scope,omitempty"`  // default "local"
+	Pool    string         `json:"pool,omitempty"`   // instead of family and scope
+	Type    string         `json:"type,omitempty"`   // default "broadcast"
+	Media   []string       `json:"media"`            // audio, video, text
+	Sources []string       `json:"sources,omitempty"`
+	Access  *AccessRequest `json:"access,omitempty"`
+}
+
+// AccessRequest says who may dial in.
+type AccessRequest struct {
+	Mode  string            `json:"mode"` // anyone, allow, digest
+	Allow []string          `json:"allow,omitempty"`
+	Users map[string]string `json:"users,omitempty"`
+}
+
+// InviteRequest invites participants.
+type InviteRequest struct {
+	URIs []string `json:"uris"`
+}
+
+// StreamRequest adds a stream or changes its direction.
+type StreamRequest struct {
+	Kind      string `json:"kind,omitempty"`
+	Direction string `json:"direction,omitempty"`
+}
+
+// Server serves the API.
+type Server struct {
+	Controller *conference.Controller
+	Manager    *sdp.Manager
+	Allocator  *multicast.Allocator
+	Token      string
+	Logger     *slog.Logger
+	// ChangeTimeout bounds a media change for everyone. Zero means 60 s.
+	ChangeTimeout time.Duration
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/sessions", s.listSessions)
+	v1.HandleFunc("POST /v1/sessions", s.createSession)
+	v1.HandleFunc("GET /v1/sessions/{name}", s.getSession)
+	v1.HandleFunc("GET /v1/sessions/{name}/sdp", s.getSDP)
+	v1.HandleFunc("DELETE /v1/sessions/{name}", s.deleteSession)
+	v1.HandleFunc("GET /v1/sessions/{name}/participants", s.listParticipants)
+	v1.HandleFunc("POST /v1/sessions/{name}/participants", s.invite)
+	v1.HandleFunc("DELETE /v1/sessions/{name}/participants/{id}", s.removeParticipant)
+	v1.HandleFunc("POST /v1/sessions/{name}/streams", s.addStream)
+	v1.HandleFunc("DELETE /v1/sessions/{name}/streams/{index}", s.removeStream)
+	v1.HandleFunc("PATCH /v1/sessions/{name}/streams/{index}", s.patchStream)
+	v1.HandleFunc("GET /v1/leases", s.listLeases)
+	mux.Handle("/v1/", s.auth(v1))
+	return mux
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "a valid bearer token is required (see the token file in the data directory)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]*Error{"error": {Code: code, Message: msg}})
+}
+
+// fail maps an error to its status and code.
+func fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, conference.ErrUnknown), errors.Is(err, sdp.ErrUnknownSession), errors.Is(err, conference.ErrNoParticipant),
+		errors.Is(err, sdp.ErrNoStream):
+		writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
+	case errors.Is(err, conference.ErrExists):
+		writeError(w, http.StatusConflict, CodeConflict, err.Error())
+	case errors.Is(err, sdp.ErrNotModifiable):
+		writeError(w, http.StatusConflict, CodeNotModifiable, err.Error())
+	case errors.Is(err, multicast.ErrPoolExhausted):
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+	case errors.Is(err, conference.ErrBadName), errors.Is(err, conference.ErrBadURI), errors.Is(err, multicast.ErrUnknownPool),
+		errors.As(err, new(*badRequest)), errors.As(err, new(*sdp.SyntaxError)), errors.As(err, new(*sdp.Problem)):
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+}
+
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+func badf(format string, args ...any) error { return &badRequest{fmt.Sprintf(format, args...)} }
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badf("request body: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	list := s.Controller.List()
+	if list == nil {
+		list = []conference.Info{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	in, err := s.Controller.Get(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, in)
+}
+
+func (s *Server) getSDP(w http.ResponseWriter, r *http.Request) {
+	desc, err := s.Controller.Session(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	b, err := desc.Marshal()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Write(b)
+}
+
+// createSession makes a session from options (JSON) or imports one
+// (application/sdp, with ?name=), then its conference.
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/sdp") {
+		s.importSession(w, r)
+		return
+	}
+	var req SessionRequest
+	if err := decode(r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	if _, err := s.Controller.Get(req.Name); err == nil {
+		fail(w, fmt.Errorf("%w: %q", conference.ErrExists, req.Name))
+		return
+	}
+	access, err := accessOf(req.Access)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	pool := req.Pool
+	if pool == "" {
+		fam, err := multicast.ParseFamily(cmpOr(req.Family, "4"))
+		if err != nil {
+			fail(w, badf("%v", err))
+			return
+		}
+		p, err := multicast.ScopePool(fam, multicast.Scope(cmpOr(req.Scope, "local")), multicast.ScopeOptions{})
+		if err != nil {
+			fail(w, badf("%v", err))
+			return
+		}
+		if _, ok := s.Allocator.Pool(p.Name); !ok {
+			fail(w, badf("pool %s is not configured on this daemon", p.Name))
+			return
+		}
+		pool = p.Name
+	}
+	spec := sdp.SessionSpec{Name: req.Name, Info: req.Info, Pool: pool, Type: req.Type}
+	if len(req.Media) == 0 {
+		fail(w, badf("media: name at least one stream (audio, video or text)"))
+		return
+	}
+	for _, k := range req.Media {
+		spec.Media = append(spec.Media, sdp.MediaSpec{Kind: k})
+	}
+	for _, src := range req.Sources {
+		a, err := netip.ParseAddr(src)
+		if err != nil {
+			fail(w, badf("source %q: want an IP address", src))
+			return
+		}
+		spec.Sources = append(spec.Sources, a)
+	}
+	desc, err := s.Manager.Create(spec)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	in, err := s.Controller.Create(req.Name, desc.Origin.SessionID, access)
+	if err != nil {
+		s.Manager.Delete(desc.Origin.SessionID)
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, in)
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func accessOf(a *AccessRequest) (conference.Access, error) {
+	if a == nil {
+		return conference.Access{}, nil
+	}
+	switch a.Mode {
+	case "", "anyone":
+		return conference.Access{}, nil
+	case "allow":
+		return conference.Access{Mode: conference.AllowList, Allow: a.Allow}, nil
+	case "digest":
+		if len(a.Users) == 0 {
+			return conference.Access{}, badf("access: digest needs users")
+		}
+		return conference.Access{Mode: conference.Digest, Users: a.Users}, nil
+	}
+	return conference.Access{}, badf("access mode %q: want anyone, allow or digest", a.Mode)
+}
+
+func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	body, err := io.ReadAll(io.LimitReader(r.Body, sdp.MaxSize+1))
+	if err != nil {
+		fail(w, badf("body: %v", err))
+		return
+	}
+	desc, err := sdp.Parse(body)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if _, err := s.Controller.Get(name); err == nil {
+		fail(w, fmt.Errorf("%w: %q", conference.ErrExists, name))
+		return
+	}
+	if _, err := s.Manager.Import(desc); err != nil {
+		fail(w, err)
+		return
+	}
+	in, err := s.Controller.Create(name, desc.Origin.SessionID, conference.Access{})
+	if err != nil {
+		s.Manager.Delete(desc.Origin.SessionID)
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, in)
+}
+
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
+	defer cancel()
+	if err := s.Controller.Delete(ctx, r.PathValue("name")); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) changeTimeout() time.Duration {
+	if s.ChangeTimeout == 0 {
+		return 60 * time.Second
+	}
+	return s.ChangeTimeout
+}
+
+func (s *Server) listParticipants(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.Controller.Participants(r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if ps == nil {
+		ps = []conference.Participant{}
+	}
+	writeJSON(w, http.StatusOK, ps)
+}
+
+func (s *Server) invite(w http.ResponseWriter, r *http.Request) {
+	var req InviteRequest
+	if err := decode(r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	if len(req.URIs) == 0 {
+		fail(w, badf("uris: name at least one participant, such as sip:alice@example.org"))
+		return
+	}
+	ps, err := s.Controller.Invite(r.PathValue("name"), req.URIs...)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, ps)
+}
+
+func (s *Server) removeParticipant(w http.ResponseWriter, r *http.Request) {
+	if err := s.Controller.Remove(r.PathValue("name"), r.PathValue("id")); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) addStream(w http.ResponseWriter, r *http.Request) {
+	var req StreamRequest
+	if err := decode(r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
+	defer cancel()
+	ch, err := s.Controller.AddStream(ctx, r.PathValue("name"), sdp.MediaSpec{Kind: req.Kind, Direction: sdp.Direction(req.Direction)})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func streamIndex(r *http.Request) (int, error) {
+	i, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || i < 0 {
+		return 0, badf("stream %q: want its index, from 0", r.PathValue("index"))
+	}
+	return i, nil
+}
+
+func (s *Server) removeStream(w http.ResponseWriter, r *http.Request) {
+	i, err := streamIndex(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
+	defer cancel()
+	ch, err := s.Controller.RemoveStream(ctx, r.PathValue("name"), i)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func (s *Server) patchStream(w http.ResponseWriter, r *http.Request) {
+	i, err := streamIndex(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	var req StreamRequest
+	if err := decode(r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
+	defer cancel()
+	ch, err := s.Controller.SetDirection(ctx, r.PathValue("name"), i, sdp.Direction(req.Direction))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
+	ls := s.Allocator.Leases()
+	if ls == nil {
+		ls = []multicast.Lease{}
+	}
+	writeJSON(w, http.StatusOK, ls)
+}
+
+// LoadOrCreateToken reads the token in dir, or writes a new random one
+// readable by its owner only.
+func LoadOrCreateToken(dir string) (string, error) {
+	path := filepath.Join(dir, TokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return t, nil
+}
