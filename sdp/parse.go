@@ -74,9 +74,9 @@ func scan(b []byte) ([]line, error) {
 	if len(b) > MaxSize {
 		return nil, &SyntaxError{Err: fmt.Errorf("description is %d bytes, more than %d", len(b), MaxSize)}
 	}
-	text := string(b)
-	text = strings.TrimSuffix(text, "\n")
-	text = strings.TrimSuffix(text, "\r")
+	// Trailing line ends are forgiven: some senders (sipp among them) end
+	// the body with an empty line.
+	text := strings.TrimRight(string(b), "\r\n")
 	if strings.TrimSpace(text) == "" {
 		return nil, &SyntaxError{Err: errors.New("empty description")}
 	}
@@ -510,8 +510,7 @@ func buildMedia(md *psdp.MediaDescription, ls []line) (*Media, mediaPos, error) 
 }
 
 func splitLines(b []byte) ([]string, bool) {
-	t := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	ls := strings.Split(t, "\n")
+	ls := strings.Split(strings.TrimRight(string(b), "\r\n"), "\n")
 	for i := range ls {
 		ls[i] = strings.TrimSuffix(ls[i], "\r")
 	}

@@ -1,0 +1,112 @@
+package conference
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"mcc/internal/peertest"
+	"mcc/sdp"
+)
+
+// freePort returns a port free on 127.0.0.1 for the transport.
+func freePort(t testing.TB, transport string) int {
+	t.Helper()
+	if transport == "tcp" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// sipp starts sipp with a scenario from testdata/sipp, bounded to a minute.
+func sipp(t testing.TB, scenario string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	peertest.Need(t, "sipp")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	all := append([]string{"-sf", filepath.Join("testdata", "sipp", scenario), "-i", "127.0.0.1", "-m", "1",
+		"-timeout", "50", "-timeout_error", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log")}, args...)
+	cmd := exec.CommandContext(ctx, "sipp", all...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+// TestSippParticipant: sipp answers mcc's INVITE and the re-INVITEs that
+// add and remove a stream, then mcc's BYE.
+func TestSippParticipant(t *testing.T) {
+	for _, tr := range []string{"udp", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnv(t, "127.0.0.1", tr)
+			port := freePort(t, tr)
+			cmd, out := sipp(t, "participant.xml", "-p", strconv.Itoa(port), "-t", tr[:1]+"1")
+			time.Sleep(300 * time.Millisecond) // sipp binds its port
+			uri := "sip:participant@127.0.0.1:" + strconv.Itoa(port) + uriParams(tr)
+			ps, err := e.c.Invite(e.name, uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := waitState(t, e.c, e.name, ps[0].ID, Joined)
+			if strings.Join(got.Streams, ",") != "accepted,accepted" {
+				t.Fatalf("joined: %+v", got)
+			}
+			ch, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "video"})
+			if err != nil || strings.Join(ch.Results[0].Streams, ",") != "accepted,accepted,accepted" {
+				t.Fatalf("add: %+v %v\n%s", ch, err, out)
+			}
+			ch, err = e.c.RemoveStream(ctxT(t), e.name, 0)
+			if err != nil || strings.Join(ch.Results[0].Streams, ",") != "removed,accepted,accepted" {
+				t.Fatalf("remove: %+v %v\n%s", ch, err, out)
+			}
+			if err := e.c.Delete(ctxT(t), e.name); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("sipp: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestSippDialIn: sipp dials in without SDP, answers the offer in the
+// 200 in its ACK, holds, and hangs up.
+func TestSippDialIn(t *testing.T) {
+	for _, tr := range []string{"udp", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnv(t, "127.0.0.1", tr)
+			addr := e.c.Addrs()[0].Addr
+			cmd, out := sipp(t, "caller.xml", "-s", e.name, "-d", "1500", "-t", tr[:1]+"1", "-p", strconv.Itoa(freePort(t, tr)), addr)
+			eventually(t, "sipp to join", func() bool {
+				ps, _ := e.c.Participants(e.name)
+				return len(ps) == 1 && ps[0].State == Joined && strings.Join(ps[0].Streams, ",") == "accepted,accepted"
+			})
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("sipp: %v\n%s", err, out)
+			}
+			eventually(t, "sipp's BYE", func() bool {
+				ps, _ := e.c.Participants(e.name)
+				return ps[0].State == Left
+			})
+		})
+	}
+}
