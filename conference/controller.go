@@ -208,6 +208,9 @@ func New(cfg Config) (*Controller, error) {
 
 const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 
+// udpReadBuffer is the receive buffer asked for UDP listeners.
+const udpReadBuffer = 4 << 20
+
 func hostForURI(h string) string {
 	if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
 		return "[" + a.String() + "]"
@@ -263,6 +266,12 @@ func (c *Controller) listen(l Listener) error {
 // serveUDP serves SIP on a UDP socket and makes requests to that family
 // leave from it.
 func (c *Controller) serveUDP(pc net.PacketConn) error {
+	// A burst of answers to a fan-out must not overflow the kernel's
+	// default buffer (about 200 KiB on Linux); the kernel caps this at
+	// net.core.rmem_max.
+	if u, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
+		u.SetReadBuffer(udpReadBuffer)
+	}
 	c.listeners = append(c.listeners, pc)
 	addr := pc.LocalAddr().String()
 	c.addrs = append(c.addrs, Listener{Transport: "udp", Addr: addr})

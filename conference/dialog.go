@@ -35,9 +35,9 @@ type dialog struct {
 	rxCSeq   uint32        // CSeq of that INVITE
 	acked    chan struct{} // closed by the ACK of their INVITE
 	ackReq   *sip.Request  // that ACK
-	// lastACK is the ACK we sent for our latest 2xx, sent again when the
-	// 2xx is retransmitted (§13.2.2.4).
-	lastACK     *sip.Request
+	// lastACKCSeq is the CSeq of the INVITE whose 2xx we last ACKed: a
+	// retransmission of that 2xx is ACKed again (§13.2.2.4). The ACK is
+	// rebuilt from the dialog rather than kept, to keep dialogs small.
 	lastACKCSeq uint32
 	ended       bool
 }

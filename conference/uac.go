@@ -268,7 +268,7 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 		}
 	}
 	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
-	d.lastACK, d.lastACKCSeq = ack, req.CSeq().SeqNo
+	d.lastACKCSeq = req.CSeq().SeqNo
 	d.mu.Unlock()
 	c.retrack(d)
 	c.sendACK(cl, ack)
@@ -498,7 +498,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 				d.mu.Lock()
 				d.refreshTargetLocked(res)
 				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
-				d.lastACK, d.lastACKCSeq = ack, req.CSeq().SeqNo
+				d.lastACKCSeq = req.CSeq().SeqNo
 				d.mu.Unlock()
 				c.sendACK(cl, ack)
 				tx.OnRetransmission(func(r *sip.Response) {
@@ -569,15 +569,15 @@ func (c *Controller) onStrayResponse(res *sip.Response) {
 		return
 	}
 	d.mu.Lock()
-	ack := d.lastACK
-	match := ack != nil && d.lastACKCSeq == res.CSeq().SeqNo
-	host := d.remoteTarget.Host
-	d.mu.Unlock()
-	if !match {
+	if d.ended || d.lastACKCSeq == 0 || d.lastACKCSeq != res.CSeq().SeqNo {
+		d.mu.Unlock()
 		return
 	}
+	ack := d.newRequestLocked(sip.ACK, nil, d.lastACKCSeq)
+	host := d.remoteTarget.Host
+	d.mu.Unlock()
 	if cl, err := c.client(ack.Transport(), host); err == nil {
-		c.sendACK(cl, ack.Clone())
+		c.sendACK(cl, ack)
 	}
 }
 

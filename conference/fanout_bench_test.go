@@ -1,0 +1,140 @@
+package conference
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"mcc/sdp"
+)
+
+// sippParticipants starts one sipp UAS that answers for n participants.
+func sippParticipants(b *testing.B, n int) string {
+	port := freePort(b, "udp")
+	cmd, _ := sipp(b, "participant.xml", "-p", strconv.Itoa(port), "-t", "u1", "-m", strconv.Itoa(n), "-l", strconv.Itoa(n+10), "-max_socket", "65000", "-buff_size", "8388608")
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	return "sip:participant@127.0.0.1:" + strconv.Itoa(port)
+}
+
+func joined(c *Controller, name string) int {
+	ps, _ := c.Participants(name)
+	n := 0
+	for _, p := range ps {
+		if p.State == Joined {
+			n++
+		}
+	}
+	return n
+}
+
+// BenchmarkFanout1000 invites 1,000 participants (one sipp UAS answers for
+// all) and reports the time until all have joined, then adds a stream for
+// everyone and reports the time until every re-INVITE is answered and
+// ACKed. Run with -benchtime 1x.
+func BenchmarkFanout1000(b *testing.B) {
+	n := fanoutN()
+	var join, reinvite time.Duration
+	for b.Loop() {
+		e := newEnv(b, "127.0.0.1", "udp")
+		uri := sippParticipants(b, n)
+		uris := make([]string, n)
+		for i := range uris {
+			uris[i] = uri
+		}
+		t0 := time.Now()
+		if _, err := e.c.Invite(e.name, uris...); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for joined(e.c, e.name) < n {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d joined after 60 s", joined(e.c, e.name), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		join += time.Since(t0)
+		t0 = time.Now()
+		ch, err := e.c.AddStream(ctxT(b), e.name, sdp.MediaSpec{Kind: "video"})
+		reinvite += time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range ch.Results {
+			if len(r.Streams) != 3 || r.Streams[2] != "accepted" {
+				b.Fatalf("after the re-INVITE: %+v", r)
+			}
+		}
+	}
+	b.ReportMetric(join.Seconds()/float64(b.N), "s/all-joined")
+	b.ReportMetric(reinvite.Seconds()/float64(b.N), "s/all-reinvited")
+}
+
+// BenchmarkMemory10k joins 10,000 participants and reports the resident
+// memory each costs, once the transactions of the joins have ended (RFC
+// 6026 keeps them 64·T1). Run with -benchtime 1x.
+func BenchmarkMemory10k(b *testing.B) {
+	n := 10 * fanoutN()
+	for b.Loop() {
+		e := newEnvWith(b, "127.0.0.1", func(c *Config) { c.Fanout = 256 }, "udp")
+		uri := sippParticipants(b, n)
+		debug.FreeOSMemory()
+		before := rss(b)
+		uris := make([]string, n)
+		for i := range uris {
+			uris[i] = uri
+		}
+		if _, err := e.c.Invite(e.name, uris...); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(120 * time.Second)
+		for joined(e.c, e.name) < n {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d joined after 120 s", joined(e.c, e.name), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(64*500*time.Millisecond + 3*time.Second) // transactions end
+		debug.FreeOSMemory()                                // a GC that also returns free pages, as the scavenger does in time
+		after := rss(b)
+		if f := os.Getenv("MCC_HEAPPROFILE"); f != "" {
+			if w, err := os.Create(f); err == nil {
+				pprof.WriteHeapProfile(w)
+				w.Close()
+			}
+		}
+		b.ReportMetric(float64(after-before)/float64(n), "B-rss/participant")
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapInuse)/float64(n), "B-heap/participant")
+	}
+}
+
+// rss reads the process's resident set size.
+func rss(b *testing.B) int64 {
+	s, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status")
+	}
+	for _, l := range strings.Split(string(s), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	b.Skip("no VmRSS")
+	return 0
+}
+
+// fanoutN is 1,000, or MCC_FANOUT_N to try other sizes.
+func fanoutN() int {
+	if n, err := strconv.Atoi(os.Getenv("MCC_FANOUT_N")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}
