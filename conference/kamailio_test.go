@@ -1,0 +1,101 @@
+package conference
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"mcc/internal/peertest"
+	"mcc/sdp"
+)
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestKamailioRegistrarProxy: a participant (sipp) registers at kamailio;
+// mcc invites its address-of-record through kamailio, which
+// record-routes; the re-INVITE that adds a stream and the BYE follow the
+// Route set through kamailio.
+func TestKamailioRegistrarProxy(t *testing.T) {
+	peertest.Need(t, "kamailio", "sipp")
+	kport := freePort(t, "udp")
+	kaddr := "127.0.0.1:" + strconv.Itoa(kport)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kam := exec.CommandContext(ctx, "kamailio", "-f", "testdata/kamailio/kamailio.cfg", "-DD", "-E",
+		"-l", "udp:"+kaddr, "-m", "32", "-M", "8", "-w", t.TempDir(), "-Y", t.TempDir())
+	var klog lockedBuffer
+	kam.Stdout, kam.Stderr = &klog, &klog
+	// kamailio forks its workers: they share a process group, which the
+	// cleanup kills whole.
+	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	kam.Cancel = func() error { return syscall.Kill(-kam.Process.Pid, syscall.SIGKILL) }
+	if err := kam.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-kam.Process.Pid, syscall.SIGKILL); kam.Wait() })
+	eventually(t, "kamailio to listen", func() bool { return strings.Contains(klog.String(), "INFO") || strings.Contains(klog.String(), "listening") })
+	time.Sleep(500 * time.Millisecond)
+
+	pport := freePort(t, "udp")
+	uas, uasOut := sipp(t, "participant.xml", "-p", strconv.Itoa(pport), "-t", "u1")
+	time.Sleep(300 * time.Millisecond)
+	reg, regOut := sipp(t, "register.xml", "-s", "alice", "-key", "contact", "127.0.0.1:"+strconv.Itoa(pport),
+		"-p", strconv.Itoa(freePort(t, "udp")), kaddr)
+	if err := reg.Wait(); err != nil {
+		t.Fatalf("REGISTER: %v\n%s\n%s", err, regOut, klog.String())
+	}
+
+	e := newEnv(t, "127.0.0.1", "udp")
+	ps, err := e.c.Invite(e.name, "sip:alice@"+kaddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.c, e.name, ps[0].ID, Joined)
+	e.c.mu.Lock()
+	var routes int
+	for _, d := range e.c.dialogs {
+		routes = len(d.routeSet)
+	}
+	e.c.mu.Unlock()
+	if routes != 1 {
+		t.Fatalf("the dialog's route set has %d entries, want kamailio's one", routes)
+	}
+	ch, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "video"})
+	if err != nil || strings.Join(ch.Results[0].Streams, ",") != "accepted,accepted,accepted" {
+		t.Fatalf("add through kamailio: %+v %v\n%s", ch, err, uasOut)
+	}
+	if err := e.c.Delete(ctxT(t), e.name); err != nil {
+		t.Fatal(err)
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("participant: %v\n%s", err, uasOut)
+	}
+	log := klog.String()
+	for _, want := range []string{"in-dialog INVITE", "in-dialog ACK", "in-dialog BYE"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("kamailio did not relay an %s by the route set:\n%s", strings.TrimPrefix(want, "in-dialog "), log)
+		}
+	}
+}
