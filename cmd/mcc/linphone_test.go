@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mcc/internal/peertest"
+	"mcc/sdp"
+)
+
+// netns is a pair of network namespaces joined by a veth pair: A
+// (10.98.0.1, fd00:98::1 on mcc0) and B (10.98.0.2, fd00:98::2 on mcc1).
+// Nothing in them has a route anywhere else.
+type netns struct{ a, b string }
+
+func newNetns(t *testing.T) netns {
+	t.Helper()
+	n := netns{fmt.Sprintf("mcct%d-a", os.Getpid()), fmt.Sprintf("mcct%d-b", os.Getpid())}
+	cmds := [][]string{
+		{"netns", "add", n.a}, {"netns", "add", n.b},
+		{"link", "add", "mcc0", "netns", n.a, "type", "veth", "peer", "name", "mcc1", "netns", n.b},
+		{"-n", n.a, "link", "set", "lo", "up"}, {"-n", n.b, "link", "set", "lo", "up"},
+		{"-n", n.a, "link", "set", "mcc0", "up"}, {"-n", n.b, "link", "set", "mcc1", "up"},
+		{"-n", n.a, "addr", "add", "10.98.0.1/24", "dev", "mcc0"}, {"-n", n.b, "addr", "add", "10.98.0.2/24", "dev", "mcc1"},
+		{"-n", n.a, "addr", "add", "fd00:98::1/64", "dev", "mcc0", "nodad"}, {"-n", n.b, "addr", "add", "fd00:98::2/64", "dev", "mcc1", "nodad"},
+		{"-n", n.a, "route", "add", "224.0.0.0/4", "dev", "mcc0"}, {"-n", n.b, "route", "add", "224.0.0.0/4", "dev", "mcc1"},
+	}
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", n.a).Run()
+		exec.Command("ip", "netns", "del", n.b).Run()
+	})
+	for _, c := range cmds {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", c, err, out)
+		}
+	}
+	return n
+}
+
+// in returns a command that runs in namespace ns, in its own process
+// group so that cleanup ends it with everything it started.
+func in(ctx context.Context, ns string, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd
+}
+
+// udpDelivered reads how many UDP datagrams namespace ns delivered to
+// sockets (Udp InDatagrams, or Udp6InDatagrams).
+func udpDelivered(t *testing.T, ns string, v6 bool) int {
+	t.Helper()
+	file, key := "/proc/net/snmp", "InDatagrams"
+	if v6 {
+		file, key = "/proc/net/snmp6", "Udp6InDatagrams"
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(out), "\n")
+	if v6 {
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == key {
+				n, _ := strconv.Atoi(f[1])
+				return n
+			}
+		}
+	}
+	for i := 0; i+1 < len(lines); i++ { // "Udp: names" then "Udp: values"
+		names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) > 0 && names[0] == "Udp:" && len(vals) == len(names) && vals[0] == "Udp:" {
+			for j, name := range names {
+				if name == key {
+					n, _ := strconv.Atoi(vals[j])
+					return n
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s in %s", key, file)
+	return 0
+}
+
+// TestLinphoneJoinsGroup: linphone-daemon, in a namespace of its own, is
+// invited by mcc into a session, joins its group and receives the RTP
+// that ffmpeg sends there, over IPv4 and IPv6.
+func TestLinphoneJoinsGroup(t *testing.T) {
+	peertest.Need(t, "linphone-daemon", "ffmpeg", "ip")
+	peertest.NeedRoot(t)
+	for _, fam := range []string{"4", "6"} {
+		t.Run("ipv"+fam, func(t *testing.T) { linphoneJoins(t, fam == "6") })
+	}
+}
+
+func linphoneJoins(t *testing.T, v6 bool) {
+	n := newNetns(t)
+	mccIP, lpIP, lpHost := "10.98.0.1", "10.98.0.2", "10.98.0.2"
+	family, scope := "4", "local"
+	if v6 {
+		mccIP, lpIP, lpHost = "fd00:98::1", "fd00:98::2", "[fd00:98::2]"
+		family, scope = "6", "site"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+
+	// mcc serve in A.
+	serve := in(ctx, n.a, mccBinary(t), "serve", "--data", data, "--sip", "udp:"+hostPort(mccIP, 5060),
+		"--host", mccIP, "--api", "127.0.0.1:8760")
+	slog, _ := os.Create(filepath.Join(dir, "serve.log"))
+	serve.Stdout, serve.Stderr = slog, slog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-serve.Process.Pid, syscall.SIGTERM); serve.Wait() })
+
+	// linphone-daemon in B: auto-answer, no audio device, no video.
+	home := filepath.Join(dir, "linphone")
+	os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o755)
+	os.WriteFile(filepath.Join(home, ".asoundrc"), []byte("pcm.!default { type null }\n"), 0o644)
+	conf := fmt.Sprintf(`[sip]
+sip_port=5060
+sip_tcp_port=-1
+sip_tls_port=-1
+bind_address=%s
+use_ipv6=1
+default_proxy=-1
+register_only_when_network_is_up=0
+contact="participant" <sip:participant@%s>
+[net]
+firewall_policy=0
+stun_server=
+[rtp]
+audio_rtp_port=7078
+[sound]
+echocancellation=0
+[video]
+enabled=0
+capture=0
+display=0
+[misc]
+version_check_url_root=
+config-uri=
+`, lpIP, lpHost)
+	os.WriteFile(filepath.Join(home, "linphonerc"), []byte(conf), 0o644)
+	lp := in(ctx, n.b, "env", "HOME="+home, "bash", "-c",
+		`ulimit -v 2097152; exec linphone-daemon --config "$HOME/linphonerc" --auto-answer --log "$HOME/linphone.log"`)
+	stdin, _ := lp.StdinPipe() // linphone-daemon quits when its input ends
+	lout, _ := os.Create(filepath.Join(home, "stdout.log"))
+	lp.Stdout, lp.Stderr = lout, lout
+	if err := lp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		io.WriteString(stdin, "quit\n")
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { lp.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-lp.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+
+	cli := func(args ...string) string {
+		t.Helper()
+		var out []byte
+		var err error
+		for try := 0; try < 50; try++ { // the daemon may still be starting
+			out, err = in(ctx, n.a, mccBinary(t), append(args, "--data", data)...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "cannot reach mcc serve") && !strings.Contains(string(out), "no running mcc serve") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Fatalf("mcc %v: %v\n%s\nserve log:\n%s", args, err, out, log)
+		}
+		return string(out)
+	}
+	cli("session", "create", "lecture", "--family", family, "--scope", scope, "--media", "audio")
+	time.Sleep(2 * time.Second) // linphone-daemon binds its port
+	out := cli("invite", "lecture", "sip:participant@"+hostPort(lpIP, 5060), "--wait", "20s")
+	if !strings.Contains(out, "joined") {
+		llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+		t.Fatalf("linphone did not join:\n%s\nlinphone log (end):\n%s", out, tail(llog, 3000))
+	}
+	desc, err := sdp.Parse([]byte(cli("session", "sdp", "lecture")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, port := desc.Media[0].Connection.Addr, desc.Media[0].Port
+
+	// B holds the group.
+	eventually := func(what string, f func() bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	eventually(fmt.Sprintf("namespace B to join %v", group), func() bool {
+		m, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+		return strings.Contains(string(m), group.String())
+	})
+
+	// ffmpeg in A sends 2 s of PCMU in 20 ms packets (100) to the group, TTL 1.
+	before := udpDelivered(t, n.b, v6)
+	dest := fmt.Sprintf("rtp://%s?ttl=1&localaddr=%s", hostPort(group.String(), int(port)), mccIP)
+	if v6 {
+		// ffmpeg 5.1 loses the brackets of an IPv6 rtp:// URL that has a
+		// ttl option; the kernel's default multicast hop limit is 1.
+		dest = fmt.Sprintf("rtp://%s?localaddr=%s", hostPort(group.String(), int(port)), mccIP)
+	}
+	send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=frequency=440:sample_rate=8000:samples_per_frame=160", "-t", "2", "-ac", "1", "-c:a", "pcm_mulaw", "-payload_type", "0", "-f", "rtp", dest)
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	got := udpDelivered(t, n.b, v6) - before
+	if got < 90 {
+		t.Fatalf("namespace B delivered %d datagrams to sockets while ffmpeg sent 100 to %v:%d", got, group, port)
+	}
+	t.Logf("linphone joined %v and was delivered %d datagrams of ffmpeg's 100", group, got)
+}
+
+func hostPort(h string, port int) string {
+	if strings.Contains(h, ":") {
+		return fmt.Sprintf("[%s]:%d", h, port)
+	}
+	return fmt.Sprintf("%s:%d", h, port)
+}
