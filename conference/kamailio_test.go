@@ -55,7 +55,9 @@ func TestKamailioRegistrarProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(-kam.Process.Pid, syscall.SIGKILL); kam.Wait() })
-	eventually(t, "kamailio to listen", func() bool { return strings.Contains(klog.String(), "INFO") || strings.Contains(klog.String(), "listening") })
+	eventually(t, "kamailio to listen", func() bool {
+		return strings.Contains(klog.String(), "INFO") || strings.Contains(klog.String(), "listening")
+	})
 	time.Sleep(500 * time.Millisecond)
 
 	pport := freePort(t, "udp")
