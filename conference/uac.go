@@ -390,8 +390,12 @@ func (c *Controller) sendBye(d *dialog) error {
 	return nil
 }
 
-// errGlare is a 491 to our re-INVITE.
-var errGlare = errors.New("491 Request Pending")
+// errGlare is a 491 to our re-INVITE; errBusy says the dialog's INVITE
+// transaction has just become free, so try again at once.
+var (
+	errGlare = errors.New("491 Request Pending")
+	errBusy  = errors.New("dialog was busy")
+)
 
 // update brings one participant to the conference's current description by
 // re-INVITE (RFC 3264 §8). It retries after 491 as §14.1 says, while the
@@ -399,6 +403,9 @@ var errGlare = errors.New("491 Request Pending")
 func (c *Controller) update(conf *Conference, p *participant) {
 	for attempt := 0; attempt < 6; attempt++ {
 		err := c.reinviteOnce(conf, p)
+		if errors.Is(err, errBusy) {
+			continue
+		}
 		if !errors.Is(err, errGlare) {
 			if err != nil {
 				c.log.Info("re-INVITE", "conference", conf.name, "participant", p.uri, "err", err)
@@ -442,9 +449,22 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 		d.mu.Unlock()
 		return nil
 	}
-	if d.inviteTx || d.inviteRx {
+	if d.inviteRx {
+		// Their INVITE is still in progress (§14.1: one at a time): wait
+		// for its ACK, then send ours.
+		acked := d.acked
 		d.mu.Unlock()
-		return errGlare // one INVITE transaction per dialog (§14.1); try again later
+		select {
+		case <-acked:
+		case <-time.After(64 * sip.T1):
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+		return errBusy
+	}
+	if d.inviteTx {
+		d.mu.Unlock()
+		return errGlare // ours is in progress already; try again later
 	}
 	d.inviteTx = true
 	offer := d.nextOfferLocked(offerFor(desc, p))

@@ -309,6 +309,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	d.refreshTargetLocked(req)
 	var body *sdp.Session
 	var ourOffer *sdp.Session
+	var gen uint64
 	if len(req.Body()) > 0 {
 		theirs, err := sdp.Parse(req.Body())
 		if err != nil {
@@ -337,6 +338,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	} else {
 		conf.mu.Lock()
 		desc := conf.desc.Clone()
+		gen = conf.generation // what this offer carries, whatever changes before the ACK
 		conf.mu.Unlock()
 		ourOffer = d.nextOfferLocked(offerFor(desc, p))
 		body = ourOffer
@@ -367,9 +369,6 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 			return
 		}
 		if ourOffer != nil {
-			conf.mu.Lock()
-			gen := conf.generation
-			conf.mu.Unlock()
 			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), gen, false)
 		}
 	})
