@@ -177,6 +177,9 @@ func TestDeclineRedirectTimeout(t *testing.T) {
 		<-tx.Done()
 	})
 	ps, _ = e.c.Invite(e.name, ringing.uri())
+	if got := waitState(t, e.c, e.name, ps[0].ID, Ringing); got.Status != 180 {
+		t.Fatalf("ringing: %+v", got)
+	}
 	got := waitState(t, e.c, e.name, ps[0].ID, Failed)
 	select {
 	case <-cancelled:

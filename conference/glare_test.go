@@ -51,6 +51,39 @@ func TestGlareRetryAfter491(t *testing.T) {
 	}
 }
 
+// TestGlareRetryNotOwner: for a participant that dialled in, mcc does not
+// own the Call-ID, so it retries after a 491 within 0 to 2 s (§14.1).
+func TestGlareRetryNotOwner(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	p := e.peer(t, "udp")
+	p.dialIn(t, e.c.URI(e.name), nil, echo)
+	eventually(t, "joined", func() bool { ps, _ := e.c.Participants(e.name); return ps[0].State == Joined })
+	var (
+		mu    sync.Mutex
+		times []time.Time
+	)
+	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			return 491, nil
+		}
+		return 200, nil
+	})
+	if _, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "video"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 2 {
+		t.Fatalf("%d re-INVITEs, want 2", len(times))
+	}
+	if gap := times[1].Sub(times[0]); gap > 2100*time.Millisecond {
+		t.Fatalf("retried after %v, want 0-2 s", gap)
+	}
+}
+
 // TestGlare491And500: while mcc's re-INVITE is pending the participant
 // sends its own and gets 491; while the participant's INVITE awaits its
 // ACK, another gets 500 with Retry-After (RFC 3261 §14.2).
