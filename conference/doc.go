@@ -1,0 +1,60 @@
+// Package conference is mcc's SIP endpoint: it invites participants into
+// multicast sessions, accepts dial-in to conference URIs, and changes the
+// media of everyone at once by re-INVITE (RFC 3261, RFC 3264, RFC 4579's
+// dial-in and dial-out).
+//
+// # Layers
+//
+// sipgo v1.7.3 gives the transport (UDP, TCP, TLS; IPv4 and IPv6) and the
+// transactions (RFC 3261 §17 with RFC 6026). The dialog layer is this
+// package's own, because sipgo's leaves out what a conference needs:
+//
+//   - a dialog table keyed by Call-ID and both tags, each dialog's state
+//     behind its own lock, since sipgo runs every message in a goroutine;
+//   - the remote CSeq tracked here (sipgo issue 187), with 500 for a request
+//     out of order (§12.2.2), and target refresh from Contact (§12.2);
+//   - route sets from Record-Route, reversed for the UAC (§12.1.2);
+//   - re-INVITE both ways: as UAC with the ACK sent again for a
+//     retransmitted 2xx, even after the transaction ended (§13.2.2.4); as
+//     UAS with the 2xx retransmitted over UDP from T1 doubling to T2 until
+//     the ACK comes or 64·T1 passes (§13.3.1.4);
+//   - one INVITE transaction per dialog at a time: 491 to an INVITE that
+//     crosses ours, 500 with Retry-After 0-10 to one that overlaps the
+//     participant's previous INVITE (§14.2), and after a 491 a new attempt
+//     in 2.1-4 s when mcc owns the Call-ID, 0-2 s otherwise (§14.1);
+//   - a request too large for UDP sent over TCP (§18.1.1), and no CR or LF
+//     from a user reaching a header (sipgo writes values as they are).
+//
+// # Offers and answers
+//
+// Every participant is offered the session's description with a
+// media-level c= for each stream. Each dialog keeps its own o= version
+// (RFC 3264 §8). An answer is checked with sdp.CheckAnswer (RFC 3264 §6.2):
+// a stream whose answer changes the group, port or direction counts as
+// declined, and the participant is offered it at port 0 by re-INVITE, or
+// gets BYE when no stream is left. BYE from a participant ends its dialog;
+// RFC 3261 §15.1.2 leaves multicast media to the participant.
+//
+// # Dial-in
+//
+// An INVITE to sip:NAME@host without SDP gets the offer in the 200 and the
+// answer in the ACK; an offer that matches the session is answered with it;
+// a unicast-only offer has its streams rejected and is followed by a
+// re-INVITE with the session's streams, or gets 488 with a Warning
+// (Config.UnicastOffer). Access is anyone, an allow list, or digest.
+//
+// # Example
+//
+//	ctl, err := conference.New(conference.Config{
+//		Listeners: []conference.Listener{{Transport: "udp", Addr: "192.0.2.1:5060"}},
+//		Manager:   manager, // an *sdp.Manager over a multicast.Allocator
+//	})
+//	...
+//	ctl.Create("lecture", sessionID, conference.Access{})
+//	ctl.Invite("lecture", "sip:alice@example.org")
+//	ctl.AddStream(ctx, "lecture", sdp.MediaSpec{Kind: "video"})
+//
+// BUG(mcc): conferences and dialogs live in memory; after a restart the
+// leases remain until they expire but the sessions are gone. Persisting
+// them is the daemon's next step.
+package conference
