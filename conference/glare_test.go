@@ -13,14 +13,9 @@ import (
 	"mcc/sdp"
 )
 
-// TestGlareRetryAfter491: the participant answers mcc's re-INVITE with
-// 491; mcc owns the Call-ID (it dialled out), so it tries again after 2.1 to
-// 4 s (RFC 3261 §14.1), and the change reaches the participant.
-func TestGlareRetryAfter491(t *testing.T) {
-	e := newEnv(t, "127.0.0.1", "udp")
-	p := e.peer(t, "udp")
-	ps, _ := e.c.Invite(e.name, p.uri())
-	waitState(t, e.c, e.name, ps[0].ID, Joined)
+// answer491Once makes p answer its first INVITE with 491 and the others
+// with 200; the returned func gives when each INVITE came.
+func answer491Once(p *peer) func() []time.Time {
 	var (
 		mu    sync.Mutex
 		times []time.Time
@@ -34,6 +29,22 @@ func TestGlareRetryAfter491(t *testing.T) {
 		}
 		return 200, nil
 	})
+	return func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), times...)
+	}
+}
+
+// TestGlareRetryAfter491: the participant answers mcc's re-INVITE with
+// 491; mcc owns the Call-ID (it dialled out), so it tries again after 2.1 to
+// 4 s (RFC 3261 §14.1), and the change reaches the participant.
+func TestGlareRetryAfter491(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	p := e.peer(t, "udp")
+	ps, _ := e.c.Invite(e.name, p.uri())
+	waitState(t, e.c, e.name, ps[0].ID, Joined)
+	times := answer491Once(p)
 	ch, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "video"})
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +52,11 @@ func TestGlareRetryAfter491(t *testing.T) {
 	if r := ch.Results[0]; len(r.Streams) != 3 || r.Streams[2] != "accepted" {
 		t.Fatalf("after a 491 and a retry: %+v", r)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(times) != 2 {
-		t.Fatalf("%d re-INVITEs, want 2", len(times))
+	ts := times()
+	if len(ts) != 2 {
+		t.Fatalf("%d re-INVITEs, want 2", len(ts))
 	}
-	if gap := times[1].Sub(times[0]); gap < 2100*time.Millisecond || gap > 4100*time.Millisecond {
+	if gap := ts[1].Sub(ts[0]); gap < 2100*time.Millisecond || gap > 4100*time.Millisecond {
 		t.Fatalf("retried after %v, want 2.1-4 s", gap)
 	}
 }
@@ -58,28 +68,15 @@ func TestGlareRetryNotOwner(t *testing.T) {
 	p := e.peer(t, "udp")
 	p.dialIn(t, e.c.URI(e.name), nil, echo)
 	eventually(t, "joined", func() bool { ps, _ := e.c.Participants(e.name); return ps[0].State == Joined })
-	var (
-		mu    sync.Mutex
-		times []time.Time
-	)
-	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
-		mu.Lock()
-		defer mu.Unlock()
-		times = append(times, time.Now())
-		if len(times) == 1 {
-			return 491, nil
-		}
-		return 200, nil
-	})
+	times := answer491Once(p)
 	if _, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "video"}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(times) != 2 {
-		t.Fatalf("%d re-INVITEs, want 2", len(times))
+	ts := times()
+	if len(ts) != 2 {
+		t.Fatalf("%d re-INVITEs, want 2", len(ts))
 	}
-	if gap := times[1].Sub(times[0]); gap > 2100*time.Millisecond {
+	if gap := ts[1].Sub(ts[0]); gap > 2100*time.Millisecond {
 		t.Fatalf("retried after %v, want 0-2 s", gap)
 	}
 }

@@ -8,19 +8,27 @@ import (
 	"mcc/multicast"
 )
 
-// BenchmarkAllocatePersisted is one allocation per op, written to the
-// bbolt file (synced) before it is granted.
-func BenchmarkAllocatePersisted(b *testing.B) {
+// persisted returns an allocator over the organisation-local pool that
+// keeps its leases in a fresh store.
+func persisted(b *testing.B) (*multicast.Allocator, multicast.Pool) {
+	b.Helper()
 	db, err := Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	b.Cleanup(func() { db.Close() })
 	org, _ := multicast.ScopePool(multicast.IPv4, multicast.ScopeOrg, multicast.ScopeOptions{})
 	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{org}, Store: db})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return a, org
+}
+
+// BenchmarkAllocatePersisted is one allocation per op, written to the
+// bbolt file (synced) before it is granted.
+func BenchmarkAllocatePersisted(b *testing.B) {
+	a, org := persisted(b)
 	for b.Loop() {
 		if _, err := a.Allocate(multicast.Request{Pool: org.Name}); err != nil {
 			b.Fatal(err)
@@ -31,16 +39,7 @@ func BenchmarkAllocatePersisted(b *testing.B) {
 // BenchmarkAllocatePersistedBatch100 leases 100 groups in one write per
 // op, as "mcc alloc --count 100" does.
 func BenchmarkAllocatePersistedBatch100(b *testing.B) {
-	db, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	org, _ := multicast.ScopePool(multicast.IPv4, multicast.ScopeOrg, multicast.ScopeOptions{})
-	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{org}, Store: db})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, org := persisted(b)
 	for b.Loop() {
 		if _, err := a.AllocateN(multicast.Request{Pool: org.Name}, 100); err != nil {
 			b.Fatal(err)
@@ -51,16 +50,7 @@ func BenchmarkAllocatePersistedBatch100(b *testing.B) {
 
 // BenchmarkAllocatePersistedParallel has 8 goroutines allocate at once.
 func BenchmarkAllocatePersistedParallel(b *testing.B) {
-	db, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	org, _ := multicast.ScopePool(multicast.IPv4, multicast.ScopeOrg, multicast.ScopeOptions{})
-	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{org}, Store: db})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, org := persisted(b)
 	var mu sync.Mutex
 	seen := map[netip.Addr]bool{}
 	b.SetParallelism(4)
