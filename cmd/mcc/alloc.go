@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"mcc/internal/api"
 	"mcc/internal/store"
 	"mcc/multicast"
 )
@@ -142,6 +144,24 @@ func cmdAlloc(args []string, stdout, stderr io.Writer) error {
 	if *lease <= 0 {
 		return usagef("--lease %v: want a positive duration such as 2h or 30m", *lease)
 	}
+	if cl := daemon(dir); cl != nil {
+		pool := *poolName
+		if pool == "" {
+			p, err := sf.pool()
+			if err != nil {
+				return err
+			}
+			pool = p.Name
+		}
+		ctx, cancel := apiCtx()
+		defer cancel()
+		var ls []multicast.Lease
+		req := api.LeaseRequest{Pool: pool, Count: *count, Lease: lease.String(), Owner: *owner}
+		if err := cl.Do(ctx, "POST", "/v1/leases", req, &ls); err != nil {
+			return err
+		}
+		return printLeases(stdout, cf.output, ls)
+	}
 	a, db, p, err := openPool(dir, *poolName, &sf)
 	if err != nil {
 		return err
@@ -178,6 +198,15 @@ func cmdLeases(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cl := daemon(dir); cl != nil {
+		ctx, cancel := apiCtx()
+		defer cancel()
+		var ls []multicast.Lease
+		if err := cl.Do(ctx, "GET", "/v1/leases", nil, &ls); err != nil {
+			return err
+		}
+		return printLeases(stdout, cf.output, ls)
+	}
 	db, err := store.Open(dir)
 	if err != nil {
 		return err
@@ -209,13 +238,23 @@ func cmdRelease(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, db, err := openAllocator(dir)
-	if err != nil {
-		return err
+	var release func(g netip.Addr) error
+	if cl := daemon(dir); cl != nil {
+		release = func(g netip.Addr) error {
+			ctx, cancel := apiCtx()
+			defer cancel()
+			return cl.Do(ctx, "DELETE", "/v1/leases/"+g.String(), nil, nil)
+		}
+	} else {
+		a, db, err := openAllocator(dir)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		release = a.Release
 	}
-	defer db.Close()
 	for _, g := range groups {
-		if err := a.Release(g); err != nil {
+		if err := release(g); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "released %v\n", g)
@@ -239,13 +278,24 @@ func cmdRenew(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, db, err := openAllocator(dir)
-	if err != nil {
-		return err
+	var renew func(g netip.Addr) (multicast.Lease, error)
+	if cl := daemon(dir); cl != nil {
+		renew = func(g netip.Addr) (l multicast.Lease, err error) {
+			ctx, cancel := apiCtx()
+			defer cancel()
+			err = cl.Do(ctx, "PATCH", "/v1/leases/"+g.String(), api.RenewRequest{Lease: lease.String()}, &l)
+			return l, err
+		}
+	} else {
+		a, db, err := openAllocator(dir)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		renew = func(g netip.Addr) (multicast.Lease, error) { return a.Renew(g, time.Now().Add(*lease)) }
 	}
-	defer db.Close()
 	for _, g := range groups {
-		l, err := a.Renew(g, time.Now().Add(*lease))
+		l, err := renew(g)
 		if err != nil {
 			return err
 		}
@@ -274,20 +324,23 @@ func cmdPools(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, db, err := openAllocator(dir)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	type poolUse struct {
-		multicast.Pool
-		Size   uint64 `json:"size"`
-		Leased uint64 `json:"leased"`
-	}
-	var ps []poolUse
-	for _, p := range a.Pools() {
-		leased, size, _ := a.Usage(p.Name)
-		ps = append(ps, poolUse{p, size, leased})
+	var ps []api.PoolUse
+	if cl := daemon(dir); cl != nil {
+		ctx, cancel := apiCtx()
+		defer cancel()
+		if err := cl.Do(ctx, "GET", "/v1/pools", nil, &ps); err != nil {
+			return err
+		}
+	} else {
+		a, db, err := openAllocator(dir)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		for _, p := range a.Pools() {
+			leased, size, _ := a.Usage(p.Name)
+			ps = append(ps, api.PoolUse{Pool: p, Size: size, Leased: leased})
+		}
 	}
 	if cf.output == "json" {
 		return printJSON(stdout, ps)
@@ -298,4 +351,21 @@ func cmdPools(args []string, stdout, stderr io.Writer) error {
 	}
 	table(stdout, rows)
 	return nil
+}
+
+// daemon returns a client of the mcc serve that runs on dir (or at
+// MCC_API), or nil when none answers: then the command opens the store
+// itself. bbolt lets one process hold the store, so while the daemon runs
+// everything goes through it.
+func daemon(dir string) *api.Client {
+	cl, err := api.Discover("", "", dir)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if !cl.Alive(ctx) {
+		return nil
+	}
+	return cl
 }

@@ -45,8 +45,9 @@ Usage:
 
 Commands from session to media talk to a running "mcc serve" through its
 control API (--api and --token, MCC_API and MCC_TOKEN, or the files it
-writes in the data directory). Those from alloc to pools work on the data
-directory directly, and need it free: stop mcc serve first.
+writes in the data directory). Those from alloc to pools go through it too
+when it runs on the data directory, and open the store themselves when it
+does not.
 
 Scopes: IPv4 local, org, global, ssm, glop (--asn), prefix (--prefix);
         IPv6 link, admin, local (site), org, global, ssm, prefix (--prefix).

@@ -13,6 +13,7 @@ import (
 
 	"mcc/conference"
 	"mcc/conference/conferencetest"
+	"mcc/multicast"
 )
 
 // startServe runs the built "mcc serve" on loopback with a fresh data
@@ -103,6 +104,26 @@ func TestServeWalkthrough(t *testing.T) {
 	r = run("session", "list")
 	if !strings.Contains(r.stdout, "lecture") || !strings.Contains(r.stdout, "seminar") {
 		t.Fatalf("session list: %s", r.stdout)
+	}
+	// The allocator commands go through the daemon, which holds the store.
+	r = run("leases", "-o", "json")
+	var ls []multicast.Lease
+	if err := json.Unmarshal([]byte(r.stdout), &ls); err != nil || len(ls) != 2 { // the removed stream's group is free again
+		t.Fatalf("leases through the daemon: %s %v", r.stdout, err)
+	}
+	r = run("alloc", "--family", "6", "--scope", "org", "--count", "2", "-o", "json")
+	var extra []multicast.Lease
+	if err := json.Unmarshal([]byte(r.stdout), &extra); err != nil || len(extra) != 2 || !extra[0].Group.Is6() {
+		t.Fatalf("alloc through the daemon: %s %v", r.stdout, err)
+	}
+	run("renew", extra[0].Group.String(), "--lease", "48h")
+	run("release", extra[0].Group.String(), extra[1].Group.String())
+	r = run("pools")
+	if !strings.Contains(r.stdout, "ipv4-local") {
+		t.Fatalf("pools through the daemon: %s", r.stdout)
+	}
+	if r := mcc(t, "", "release", extra[0].Group.String(), "--data", data); r.code != 1 || !strings.Contains(r.stderr, "not leased") {
+		t.Fatalf("release twice through the daemon: %+v", r)
 	}
 	run("session", "delete", "lecture")
 	select {

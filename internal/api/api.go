@@ -111,6 +111,10 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("DELETE /v1/sessions/{name}/streams/{index}", s.removeStream)
 	v1.HandleFunc("PATCH /v1/sessions/{name}/streams/{index}", s.patchStream)
 	v1.HandleFunc("GET /v1/leases", s.listLeases)
+	v1.HandleFunc("POST /v1/leases", s.allocate)
+	v1.HandleFunc("PATCH /v1/leases/{group}", s.renew)
+	v1.HandleFunc("DELETE /v1/leases/{group}", s.release)
+	v1.HandleFunc("GET /v1/pools", s.listPools)
 	mux.Handle("/v1/", s.auth(v1))
 	return mux
 }
@@ -148,6 +152,8 @@ func fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, CodeConflict, err.Error())
 	case errors.Is(err, sdp.ErrNotModifiable):
 		writeError(w, http.StatusConflict, CodeNotModifiable, err.Error())
+	case errors.Is(err, multicast.ErrNotLeased):
+		writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
 	case errors.Is(err, multicast.ErrPoolExhausted):
 		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
 	case errors.Is(err, conference.ErrBadName), errors.Is(err, conference.ErrBadURI), errors.Is(err, multicast.ErrUnknownPool),
@@ -470,4 +476,129 @@ func LoadOrCreateToken(dir string) (string, error) {
 		return "", err
 	}
 	return t, nil
+}
+
+// LeaseRequest leases groups: from Pool, or from the pool of Family and
+// Scope.
+type LeaseRequest struct {
+	Pool   string `json:"pool,omitempty"`
+	Family string `json:"family,omitempty"`
+	Scope  string `json:"scope,omitempty"`
+	Count  int    `json:"count,omitempty"` // default 1
+	Lease  string `json:"lease,omitempty"` // a duration such as "2h"; default 24h
+	Owner  string `json:"owner,omitempty"`
+}
+
+// RenewRequest moves a lease's end to now plus Lease.
+type RenewRequest struct {
+	Lease string `json:"lease"`
+}
+
+// PoolUse is a pool with its size and how much of it is leased.
+type PoolUse struct {
+	multicast.Pool
+	Size   uint64 `json:"size"`
+	Leased uint64 `json:"leased"`
+}
+
+func (s *Server) allocate(w http.ResponseWriter, r *http.Request) {
+	var req LeaseRequest
+	if err := decode(r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	pool := req.Pool
+	if pool == "" {
+		fam, err := multicast.ParseFamily(cmpOr(req.Family, "4"))
+		if err != nil {
+			fail(w, badf("%v", err))
+			return
+		}
+		if req.Scope == "" {
+			fail(w, badf("name a pool, or a scope such as local, org or ssm"))
+			return
+		}
+		p, err := multicast.ScopePool(fam, multicast.Scope(req.Scope), multicast.ScopeOptions{})
+		if err != nil {
+			fail(w, badf("%v (GLOP and unicast-prefix pools are configured in allocator.json and named with pool)", err))
+			return
+		}
+		pool = p.Name
+	}
+	d := 24 * time.Hour
+	if req.Lease != "" {
+		var err error
+		if d, err = time.ParseDuration(req.Lease); err != nil || d <= 0 {
+			fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
+			return
+		}
+	}
+	n := req.Count
+	if n == 0 {
+		n = 1
+	}
+	if n < 1 || n > 65536 {
+		fail(w, badf("count %d: want 1 to 65536", n))
+		return
+	}
+	ls, err := s.Allocator.AllocateN(multicast.Request{Pool: pool, Owner: cmpOr(req.Owner, "api"), Duration: d}, n)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, ls)
+}
+
+func groupOf(r *http.Request) (netip.Addr, error) {
+	g, err := netip.ParseAddr(r.PathValue("group"))
+	if err != nil || !g.IsMulticast() {
+		return netip.Addr{}, badf("%q is not a multicast group address", r.PathValue("group"))
+	}
+	return g, nil
+}
+
+func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
+	g, err := groupOf(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	var req RenewRequest
+	if err := decode(r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	d, err := time.ParseDuration(req.Lease)
+	if err != nil || d <= 0 {
+		fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
+		return
+	}
+	l, err := s.Allocator.Renew(g, time.Now().Add(d))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request) {
+	g, err := groupOf(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if err := s.Allocator.Release(g); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
+	var out []PoolUse
+	for _, p := range s.Allocator.Pools() {
+		leased, size, _ := s.Allocator.Usage(p.Name)
+		out = append(out, PoolUse{p, size, leased})
+	}
+	writeJSON(w, http.StatusOK, out)
 }

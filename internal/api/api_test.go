@@ -151,6 +151,14 @@ func TestBadRequests(t *testing.T) {
 		{"DELETE", "/v1/sessions/taken/streams/9", nil, CodeNotFound},
 		{"DELETE", "/v1/sessions/taken/streams/x", nil, CodeBadRequest},
 		{"DELETE", "/v1/sessions/taken/participants/nobody", nil, CodeNotFound},
+		{"POST", "/v1/leases", LeaseRequest{}, CodeBadRequest},
+		{"POST", "/v1/leases", LeaseRequest{Scope: "glop"}, CodeBadRequest},
+		{"POST", "/v1/leases", LeaseRequest{Scope: "local", Lease: "forever"}, CodeBadRequest},
+		{"POST", "/v1/leases", LeaseRequest{Scope: "local", Count: -3}, CodeBadRequest},
+		{"POST", "/v1/leases", LeaseRequest{Pool: "nope"}, CodeBadRequest},
+		{"DELETE", "/v1/leases/10.1.1.1", nil, CodeBadRequest},
+		{"DELETE", "/v1/leases/239.9.9.9", nil, CodeNotFound},
+		{"PATCH", "/v1/leases/239.9.9.9", RenewRequest{Lease: "1h"}, CodeNotFound},
 	}
 	for _, tc := range tests {
 		if err := cl.Do(ctx, tc.method, tc.path, tc.body, nil); code(err) != tc.code {

@@ -101,3 +101,17 @@ func (c *Client) Do(ctx context.Context, method, path string, in any, out any) e
 	}
 	return json.Unmarshal(b, out)
 }
+
+// Alive reports whether the daemon answers its health check.
+func (c *Client) Alive(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.Base+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	res, err := c.HTTP.Do(req)
+	if err != nil {
+		return false
+	}
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK
+}
