@@ -7,6 +7,7 @@ require (
 	github.com/icholy/digest v1.2.0
 	github.com/pion/sdp/v3 v3.0.20
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/net v0.62.0
 )
 
 require (
