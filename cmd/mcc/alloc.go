@@ -66,6 +66,12 @@ func (s *scopeFlags) pool() (multicast.Pool, error) {
 // pools, the custom pools of dir/allocator.json, and extra. The caller
 // closes the store.
 func openAllocator(dir string, extra ...multicast.Pool) (*multicast.Allocator, *store.DB, error) {
+	return openAllocatorWith(dir, nil, extra...)
+}
+
+// openAllocatorWith is openAllocator with an in-use source, such as the
+// SAP directory.
+func openAllocatorWith(dir string, inUse multicast.InUseSource, extra ...multicast.Pool) (*multicast.Allocator, *store.DB, error) {
 	conf, err := loadAllocatorConfig(dir)
 	if err != nil {
 		return nil, nil, err
@@ -87,7 +93,7 @@ func openAllocator(dir string, extra ...multicast.Pool) (*multicast.Allocator, *
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := multicast.NewAllocator(multicast.Config{Pools: pools, Store: db, PortMin: conf.Ports.Min, PortMax: conf.Ports.Max})
+	a, err := multicast.NewAllocator(multicast.Config{Pools: pools, Store: db, PortMin: conf.Ports.Min, PortMax: conf.Ports.Max, InUse: inUse})
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, allocatorFile), err)

@@ -14,6 +14,7 @@ import (
 
 	"mcc/conference"
 	"mcc/internal/api"
+	"mcc/multicast/sap"
 )
 
 // clientFlags are the flags of every command that talks to mcc serve.
@@ -81,9 +82,23 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		return printInfo(stdout, cf.output, in)
 	case "import":
 		name := fs.String("name", "", "the session's name (default: the file's name)")
-		pos, cl, err := cf.parse(fs, args, 1, 1, "an SDP file, or - for standard input")
+		heard := fs.String("heard", "", "import a session heard over SAP by its ID (see mcc directory) instead of a file")
+		pos, cl, err := cf.parse(fs, args, 0, 1, "one SDP file, or - for standard input, or --heard ID")
 		if err != nil {
 			return err
+		}
+		if *heard != "" {
+			if *name == "" {
+				return usagef("--heard needs --name for the conference")
+			}
+			var in conference.Info
+			if err := cl.Do(ctx, "POST", "/v1/sessions", api.SessionRequest{Name: *name, Heard: *heard}, &in); err != nil {
+				return err
+			}
+			return printInfo(stdout, cf.output, in)
+		}
+		if len(pos) == 0 {
+			return usagef("session import needs an SDP file, or - for standard input, or --heard ID")
 		}
 		var b []byte
 		if pos[0] == "-" {
@@ -305,4 +320,43 @@ func cmdMedia(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "stream %d, version %d\n", ch.Stream, ch.Version)
 	printParticipants(stdout, ch.Results)
 	return nil
+}
+
+func cmdDirectory(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("directory", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	_, cl, err := cf.parse(fs, args, 0, 0, "")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := apiCtx()
+	defer cancel()
+	var list []sap.Heard
+	if err := cl.Do(ctx, "GET", "/v1/directory", nil, &list); err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		if list == nil {
+			list = []sap.Heard{}
+		}
+		return printJSON(stdout, list)
+	}
+	rows := [][]string{{"NAME", "GROUPS", "SOURCE", "LAST HEARD", "ID"}}
+	for _, h := range list {
+		var gs []string
+		for i, g := range h.Groups {
+			gs = append(gs, fmt.Sprintf("%s:%d", hostPortless(g.String()), h.Ports[i]))
+		}
+		rows = append(rows, []string{h.Name, strings.Join(gs, ","), h.Source.String(), h.Last.Local().Format(time.TimeOnly), h.ID})
+	}
+	table(stdout, rows)
+	return nil
+}
+
+func hostPortless(s string) string {
+	if strings.Contains(s, ":") {
+		return "[" + s + "]"
+	}
+	return s
 }

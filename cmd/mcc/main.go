@@ -26,9 +26,10 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 const usage = `mcc: multicast conference session controller
 
 Usage:
-  mcc serve   [--sip udp:0.0.0.0:5060,tcp:0.0.0.0:5060] [--host HOST] [--api 127.0.0.1:8760] [--data DIR]
+  mcc serve   [--sip udp:0.0.0.0:5060,tcp:0.0.0.0:5060] [--host HOST] [--api 127.0.0.1:8760] [--sap IFACE] [--data DIR]
   mcc session create NAME [--family 4|6] [--scope SCOPE] [--media audio,video] [--type broadcast]
-  mcc session import FILE.sdp [--name NAME]
+  mcc session import FILE.sdp [--name NAME] | --heard ID --name NAME
+  mcc directory                    sessions heard over SAP
   mcc session list | show NAME | sdp NAME | delete NAME
   mcc invite  SESSION URI... [--wait 10s]
   mcc participants SESSION
@@ -113,6 +114,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdParticipants(rest, stdout, stderr)
 	case "media":
 		return cmdMedia(rest, stdout, stderr)
+	case "directory":
+		return cmdDirectory(rest, stdout, stderr)
 	case "sdp":
 		if len(rest) == 0 {
 			return usagef("sdp needs a sub-command: lint or new")
@@ -125,5 +128,5 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
 	}
-	return usagef("unknown command %q: want serve, session, invite, participants, media, alloc, leases, renew, release, pools, sdp or version", cmd)
+	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, alloc, leases, renew, release, pools, sdp or version", cmd)
 }

@@ -19,6 +19,7 @@ import (
 	"mcc/conference"
 	"mcc/internal/api"
 	"mcc/multicast"
+	"mcc/multicast/sap"
 	"mcc/sdp"
 )
 
@@ -35,6 +36,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	authPass := fs.String("auth-pass", "", "password for digest challenges (or MCC_AUTH_PASS)")
 	logFormat := fs.String("log", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
 	var cf commonFlags
 	cf.register(fs, false)
 	_, dir, err := cf.parse(fs, args, 0, 0, "")
@@ -84,7 +86,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		creds = &conference.Credentials{Username: *authUser, Password: pass}
 	}
 
-	a, db, err := openAllocator(dir)
+	var directory *sap.Directory
+	var inUse multicast.InUseSource // stays a nil interface without SAP
+	if *sapIfaces != "" {
+		directory = sap.NewDirectory(sap.DirectoryConfig{})
+		inUse = directory
+	}
+	a, db, err := openAllocatorWith(dir, inUse)
 	if err != nil {
 		return err
 	}
@@ -114,7 +122,18 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: (&api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log}).Handler(),
+	sapCtx, stopSAP := context.WithCancel(context.Background())
+	defer stopSAP()
+	if directory != nil {
+		wait, err := startSAP(sapCtx, *sapIfaces, directory, m, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer wait()
+		defer stopSAP() // runs before wait
+	}
+	srv := &http.Server{Handler: (&api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second}
 	for _, l := range ctl.Addrs() {
 		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)

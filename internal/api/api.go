@@ -23,6 +23,7 @@ import (
 
 	"mcc/conference"
 	"mcc/multicast"
+	"mcc/multicast/sap"
 	"mcc/sdp"
 )
 
@@ -52,9 +53,11 @@ const (
 	CodeInternal      = "internal"
 )
 
-// SessionRequest creates a session and its conference.
+// SessionRequest creates a session and its conference, or with Heard
+// imports a session heard over SAP.
 type SessionRequest struct {
 	Name    string         `json:"name"`
+	Heard   string         `json:"heard,omitempty"` // the ID of a session in the SAP directory: import it
 	Info    string         `json:"info,omitempty"`
 	Family  string         `json:"family,omitempty"` // "4" (default) or "6"
 	Scope   string         `json:"scope,omitempty"`  // default "local"
@@ -90,6 +93,9 @@ type Server struct {
 	Allocator  *multicast.Allocator
 	Token      string
 	Logger     *slog.Logger
+	// Directory is the SAP directory; nil when mcc serve does not listen
+	// for SAP.
+	Directory *sap.Directory
 	// ChangeTimeout bounds a media change for everyone. Zero means 60 s.
 	ChangeTimeout time.Duration
 }
@@ -115,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("PATCH /v1/leases/{group}", s.renew)
 	v1.HandleFunc("DELETE /v1/leases/{group}", s.release)
 	v1.HandleFunc("GET /v1/pools", s.listPools)
+	v1.HandleFunc("GET /v1/directory", s.listDirectory)
 	mux.Handle("/v1/", s.auth(v1))
 	return mux
 }
@@ -225,6 +232,10 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := s.Controller.Get(req.Name); err == nil {
 		fail(w, fmt.Errorf("%w: %q", conference.ErrExists, req.Name))
+		return
+	}
+	if req.Heard != "" {
+		s.importHeard(w, req)
 		return
 	}
 	access, err := accessOf(req.Access)
@@ -601,4 +612,45 @@ func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
 		out = append(out, PoolUse{p, size, leased})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listDirectory(w http.ResponseWriter, r *http.Request) {
+	if s.Directory == nil {
+		writeError(w, http.StatusNotFound, CodeNotFound, "this mcc serve does not listen for SAP (start it with --sap INTERFACE)")
+		return
+	}
+	list := s.Directory.List()
+	writeJSON(w, http.StatusOK, list)
+}
+
+// importHeard makes a conference around a session heard over SAP: mcc can
+// invite people into it, not change it.
+func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
+	if s.Directory == nil {
+		fail(w, badf("this mcc serve does not listen for SAP"))
+		return
+	}
+	for _, h := range s.Directory.List() {
+		if h.ID != req.Heard {
+			continue
+		}
+		desc, err := sdp.Parse(h.SDP)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		if _, err := s.Manager.Import(desc); err != nil {
+			fail(w, err)
+			return
+		}
+		in, err := s.Controller.Create(req.Name, desc.Origin.SessionID, conference.Access{})
+		if err != nil {
+			s.Manager.Delete(desc.Origin.SessionID)
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, in)
+		return
+	}
+	writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no session %q in the SAP directory (see mcc directory)", req.Heard))
 }

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"mcc/multicast"
+	"mcc/multicast/sap"
+	"mcc/sdp"
+)
+
+// sapGroups are the SAP groups the listener joins: the global group and
+// each administrative scope's (RFC 2974 §3), and ff0X::2:7ffe for the
+// IPv6 scopes mcc allocates in.
+var sapGroups = []netip.Addr{sap.GlobalGroup, sap.LocalGroup, sap.OrgGroup,
+	netip.MustParseAddr("ff02::2:7ffe"), netip.MustParseAddr("ff04::2:7ffe"), netip.MustParseAddr("ff05::2:7ffe"),
+	netip.MustParseAddr("ff08::2:7ffe"), netip.MustParseAddr("ff0e::2:7ffe")}
+
+// startSAP listens for SAP on the named interfaces into dir, announces the
+// sessions m owns from the first interface, and runs until ctx ends; the
+// returned wait blocks until everything it started has stopped.
+func startSAP(ctx context.Context, names string, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
+	var ifis []*net.Interface
+	for _, n := range splitList(names) {
+		ifi, err := net.InterfaceByName(n)
+		if err != nil {
+			return nil, usagef("--sap %q: %v", n, err)
+		}
+		ifis = append(ifis, ifi)
+	}
+	l4, err := multicast.ListenGroup(multicast.IPv4, sap.Port)
+	if err != nil {
+		return nil, err
+	}
+	l6, err := multicast.ListenGroup(multicast.IPv6, sap.Port)
+	if err != nil {
+		l4.Close()
+		return nil, err
+	}
+	for _, ifi := range ifis {
+		for _, g := range sapGroups {
+			c := l4
+			if g.Is6() {
+				c = l6
+			}
+			if err := c.Join(ifi, g); err != nil {
+				log.Warn("SAP join", "interface", ifi.Name, "group", g, "err", err)
+			}
+		}
+	}
+	// Announcements go out of the first interface, with its addresses as
+	// the originating source.
+	out := ifis[0]
+	cfg := sap.AnnouncerConfig{Directory: dir, Compress: true, Logger: log}
+	addrs, _ := out.Addrs()
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || !p.Addr().IsGlobalUnicast() && !p.Addr().IsLoopback() {
+			continue
+		}
+		ip := p.Addr()
+		if ip.Is4() && !cfg.Origin4.IsValid() {
+			if cfg.Conn4, err = multicast.ListenGroupAt(netip.AddrPortFrom(ip, 0)); err == nil {
+				cfg.Origin4 = ip
+				cfg.Conn4.SetInterface(out)
+				cfg.Conn4.SetLoopback(true)
+			}
+		}
+		if ip.Is6() && !cfg.Origin6.IsValid() {
+			if cfg.Conn6, err = multicast.ListenGroupAt(netip.AddrPortFrom(ip, 0)); err == nil {
+				cfg.Origin6 = ip
+				cfg.Conn6.SetInterface(out)
+				cfg.Conn6.SetLoopback(true)
+			}
+		}
+	}
+	ann := sap.NewAnnouncer(cfg)
+	var wg sync.WaitGroup
+	wg.Go(func() { sap.Listen(ctx, dir, log, l4, l6) })
+	wg.Go(func() { ann.Run(ctx) })
+	wg.Go(func() { announceSessions(ctx, m, ann, log) })
+	log.Info("SAP", "interfaces", names, "origin4", cfg.Origin4, "origin6", cfg.Origin6)
+	return func() {
+		wg.Wait()
+		for _, c := range []*multicast.GroupConn{cfg.Conn4, cfg.Conn6} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}, nil
+}
+
+// announceSessions keeps the announcer in step with the sessions mcc
+// owns: every second it announces what is new or changed (the announcer
+// sends a change at once) and withdraws what was deleted.
+func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	announced := map[string]bool{}
+	for {
+		seen := map[string]bool{}
+		for _, s := range m.List() {
+			if s.External {
+				continue // not ours to announce
+			}
+			id := fmt.Sprint(s.ID)
+			desc, err := m.Get(s.ID)
+			if err != nil {
+				continue
+			}
+			if err := ann.Announce(id, desc); err != nil {
+				if !announced[id] && !strings.Contains(err.Error(), "no socket") {
+					log.Warn("SAP announce", "session", s.Name, "err", err)
+				}
+				continue
+			}
+			seen[id], announced[id] = true, true
+		}
+		for id := range announced {
+			if !seen[id] {
+				ann.Withdraw(id)
+				delete(announced, id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
