@@ -1,11 +1,13 @@
 package multicast
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -47,7 +49,20 @@ func ListenGroupAt(laddr netip.AddrPort) (*GroupConn, error) {
 		network = "udp6"
 	}
 	addr := laddr.String()
-	pc, err := net.ListenPacket(network, addr)
+	// SO_REUSEADDR lets other receivers on this host (a second directory,
+	// ffmpeg, VLC) bind the same port: each gets its copy of a multicast
+	// datagram.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("multicast: listen %s: %w", addr, err)
 	}

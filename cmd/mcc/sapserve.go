@@ -57,7 +57,9 @@ func startSAP(ctx context.Context, names string, dir *sap.Directory, m *sdp.Mana
 	// Announcements go out of the first interface, with its addresses as
 	// the originating source.
 	out := ifis[0]
-	cfg := sap.AnnouncerConfig{Directory: dir, Compress: true, Logger: log}
+	// Uncompressed: ffmpeg's and PulseAudio's SAP receivers, among others,
+	// skip compressed packets, and a description fits in one anyway.
+	cfg := sap.AnnouncerConfig{Directory: dir, Logger: log}
 	addrs, _ := out.Addrs()
 	for _, a := range addrs {
 		p, err := netip.ParsePrefix(a.String())

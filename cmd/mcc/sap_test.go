@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mcc/internal/peertest"
+	"mcc/multicast/sap"
+	"mcc/sdp"
+)
+
+// daemonIn starts mcc serve with --sap in namespace ns, on ip, and returns
+// a function that runs mcc commands against it there.
+func daemonIn(t *testing.T, ctx context.Context, ns, iface, ip string) func(args ...string) string {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	serve := in(ctx, ns, mccBinary(t), "serve", "--data", data, "--sip", "udp:"+hostPort(ip, 5060), "--host", ip,
+		"--api", "127.0.0.1:8760", "--sap", iface, "--log-level", "debug")
+	logf, _ := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
+	serve.Stdout, serve.Stderr = logf, logf
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-serve.Process.Pid, syscall.SIGTERM); serve.Wait() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(logf.Name())
+			t.Logf("serve log in %s:\n%s", ns, tailString(string(log), 3000))
+		}
+	})
+	return func(args ...string) string {
+		t.Helper()
+		var out []byte
+		var err error
+		for try := 0; try < 50; try++ {
+			out, err = in(ctx, ns, mccBinary(t), append(args, "--data", data)...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "mcc serve") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("mcc %v in %s: %v\n%s\nserve log:\n%s", args, ns, err, out, log)
+		}
+		return string(out)
+	}
+}
+
+func heard(t *testing.T, run func(...string) string, want func(sap.Heard) bool) sap.Heard {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var list []sap.Heard
+		out := run("directory", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("directory: %v\n%s", err, out)
+		}
+		for _, h := range list {
+			if want(h) {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not heard; directory:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestSAPBetweenNamespaces: two mcc daemons in two namespaces hear each
+// other's announcements over IPv4 and IPv6; mcc hears ffmpeg's SAP
+// muxer; ffmpeg's SAP demuxer opens a session mcc announces and records
+// its RTP; tshark decodes mcc's SAP and SDP without a malformed packet.
+func TestSAPBetweenNamespaces(t *testing.T) {
+	peertest.Need(t, "ip", "ffmpeg", "ffprobe", "tshark")
+	peertest.NeedRoot(t)
+	n := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := daemonIn(t, ctx, n.a, "mcc0", "10.98.0.1")
+	b := daemonIn(t, ctx, n.b, "mcc1", "10.98.0.2")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+
+	// tshark on B's side captures the SAP of what A creates next.
+	pcap := filepath.Join(dir, "sap.pcap")
+	shark := in(ctx, n.b, "tshark", "-i", "mcc1", "-f", "udp port 9875", "-a", "duration:6", "-w", pcap, "-q")
+	sharkOut, _ := os.Create(filepath.Join(dir, "tshark.log"))
+	shark.Stdout, shark.Stderr = sharkOut, sharkOut
+	if err := shark.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // tshark starts capturing
+
+	// ffmpeg's SAP demuxer in B waits for the first announcement on the
+	// local scope's SAP group and records what the session carries.
+	rec := filepath.Join(dir, "rec.wav")
+	demuxCtx, stopDemux := context.WithTimeout(ctx, 30*time.Second)
+	defer stopDemux()
+	demux := in(demuxCtx, n.b, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "sap://239.255.255.255", "-t", "2", "-y", rec)
+	demuxOut, _ := os.Create(filepath.Join(dir, "demux.log"))
+	demux.Stdout, demux.Stderr = demuxOut, demuxOut
+	if err := demux.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	a("session", "create", "lecture", "--family", "4", "--scope", "local", "--media", "audio")
+	a("session", "create", "lecture6", "--family", "6", "--scope", "site", "--media", "audio")
+	desc, err := sdp.Parse([]byte(a("session", "sdp", "lecture")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, port := desc.Media[0].Connection.Addr, desc.Media[0].Port
+
+	// B hears both of A's sessions.
+	h := heard(t, b, func(h sap.Heard) bool { return h.Name == "lecture" })
+	if h.Groups[0] != g || h.Ports[0] != port || h.Source.String() != "10.98.0.1" || h.SAPGroup != sap.LocalGroup {
+		t.Fatalf("B heard %+v, A's session is on %v:%d", h, g, port)
+	}
+	h6 := heard(t, b, func(h sap.Heard) bool { return h.Name == "lecture6" })
+	if !h6.Groups[0].Is6() || h6.SAPGroup.String() != "ff05::2:7ffe" {
+		t.Fatalf("B heard %+v", h6)
+	}
+	// B can make a conference of a heard session (it owns no group of it).
+	if out := b("session", "import", "--heard", h.ID, "--name", "seen"); !strings.Contains(out, "seen") {
+		t.Fatalf("import --heard: %s", out)
+	}
+
+	// A sends RTP to its session; ffmpeg in B, which found the session by
+	// SAP, records it.
+	send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=frequency=440:sample_rate=8000:samples_per_frame=160", "-t", "5", "-ac", "1", "-c:a", "pcm_mulaw",
+		"-payload_type", "0", "-f", "rtp", fmt.Sprintf("rtp://%s:%d?ttl=1&localaddr=10.98.0.1", g, port))
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg sender: %v\n%s", err, out)
+	}
+	if err := demux.Wait(); err != nil {
+		log, _ := os.ReadFile(demuxOut.Name())
+		t.Fatalf("ffmpeg's SAP demuxer: %v\n%s", err, log)
+	}
+	if st, err := os.Stat(rec); err != nil || st.Size() < 16000 {
+		t.Fatalf("ffmpeg recorded %v bytes of the session it found by SAP (%v)", st, err)
+	}
+
+	// ffmpeg's SAP muxer in B announces a stream while it runs; A hears
+	// it, and when ffmpeg stops, its deletion (same source and hash) takes
+	// the session off A's directory.
+	mux := in(ctx, n.b, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=sample_rate=8000", "-t", "6", "-c:a", "pcm_mulaw", "-f", "sap",
+		"sap://239.255.10.10:5004?announce_addr=239.255.255.255&ttl=1")
+	muxOut, _ := os.Create(filepath.Join(dir, "mux.log"))
+	mux.Stdout, mux.Stderr = muxOut, muxOut
+	if err := mux.Start(); err != nil {
+		t.Fatal(err)
+	}
+	isFFmpeg := func(h sap.Heard) bool { return len(h.Groups) > 0 && h.Groups[0].String() == "239.255.10.10" }
+	hf := heard(t, a, isFFmpeg)
+	if hf.Ports[0] != 5004 || hf.Source.String() != "10.98.0.2" {
+		t.Fatalf("A heard ffmpeg's session as %+v", hf)
+	}
+	if err := mux.Wait(); err != nil {
+		log, _ := os.ReadFile(muxOut.Name())
+		t.Fatalf("ffmpeg's SAP muxer: %v\n%s", err, log)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var list []sap.Heard
+		json.Unmarshal([]byte(a("directory", "-o", "json")), &list)
+		if !slices.ContainsFunc(list, isFFmpeg) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ffmpeg's deletion did not take its session off the directory")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// tshark decodes what it caught, with nothing malformed.
+	shark.Wait()
+	out, err := exec.Command("tshark", "-r", pcap, "-V").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tshark -r: %v\n%s", err, out)
+	}
+	text := string(out)
+	if !strings.Contains(text, "Session Announcement Protocol") || !strings.Contains(text, "Session Description Protocol") ||
+		!strings.Contains(text, "lecture") {
+		t.Fatalf("tshark did not decode mcc's SAP and SDP:\n%s", text)
+	}
+	if strings.Contains(text, "Malformed") {
+		t.Fatalf("tshark calls a packet malformed:\n%s", text)
+	}
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
