@@ -19,10 +19,15 @@ import (
 )
 
 // daemonIn starts mcc serve with --sap in namespace ns, on ip, and returns
-// a function that runs mcc commands against it there.
-func daemonIn(t *testing.T, ctx context.Context, ns, iface, ip string) func(args ...string) string {
+// functions that run mcc commands against it there: run fails the test
+// when the command fails, try returns its output and error.
+func daemonIn(t *testing.T, ctx context.Context, ns, iface, ip string) (run func(args ...string) string, try func(args ...string) (string, error)) {
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "data")
+	// Both daemons have a pool of two addresses, to show that neither
+	// leases a group it hears the other announce.
+	os.MkdirAll(data, 0o700)
+	os.WriteFile(filepath.Join(data, "allocator.json"), []byte(`{"pools": [{"name": "lab", "prefix": "239.255.77.0/31", "ttl": 1}]}`), 0o600)
 	serve := in(ctx, ns, mccBinary(t), "serve", "--data", data, "--sip", "udp:"+hostPort(ip, 5060), "--host", ip,
 		"--api", "127.0.0.1:8760", "--sap", iface, "--log-level", "debug")
 	logf, _ := os.Create(filepath.Join(filepath.Dir(data), "serve.log"))
@@ -37,23 +42,28 @@ func daemonIn(t *testing.T, ctx context.Context, ns, iface, ip string) func(args
 			t.Logf("serve log in %s:\n%s", ns, tailString(string(log), 3000))
 		}
 	})
-	return func(args ...string) string {
-		t.Helper()
+	try = func(args ...string) (string, error) {
 		var out []byte
 		var err error
-		for try := 0; try < 50; try++ {
+		for range 50 { // the daemon may still be starting
 			out, err = in(ctx, ns, mccBinary(t), append(args, "--data", data)...).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), "mcc serve") {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		return string(out), err
+	}
+	run = func(args ...string) string {
+		t.Helper()
+		out, err := try(args...)
 		if err != nil {
 			log, _ := os.ReadFile(logf.Name())
 			t.Fatalf("mcc %v in %s: %v\n%s\nserve log:\n%s", args, ns, err, out, log)
 		}
-		return string(out)
+		return out
 	}
+	return run, try
 }
 
 func heard(t *testing.T, run func(...string) string, want func(sap.Heard) bool) sap.Heard {
@@ -87,8 +97,8 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 	n := newNetns(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a := daemonIn(t, ctx, n.a, "mcc0", "10.98.0.1")
-	b := daemonIn(t, ctx, n.b, "mcc1", "10.98.0.2")
+	a, _ := daemonIn(t, ctx, n.a, "mcc0", "10.98.0.1")
+	b, tryB := daemonIn(t, ctx, n.b, "mcc1", "10.98.0.2")
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777)
 
@@ -135,6 +145,20 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 	// B can make a conference of a heard session (it owns no group of it).
 	if out := b("session", "import", "--heard", h.ID, "--name", "seen"); !strings.Contains(out, "seen") {
 		t.Fatalf("import --heard: %s", out)
+	}
+
+	// The allocator never leases a group it heard: A takes one of the two
+	// addresses of "lab", B gets the other, and a third session finds the
+	// pool full.
+	a("session", "create", "lab1", "--pool", "lab", "--media", "audio")
+	la := heard(t, b, func(h sap.Heard) bool { return h.Name == "lab1" })
+	b("session", "create", "lab2", "--pool", "lab", "--media", "audio")
+	lb, err := sdp.Parse([]byte(b("session", "sdp", "lab2")))
+	if err != nil || lb.Media[0].Connection.Addr == la.Groups[0] {
+		t.Fatalf("B leased %v, the group it heard A announce (%v)", lb.Media[0].Connection.Addr, err)
+	}
+	if out, err := tryB("session", "create", "lab3", "--pool", "lab", "--media", "audio"); err == nil || !strings.Contains(out, "exhausted") {
+		t.Fatalf("a third session from a pool of two, one heard: %v\n%s", err, out)
 	}
 
 	// A sends RTP to its session; ffmpeg in B, which found the session by

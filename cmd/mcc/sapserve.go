@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,32 +53,33 @@ func startSAP(ctx context.Context, names string, dir *sap.Directory, m *sdp.Mana
 			}
 		}
 	}
-	// Announcements go out of the first interface, with its addresses as
-	// the originating source.
-	out := ifis[0]
+	// Announcements go out of every interface, from its first address of
+	// each family, which is also the originating source.
 	// Uncompressed: ffmpeg's and PulseAudio's SAP receivers, among others,
 	// skip compressed packets, and a description fits in one anyway.
 	cfg := sap.AnnouncerConfig{Directory: dir, Logger: log}
-	addrs, _ := out.Addrs()
-	for _, a := range addrs {
-		p, err := netip.ParsePrefix(a.String())
-		if err != nil || !p.Addr().IsGlobalUnicast() && !p.Addr().IsLoopback() {
-			continue
-		}
-		ip := p.Addr()
-		if ip.Is4() && !cfg.Origin4.IsValid() {
-			if cfg.Conn4, err = multicast.ListenGroupAt(netip.AddrPortFrom(ip, 0)); err == nil {
-				cfg.Origin4 = ip
-				cfg.Conn4.SetInterface(out)
-				cfg.Conn4.SetLoopback(true)
+	for _, ifi := range ifis {
+		addrs, _ := ifi.Addrs()
+		have4, have6 := false, false
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil || !p.Addr().IsGlobalUnicast() && !p.Addr().IsLoopback() {
+				continue
 			}
-		}
-		if ip.Is6() && !cfg.Origin6.IsValid() {
-			if cfg.Conn6, err = multicast.ListenGroupAt(netip.AddrPortFrom(ip, 0)); err == nil {
-				cfg.Origin6 = ip
-				cfg.Conn6.SetInterface(out)
-				cfg.Conn6.SetLoopback(true)
+			ip := p.Addr()
+			if ip.Is4() && have4 || ip.Is6() && have6 {
+				continue
 			}
+			c, err := multicast.ListenGroupAt(netip.AddrPortFrom(ip, 0))
+			if err != nil {
+				log.Warn("SAP sender", "interface", ifi.Name, "addr", ip, "err", err)
+				continue
+			}
+			c.SetInterface(ifi)
+			c.SetLoopback(true)
+			cfg.Senders = append(cfg.Senders, sap.Sender{Conn: c, Origin: ip})
+			have4, have6 = have4 || ip.Is4(), have6 || ip.Is6()
+			log.Info("SAP announcing", "interface", ifi.Name, "origin", ip)
 		}
 	}
 	ann := sap.NewAnnouncer(cfg)
@@ -87,13 +87,11 @@ func startSAP(ctx context.Context, names string, dir *sap.Directory, m *sdp.Mana
 	wg.Go(func() { sap.Listen(ctx, dir, log, l4, l6) })
 	wg.Go(func() { ann.Run(ctx) })
 	wg.Go(func() { announceSessions(ctx, m, ann, log) })
-	log.Info("SAP", "interfaces", names, "origin4", cfg.Origin4, "origin6", cfg.Origin6)
+	log.Info("SAP listening", "interfaces", names)
 	return func() {
 		wg.Wait()
-		for _, c := range []*multicast.GroupConn{cfg.Conn4, cfg.Conn6} {
-			if c != nil {
-				c.Close()
-			}
+		for _, s := range cfg.Senders {
+			s.Conn.Close()
 		}
 	}, nil
 }
@@ -105,19 +103,22 @@ func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, l
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	announced := map[string]bool{}
+	warned := map[string]bool{} // a session that cannot be announced is said once
 	for {
-		seen := map[string]bool{}
+		seen, exists := map[string]bool{}, map[string]bool{}
 		for _, s := range m.List() {
 			if s.External {
 				continue // not ours to announce
 			}
 			id := fmt.Sprint(s.ID)
+			exists[id] = true
 			desc, err := m.Get(s.ID)
 			if err != nil {
 				continue
 			}
 			if err := ann.Announce(id, desc); err != nil {
-				if !announced[id] && !strings.Contains(err.Error(), "no socket") {
+				if !warned[id] {
+					warned[id] = true
 					log.Warn("SAP announce", "session", s.Name, "err", err)
 				}
 				continue
@@ -128,6 +129,11 @@ func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, l
 			if !seen[id] {
 				ann.Withdraw(id)
 				delete(announced, id)
+			}
+		}
+		for id := range warned {
+			if !exists[id] {
+				delete(warned, id)
 			}
 		}
 		select {

@@ -72,8 +72,8 @@ func TestAnnounceAndHearChild(t *testing.T) {
 	dir := NewDirectory(DirectoryConfig{})
 	done := make(chan struct{}, 2)
 	go func() { Listen(ctx, dir, nil, l4, l6); done <- struct{}{} }()
-	ann := NewAnnouncer(AnnouncerConfig{Conn4: s4, Conn6: s6, Origin4: netip.MustParseAddr("127.0.0.1"),
-		Origin6: netip.MustParseAddr("fd00:97::1"), Directory: dir, Compress: true})
+	ann := NewAnnouncer(AnnouncerConfig{Senders: []Sender{{s4, netip.MustParseAddr("127.0.0.1")}, {s6, netip.MustParseAddr("fd00:97::1")}},
+		Directory: dir, Compress: true})
 	go func() { ann.Run(ctx); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 

@@ -62,12 +62,10 @@ func Listen(ctx context.Context, dir *Directory, log *slog.Logger, conns ...*mul
 
 // AnnouncerConfig configures an Announcer.
 type AnnouncerConfig struct {
-	// Conn4 and Conn6 send the announcements of each family; set the
-	// interface they go out on beforehand. A nil one means that family is
-	// not announced.
-	Conn4, Conn6 *multicast.GroupConn
-	// Origin4 and Origin6 are the originating source written in packets.
-	Origin4, Origin6 netip.Addr
+	// Senders send the announcements, one per interface and family, each
+	// with its interface set beforehand; an IPv4 session goes out of every
+	// IPv4 sender, an IPv6 one out of every IPv6 sender.
+	Senders []Sender
 	// Directory, when set, gives the announcements heard on each SAP
 	// group, which set the interval (RFC 2974 §3.1).
 	Directory *Directory
@@ -82,6 +80,13 @@ type AnnouncerConfig struct {
 	// Compress sends zlib-compressed packets.
 	Compress bool
 	Logger   *slog.Logger
+}
+
+// Sender is a socket announcements go out of, with the originating
+// source its packets carry (an address of its interface).
+type Sender struct {
+	Conn   *multicast.GroupConn
+	Origin netip.Addr
 }
 
 // Announcer announces sessions to the SAP group of their scope. Run sends;
@@ -99,14 +104,19 @@ type Announcer struct {
 }
 
 type announced struct {
-	pkt   []byte
+	out   []outgoing // one packet per sender, with its origin
 	hash  uint16
 	group netip.Addr // SAP group
 	ttl   int
-	conn  *multicast.GroupConn
 	next  time.Time
 	fast  int
 	size  int
+}
+
+type outgoing struct {
+	conn *multicast.GroupConn
+	pkt  []byte
+	p    *Packet
 }
 
 // NewAnnouncer returns an announcer.
@@ -148,29 +158,33 @@ func (a *Announcer) Announce(id string, desc *sdp.Session) error {
 	if err != nil {
 		return err
 	}
-	conn, origin := a.cfg.Conn4, a.cfg.Origin4
-	if group.Is6() {
-		conn, origin = a.cfg.Conn6, a.cfg.Origin6
-	}
-	if conn == nil {
-		return errors.New("sap: no socket to announce " + multicast.FamilyOf(group).String() + " sessions on")
-	}
 	body, err := desc.Marshal()
 	if err != nil {
 		return err
 	}
-	p := &Packet{Hash: Hash(body), Origin: origin, Payload: body}
-	pkt, err := p.Encode(a.cfg.Compress)
-	if err != nil {
-		return err
+	hash := Hash(body)
+	var out []outgoing
+	for _, snd := range a.cfg.Senders {
+		if snd.Origin.Is4() != group.Is4() {
+			continue
+		}
+		p := &Packet{Hash: hash, Origin: snd.Origin, Payload: body}
+		pkt, err := p.Encode(a.cfg.Compress)
+		if err != nil {
+			return err
+		}
+		out = append(out, outgoing{snd.Conn, pkt, p})
+	}
+	if len(out) == 0 {
+		return errors.New("sap: no socket to announce " + multicast.FamilyOf(group).String() + " sessions on")
 	}
 	a.mu.Lock()
 	old := a.sessions[id]
-	if old != nil && old.hash == p.Hash {
+	if old != nil && old.hash == hash {
 		a.mu.Unlock()
 		return nil // unchanged: keep its schedule
 	}
-	a.sessions[id] = &announced{pkt: pkt, hash: p.Hash, group: sapGroup, ttl: ttl, conn: conn, next: time.Now(), fast: a.cfg.FastStart, size: len(pkt)}
+	a.sessions[id] = &announced{out: out, hash: hash, group: sapGroup, ttl: ttl, next: time.Now(), fast: a.cfg.FastStart, size: len(out[0].pkt)}
 	a.mu.Unlock()
 	a.poke()
 	return nil
@@ -204,13 +218,17 @@ func (a *Announcer) Withdraw(id string) error {
 	if s == nil {
 		return nil
 	}
-	del, _ := Decode(s.pkt)
-	del.Delete = true
-	pkt, err := del.Encode(a.cfg.Compress)
-	if err != nil {
-		return err
+	var errs []error
+	for _, o := range s.out {
+		del := *o.p
+		del.Delete = true
+		pkt, err := del.Encode(a.cfg.Compress)
+		if err == nil {
+			err = a.send(o.conn, pkt, s.group, s.ttl)
+		}
+		errs = append(errs, err)
 	}
-	return a.send(s.conn, pkt, s.group, s.ttl)
+	return errors.Join(errs...)
 }
 
 func (a *Announcer) send(c *multicast.GroupConn, pkt []byte, g netip.Addr, ttl int) error {
@@ -230,14 +248,16 @@ func (a *Announcer) Run(ctx context.Context) error {
 		now := time.Now()
 		next := now.Add(time.Hour)
 		type due struct {
-			s   *announced
-			pkt []byte
+			s *announced
+			o outgoing
 		}
 		var sends []due
 		a.mu.Lock()
 		for _, s := range a.sessions {
 			if !s.next.After(now) {
-				sends = append(sends, due{s, s.pkt})
+				for _, o := range s.out {
+					sends = append(sends, due{s, o})
+				}
 				if s.fast > 0 {
 					s.fast--
 					s.next = now.Add(a.cfg.FastInterval)
@@ -258,7 +278,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 		for _, d := range sends {
-			if err := a.send(d.s.conn, d.pkt, d.s.group, d.s.ttl); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := a.send(d.o.conn, d.o.pkt, d.s.group, d.s.ttl); err != nil && !errors.Is(err, net.ErrClosed) {
 				a.log.Warn("SAP send", "group", d.s.group, "err", err)
 			}
 		}
