@@ -87,10 +87,11 @@ func heard(t *testing.T, run func(...string) string, want func(sap.Heard) bool) 
 	}
 }
 
-// TestSAPBetweenNamespaces: two mcc daemons in two namespaces hear each
-// other's announcements over IPv4 and IPv6; mcc hears ffmpeg's SAP
-// muxer; ffmpeg's SAP demuxer opens a session mcc announces and records
-// its RTP; tshark decodes mcc's SAP and SDP without a malformed packet.
+// TestSAPBetweenNamespaces, over IPv4 and IPv6: two mcc daemons in two
+// namespaces hear each other's announcements, and neither leases a group
+// it heard; mcc hears ffmpeg's SAP muxer and honours its deletion;
+// ffmpeg's SAP demuxer opens a session mcc announces and records its RTP;
+// tshark decodes mcc's SAP and SDP without a malformed packet.
 func TestSAPBetweenNamespaces(t *testing.T) {
 	peertest.Need(t, "ip", "ffmpeg", "ffprobe", "tshark")
 	peertest.NeedRoot(t)
@@ -114,14 +115,23 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 
 	// ffmpeg's SAP demuxer in B waits for the first announcement on the
 	// local scope's SAP group and records what the session carries.
-	rec := filepath.Join(dir, "rec.wav")
+	// One per family: IPv4 local scope, IPv6 site-local.
 	demuxCtx, stopDemux := context.WithTimeout(ctx, 30*time.Second)
 	defer stopDemux()
-	demux := in(demuxCtx, n.b, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "sap://239.255.255.255", "-t", "2", "-y", rec)
-	demuxOut, _ := os.Create(filepath.Join(dir, "demux.log"))
-	demux.Stdout, demux.Stderr = demuxOut, demuxOut
-	if err := demux.Start(); err != nil {
-		t.Fatal(err)
+	type demuxer struct {
+		cmd      *exec.Cmd
+		rec, log string
+	}
+	var demuxers []demuxer
+	for i, group := range []string{"239.255.255.255", "[ff05::2:7ffe]"} {
+		d := demuxer{rec: filepath.Join(dir, fmt.Sprintf("rec%d.wav", i)), log: filepath.Join(dir, fmt.Sprintf("demux%d.log", i))}
+		d.cmd = in(demuxCtx, n.b, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "sap://"+group, "-t", "2", "-y", d.rec)
+		f, _ := os.Create(d.log)
+		d.cmd.Stdout, d.cmd.Stderr = f, f
+		if err := d.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		demuxers = append(demuxers, d)
 	}
 	time.Sleep(500 * time.Millisecond)
 
@@ -161,20 +171,41 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 		t.Fatalf("a third session from a pool of two, one heard: %v\n%s", err, out)
 	}
 
-	// A sends RTP to its session; ffmpeg in B, which found the session by
-	// SAP, records it.
-	send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
-		"-i", "sine=frequency=440:sample_rate=8000:samples_per_frame=160", "-t", "5", "-ac", "1", "-c:a", "pcm_mulaw",
-		"-payload_type", "0", "-f", "rtp", fmt.Sprintf("rtp://%s:%d?ttl=1&localaddr=10.98.0.1", g, port))
-	if out, err := send.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg sender: %v\n%s", err, out)
+	// A sends RTP to its two sessions; the ffmpegs in B, which found them
+	// by SAP, record it.
+	desc6, err := sdp.Parse([]byte(a("session", "sdp", "lecture6")))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := demux.Wait(); err != nil {
-		log, _ := os.ReadFile(demuxOut.Name())
-		t.Fatalf("ffmpeg's SAP demuxer: %v\n%s", err, log)
+	g6, port6 := desc6.Media[0].Connection.Addr, desc6.Media[0].Port
+	var senders []*exec.Cmd
+	for _, dest := range []string{
+		fmt.Sprintf("rtp://%s:%d?ttl=1&localaddr=10.98.0.1", g, port),
+		// ffmpeg 5.1 loses an IPv6 host's brackets when the URL has ttl;
+		// the kernel's default multicast hop limit is 1.
+		fmt.Sprintf("rtp://[%s]:%d?localaddr=fd00:98::1", g6, port6),
+	} {
+		send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+			"-i", "sine=frequency=440:sample_rate=8000:samples_per_frame=160", "-t", "5", "-ac", "1", "-c:a", "pcm_mulaw",
+			"-payload_type", "0", "-f", "rtp", dest)
+		if err := send.Start(); err != nil {
+			t.Fatal(err)
+		}
+		senders = append(senders, send)
 	}
-	if st, err := os.Stat(rec); err != nil || st.Size() < 16000 {
-		t.Fatalf("ffmpeg recorded %v bytes of the session it found by SAP (%v)", st, err)
+	for _, s := range senders {
+		if err := s.Wait(); err != nil {
+			t.Fatalf("ffmpeg sender: %v", err)
+		}
+	}
+	for _, d := range demuxers {
+		if err := d.cmd.Wait(); err != nil {
+			log, _ := os.ReadFile(d.log)
+			t.Fatalf("ffmpeg's SAP demuxer: %v\n%s", err, log)
+		}
+		if st, err := os.Stat(d.rec); err != nil || st.Size() < 16000 {
+			t.Fatalf("ffmpeg recorded %v of a session it found by SAP (%v)", st, err)
+		}
 	}
 
 	// ffmpeg's SAP muxer in B announces a stream while it runs; A hears
@@ -209,6 +240,17 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// And over IPv6.
+	mux6 := in(ctx, n.b, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=sample_rate=8000", "-t", "6", "-c:a", "pcm_mulaw", "-f", "sap", "sap://[ff15::10:1]:5004?announce_addr=ff05::2:7ffe")
+	if err := mux6.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h6f := heard(t, a, func(h sap.Heard) bool { return len(h.Groups) > 0 && h.Groups[0].String() == "ff15::10:1" })
+	if h6f.Ports[0] != 5004 || h6f.Source.String() != "fd00:98::2" || h6f.SAPGroup.String() != "ff05::2:7ffe" {
+		t.Fatalf("A heard ffmpeg's IPv6 session as %+v", h6f)
+	}
+	mux6.Wait()
 
 	// tshark decodes what it caught, with nothing malformed.
 	shark.Wait()
