@@ -24,7 +24,7 @@ var sapGroups = []netip.Addr{sap.GlobalGroup, sap.LocalGroup, sap.OrgGroup,
 // startSAP listens for SAP on the named interfaces into dir, announces the
 // sessions m owns from the first interface, and runs until ctx ends; the
 // returned wait blocks until everything it started has stopped.
-func startSAP(ctx context.Context, names string, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
+func startSAP(ctx context.Context, names string, fastStart int, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
 	var ifis []*net.Interface
 	for _, n := range splitList(names) {
 		ifi, err := net.InterfaceByName(n)
@@ -57,7 +57,7 @@ func startSAP(ctx context.Context, names string, dir *sap.Directory, m *sdp.Mana
 	// each family, which is also the originating source.
 	// Uncompressed: ffmpeg's and PulseAudio's SAP receivers, among others,
 	// skip compressed packets, and a description fits in one anyway.
-	cfg := sap.AnnouncerConfig{Directory: dir, Logger: log}
+	cfg := sap.AnnouncerConfig{Directory: dir, Logger: log, FastStart: fastStart}
 	for _, ifi := range ifis {
 		addrs, _ := ifi.Addrs()
 		have4, have6 := false, false

@@ -37,6 +37,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logFormat := fs.String("log", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
+	sapFast := fs.Int("sap-fast-start", 0, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s)")
 	var cf commonFlags
 	cf.register(fs, false)
 	_, dir, err := cf.parse(fs, args, 0, 0, "")
@@ -125,7 +126,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	sapCtx, stopSAP := context.WithCancel(context.Background())
 	defer stopSAP()
 	if directory != nil {
-		wait, err := startSAP(sapCtx, *sapIfaces, directory, m, log)
+		if *sapFast < 0 || *sapFast > 10 {
+			ln.Close()
+			return usagef("--sap-fast-start %d: want 0 to 10", *sapFast)
+		}
+		wait, err := startSAP(sapCtx, *sapIfaces, *sapFast, directory, m, log)
 		if err != nil {
 			ln.Close()
 			return err
