@@ -73,7 +73,7 @@ func TestAnnounceAndHearChild(t *testing.T) {
 	done := make(chan struct{}, 2)
 	go func() { Listen(ctx, dir, nil, l4, l6); done <- struct{}{} }()
 	ann := NewAnnouncer(AnnouncerConfig{Senders: []Sender{{s4, netip.MustParseAddr("127.0.0.1")}, {s6, netip.MustParseAddr("fd00:97::1")}},
-		Directory: dir, Compress: true})
+		Directory: dir, Compress: true, FastStart: 2, FastInterval: 100 * time.Millisecond})
 	go func() { ann.Run(ctx); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 
@@ -105,6 +105,11 @@ func TestAnnounceAndHearChild(t *testing.T) {
 	if l[1].Name != "Six" || l[1].Groups[0].String() != "ff15::8000:1" || l[1].SAPGroup.String() != "ff05::2:7ffe" || l[1].Source.String() != "fd00:97::1" {
 		t.Fatalf("IPv6 session: %+v", l[1])
 	}
+	// The fast start repeats each announcement twice, 100 ms apart, before
+	// the RFC rate: the directory learns an interval well under a second.
+	wait("the fast start", func(l []Heard) bool {
+		return len(l) == 2 && l[1].Interval > 50*time.Millisecond && l[1].Interval < time.Second
+	})
 	hash := l[0].Hash
 	// A change is announced at once, with a new hash.
 	v4.AddMedia(&sdp.Media{Kind: "video", Port: 16386, Proto: "RTP/AVP", Formats: []string{"96"},
