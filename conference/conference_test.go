@@ -2,6 +2,7 @@ package conference
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -152,4 +153,31 @@ func TestDialOutAddRemoveEnd(t *testing.T) {
 func testTLS(t testing.TB) *tls.Config {
 	t.Helper()
 	return selfSigned(t)
+}
+
+// TestInviteIntoExternalSession: a session mcc did not create (imported,
+// or heard over SAP) is offered as it is, and cannot be changed.
+func TestInviteIntoExternalSession(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	ext := sdp.MustParse("v=0\r\no=sdr 3929000000 7 IN IP4 192.0.2.50\r\ns=Mbone seminar\r\nt=0 0\r\nm=audio 23456 RTP/AVP 0\r\nc=IN IP4 224.2.200.10/127\r\n")
+	if _, err := e.m.Import(ext); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Create("seminar", ext.Origin.SessionID, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.peer(t, "udp")
+	ps, _ := e.c.Invite("seminar", p.uri())
+	waitState(t, e.c, "seminar", ps[0].ID, Joined)
+	offer, err := sdp.Parse(p.lastInvite().Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offer.Name != "Mbone seminar" || offer.Origin.SessionID != ext.Origin.SessionID || offer.Origin.Version != 7 ||
+		offer.Media[0].Connection.String() != "IN IP4 224.2.200.10/127" {
+		t.Fatalf("the offer is not the session's own description:\n%s", p.lastInvite().Body())
+	}
+	if _, err := e.c.AddStream(ctxT(t), "seminar", sdp.MediaSpec{Kind: "video"}); !errors.Is(err, sdp.ErrNotModifiable) {
+		t.Fatalf("changing an external session: %v", err)
+	}
 }

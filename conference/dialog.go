@@ -82,6 +82,11 @@ func (d *dialog) newRequestLocked(method sip.RequestMethod, contact *sip.Contact
 // the last it sent (RFC 3264 §8). Called with d.mu held.
 func (d *dialog) nextOfferLocked(s *sdp.Session) *sdp.Session {
 	o := s.Clone()
+	if d.version == 0 && s.Origin.Version > 0 {
+		// A dialog's first offer carries the session's own version, so a
+		// participant sees what "mcc session sdp" shows.
+		d.version = s.Origin.Version - 1
+	}
 	d.version++
 	o.Origin.Version = d.version
 	return o
