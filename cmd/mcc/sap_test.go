@@ -39,7 +39,7 @@ func daemonIn(t *testing.T, ctx context.Context, ns, iface, ip string) (run func
 	t.Cleanup(func() {
 		if t.Failed() {
 			log, _ := os.ReadFile(logf.Name())
-			t.Logf("serve log in %s:\n%s", ns, tailString(string(log), 3000))
+			t.Logf("serve log in %s:\n%s", ns, tail(log, 3000))
 		}
 	})
 	try = func(args ...string) (string, error) {
@@ -266,11 +266,4 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 	if strings.Contains(text, "Malformed") {
 		t.Fatalf("tshark calls a packet malformed:\n%s", text)
 	}
-}
-
-func tailString(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }

@@ -163,10 +163,9 @@ func fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
 	case errors.Is(err, multicast.ErrPoolExhausted):
 		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
-	case errors.Is(err, conference.ErrBadName), errors.Is(err, conference.ErrBadURI), errors.Is(err, multicast.ErrUnknownPool),
-		errors.As(err, new(*badRequest)), errors.As(err, new(*sdp.SyntaxError)), errors.As(err, new(*sdp.Problem)):
-		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 	default:
+		// Bad names, URIs, pools, descriptions and arguments: the request
+		// was wrong and nothing changed.
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 	}
 }
