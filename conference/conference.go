@@ -296,3 +296,12 @@ func parseTarget(s string) (string, error) {
 	}
 	return s, nil
 }
+
+// AccessOf returns who may dial in to conference name.
+func (c *Controller) AccessOf(name string) (Access, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Access{}, err
+	}
+	return conf.access, nil
+}

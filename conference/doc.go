@@ -54,7 +54,7 @@
 //	ctl.Invite("lecture", "sip:alice@example.org")
 //	ctl.AddStream(ctx, "lecture", sdp.MediaSpec{Kind: "video"})
 //
-// BUG(mcc): conferences and dialogs live in memory; after a restart the
-// leases remain until they expire but the sessions are gone. Persisting
-// them is the daemon's next step.
+// BUG(mcc): dialogs live in memory. mcc serve brings conferences and
+// their sessions back after a restart, but not the participants' dialogs,
+// so it cannot re-INVITE or BYE people who joined before it stopped.
 package conference

@@ -433,3 +433,61 @@ func (m *Manager) Delete(id uint64) error {
 	delete(m.sessions, id)
 	return m.releaseAll(e)
 }
+
+// Saved is what Restore needs to bring a session back after a restart.
+type Saved struct {
+	SDP      []byte       `json:"sdp"`
+	External bool         `json:"external,omitempty"`
+	Pool     string       `json:"pool,omitempty"`
+	Sources  []netip.Addr `json:"sources,omitempty"`
+	Stop     time.Time    `json:"stop,omitzero"`
+}
+
+// Save returns what Restore needs to bring session id back.
+func (m *Manager) Save(id uint64) (Saved, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.get(id)
+	if err != nil {
+		return Saved{}, err
+	}
+	b, err := e.desc.Marshal()
+	if err != nil {
+		return Saved{}, err
+	}
+	return Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop}, nil
+}
+
+// Restore brings back a session saved before a restart. The leases it
+// holds are the allocator's, found by their owner; a removed stream whose
+// lease is still held is released at the next Settle.
+func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
+	desc, err := Parse(s.SDP)
+	if err != nil {
+		return nil, fmt.Errorf("sdp: restore: %w", err)
+	}
+	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
+	owner := fmt.Sprintf("session %d", desc.Origin.SessionID)
+	active := map[netip.Addr]bool{}
+	for _, md := range desc.Media {
+		if md.Connection != nil && md.Port != 0 {
+			active[md.Connection.Addr] = true
+		}
+	}
+	for _, l := range leases {
+		if l.Owner != owner {
+			continue
+		}
+		e.leases[l.Group] = l
+		if !active[l.Group] {
+			e.retiring = append(e.retiring, l.Group)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sessions[desc.Origin.SessionID] != nil {
+		return nil, fmt.Errorf("sdp: a session with ID %d exists already", desc.Origin.SessionID)
+	}
+	m.sessions[desc.Origin.SessionID] = e
+	return desc.Clone(), nil
+}

@@ -138,7 +138,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer wait()
 		defer stopSAP() // runs before wait
 	}
-	srv := &http.Server{Handler: (&api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory}).Handler(),
+	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory, Store: db}
+	if n := apiSrv.Restore(); n > 0 {
+		log.Info("conferences restored", "count", n)
+	}
+	srv := &http.Server{Handler: apiSrv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second}
 	for _, l := range ctl.Addrs() {
 		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)

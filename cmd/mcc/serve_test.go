@@ -22,6 +22,15 @@ import (
 func startServe(t *testing.T) string {
 	t.Helper()
 	data := t.TempDir()
+	serveOn(t, data)
+	return data
+}
+
+// serveOn runs "mcc serve" on data and returns once its API listens; the
+// returned kill ends it with SIGKILL at once. Otherwise the test's cleanup
+// stops it with SIGTERM and expects a clean exit.
+func serveOn(t *testing.T, data string) (kill func()) {
+	t.Helper()
 	cmd := exec.Command(mccBinary(t), "serve", "--data", data, "--sip", "udp:127.0.0.1:0,tcp:127.0.0.1:0",
 		"--host", "127.0.0.1", "--api", "127.0.0.1:0")
 	stderr, _ := cmd.StderrPipe()
@@ -38,9 +47,13 @@ func startServe(t *testing.T) string {
 		}
 	}()
 	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	killed := false
 	t.Cleanup(func() {
+		if killed {
+			return
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
-		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -53,11 +66,14 @@ func startServe(t *testing.T) string {
 	})
 	select {
 	case <-ready:
-		return data
 	case <-time.After(10 * time.Second):
 		t.Fatal("mcc serve did not start")
 	}
-	return ""
+	return func() {
+		killed = true
+		cmd.Process.Kill()
+		<-done
+	}
 }
 
 // TestServeWalkthrough drives a running daemon with the commands the
@@ -137,5 +153,50 @@ func TestServeWalkthrough(t *testing.T) {
 	}
 	if r := mcc(t, "", "session", "list", "--data", t.TempDir()); r.code != 1 || !strings.Contains(r.stderr, "no running mcc serve") {
 		t.Fatalf("no daemon: %+v", r)
+	}
+}
+
+// TestServeRestart kills the daemon with SIGKILL and starts it again on the
+// same data directory: every conference is back with its description and
+// leases, can still be changed, and gives its leases back when deleted.
+func TestServeRestart(t *testing.T) {
+	data := t.TempDir()
+	kill := serveOn(t, data)
+	run := func(args ...string) string {
+		t.Helper()
+		r := mcc(t, "", append(args, "--data", data)...)
+		if r.code != 0 {
+			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	run("session", "create", "lecture", "--media", "audio,video")
+	run("media", "add", "lecture", "video")
+	file := filepath.Join(t.TempDir(), "seminar.sdp")
+	os.WriteFile(file, []byte("v=0\r\no=- 99 1 IN IP4 192.0.2.1\r\ns=Seminar\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.9.9/15\r\n"), 0o644)
+	run("session", "import", file)
+	before := run("session", "sdp", "lecture")
+	leases := run("leases", "-o", "json")
+	kill()
+
+	serveOn(t, data)
+	if got := run("session", "sdp", "lecture"); got != before {
+		t.Fatalf("after a restart the description changed:\n%s\nwas\n%s", got, before)
+	}
+	if got := run("leases", "-o", "json"); got != leases {
+		t.Fatalf("after a restart the leases changed:\n%s\nwere\n%s", got, leases)
+	}
+	if out := run("session", "list"); !strings.Contains(out, "seminar") {
+		t.Fatalf("the imported session did not come back:\n%s", out)
+	}
+	if out := run("media", "remove", "lecture", "2"); !strings.Contains(out, "version 3") {
+		t.Fatalf("a change after the restart: %s", out)
+	}
+	run("session", "delete", "lecture")
+	run("session", "delete", "seminar")
+	var ls []multicast.Lease
+	json.Unmarshal([]byte(run("leases", "-o", "json")), &ls)
+	if len(ls) != 0 {
+		t.Fatalf("%d leases left after deleting every session", len(ls))
 	}
 }

@@ -86,6 +86,76 @@ type StreamRequest struct {
 	Direction string `json:"direction,omitempty"`
 }
 
+// RecordStore keeps records by key; internal/store implements it.
+type RecordStore interface {
+	PutRecord(key string, v any) error
+	DeleteRecord(key string) error
+	Records(f func(key string, v []byte) error) error
+}
+
+// Record is what is kept of a conference across restarts.
+type Record struct {
+	Name      string            `json:"name"`
+	SessionID uint64            `json:"session_id"`
+	Access    conference.Access `json:"access"`
+	Session   sdp.Saved         `json:"session"`
+}
+
+// save writes conference name's record; a failure is logged, since the
+// change itself has happened.
+func (s *Server) save(name string) {
+	if s.Store == nil {
+		return
+	}
+	err := func() error {
+		in, err := s.Controller.Get(name)
+		if err != nil {
+			return err
+		}
+		access, err := s.Controller.AccessOf(name)
+		if err != nil {
+			return err
+		}
+		saved, err := s.Manager.Save(in.SessionID)
+		if err != nil {
+			return err
+		}
+		return s.Store.PutRecord(name, Record{Name: name, SessionID: in.SessionID, Access: access, Session: saved})
+	}()
+	if err != nil && s.Logger != nil {
+		s.Logger.Error("save conference", "conference", name, "err", err)
+	}
+}
+
+// Restore brings back the conferences of the records in the store, with
+// their sessions and leases. It returns how many came back; one that
+// cannot is logged and left out.
+func (s *Server) Restore() int {
+	if s.Store == nil {
+		return 0
+	}
+	n := 0
+	leases := s.Allocator.Leases()
+	s.Store.Records(func(key string, v []byte) error {
+		var r Record
+		if err := json.Unmarshal(v, &r); err != nil {
+			s.Logger.Error("restore conference", "conference", key, "err", err)
+			return nil
+		}
+		desc, err := s.Manager.Restore(r.Session, leases)
+		if err == nil {
+			_, err = s.Controller.Create(r.Name, desc.Origin.SessionID, r.Access)
+		}
+		if err != nil {
+			s.Logger.Error("restore conference", "conference", key, "err", err)
+			return nil
+		}
+		n++
+		return nil
+	})
+	return n
+}
+
 // Server serves the API.
 type Server struct {
 	Controller *conference.Controller
@@ -96,6 +166,9 @@ type Server struct {
 	// Directory is the SAP directory; nil when mcc serve does not listen
 	// for SAP.
 	Directory *sap.Directory
+	// Store keeps each conference's record, so that Restore brings it back
+	// after a restart; nil keeps nothing.
+	Store RecordStore
 	// ChangeTimeout bounds a media change for everyone. Zero means 60 s.
 	ChangeTimeout time.Duration
 }
@@ -287,6 +360,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	s.save(req.Name)
 	writeJSON(w, http.StatusCreated, in)
 }
 
@@ -341,6 +415,7 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	s.save(name)
 	writeJSON(w, http.StatusCreated, in)
 }
 
@@ -350,6 +425,11 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	if err := s.Controller.Delete(ctx, r.PathValue("name")); err != nil {
 		fail(w, err)
 		return
+	}
+	if s.Store != nil {
+		if err := s.Store.DeleteRecord(r.PathValue("name")); err != nil && s.Logger != nil {
+			s.Logger.Error("forget conference", "conference", r.PathValue("name"), "err", err)
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -412,6 +492,7 @@ func (s *Server) addStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	s.save(r.PathValue("name"))
 	writeJSON(w, http.StatusOK, ch)
 }
 
@@ -436,6 +517,7 @@ func (s *Server) removeStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	s.save(r.PathValue("name"))
 	writeJSON(w, http.StatusOK, ch)
 }
 
@@ -457,6 +539,7 @@ func (s *Server) patchStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	s.save(r.PathValue("name"))
 	writeJSON(w, http.StatusOK, ch)
 }
 
@@ -648,6 +731,7 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 			fail(w, err)
 			return
 		}
+		s.save(req.Name)
 		writeJSON(w, http.StatusCreated, in)
 		return
 	}

@@ -22,7 +22,10 @@ import (
 // FileName is the name of the database file inside the data directory.
 const FileName = "mcc.db"
 
-var bucketLeases = []byte("leases")
+var (
+	bucketLeases   = []byte("leases")
+	bucketSessions = []byte("sessions")
+)
 
 // ErrLocked is returned by Open when another process holds the database.
 var ErrLocked = errors.New("store: the data directory is in use by another mcc process")
@@ -49,8 +52,12 @@ func Open(dir string) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketLeases)
-		return err
+		for _, b := range [][]byte{bucketLeases, bucketSessions} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -114,5 +121,26 @@ func (d *DB) DeleteLeases(groups []netip.Addr) error {
 			}
 		}
 		return nil
+	})
+}
+
+// PutRecord stores a value as JSON under key in the sessions bucket.
+func (d *DB) PutRecord(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Put([]byte(key), b) })
+}
+
+// DeleteRecord removes key from the sessions bucket.
+func (d *DB) DeleteRecord(key string) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(key)) })
+}
+
+// Records calls f with every key and JSON value of the sessions bucket.
+func (d *DB) Records(f func(key string, v []byte) error) error {
+	return d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error { return f(string(k), v) })
 	})
 }
