@@ -99,6 +99,7 @@ type Controller struct {
 	sem       chan struct{}
 
 	uriPort string // the port in conference URIs, when Config.Host is derived
+	metrics counters
 
 	mu          sync.Mutex // guards the fields below
 	conferences map[string]*Conference
@@ -170,20 +171,26 @@ func New(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("conference: %w", err)
 	}
 	c.srv = srv
-	srv.OnInvite(c.onInvite)
-	srv.OnAck(c.onAck)
-	srv.OnBye(c.onBye)
-	srv.OnOptions(c.onOptions)
-	srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+	counted := func(h sipgo.RequestHandler) sipgo.RequestHandler {
+		return func(req *sip.Request, tx sip.ServerTransaction) {
+			c.metrics.request(req.Method)
+			h(req, &countingTx{tx, c, req.Method})
+		}
+	}
+	srv.OnInvite(counted(c.onInvite))
+	srv.OnAck(counted(c.onAck))
+	srv.OnBye(counted(c.onBye))
+	srv.OnOptions(counted(c.onOptions))
+	srv.OnCancel(counted(func(req *sip.Request, tx sip.ServerTransaction) {
 		// A CANCEL that matches a pending INVITE is answered by sipgo's
 		// transaction layer; one that matches nothing gets 481 (§9.2).
 		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
-	})
-	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+	}))
+	srv.OnNoRoute(counted(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
 		res.AppendHeader(sip.NewHeader("Allow", allowHeader))
 		tx.Respond(res)
-	})
+	}))
 	for _, l := range cfg.Listeners {
 		if err := c.listen(l); err != nil {
 			c.Close()
@@ -405,4 +412,16 @@ func fmtPort(u *sip.Uri, p string) {
 	var n int
 	fmt.Sscan(p, &n)
 	u.Port = n
+}
+
+// countingTx counts the final responses a handler sends.
+type countingTx struct {
+	sip.ServerTransaction
+	c      *Controller
+	method sip.RequestMethod
+}
+
+func (t *countingTx) Respond(res *sip.Response) error {
+	t.c.metrics.response("sent", t.method, res.StatusCode)
+	return t.ServerTransaction.Respond(res)
 }

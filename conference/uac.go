@@ -169,6 +169,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 			}
 			return nil, fmt.Errorf("INVITE: %w", tx.Err())
 		case res := <-tx.Responses():
+			c.metrics.response("received", sip.INVITE, res.StatusCode)
 			switch {
 			case res.StatusCode < 200:
 				if res.StatusCode > 100 {
@@ -384,6 +385,7 @@ func (c *Controller) sendBye(d *dialog) error {
 	if err != nil {
 		return fmt.Errorf("BYE: %w", err)
 	}
+	c.metrics.response("received", sip.BYE, res.StatusCode)
 	if !res.IsSuccess() && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
 		return fmt.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
 	}
@@ -501,6 +503,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 		return fmt.Errorf("send re-INVITE: %w", err)
 	}
 	defer tx.Terminate()
+	sent := time.Now()
 	for {
 		select {
 		case <-tx.Done():
@@ -511,6 +514,10 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 			c.endDialog(d, p, Failed, "re-INVITE timed out")
 			return ctx.Err()
 		case res := <-tx.Responses():
+			c.metrics.response("received", sip.INVITE, res.StatusCode)
+			if res.StatusCode >= 200 {
+				c.metrics.reinvite(time.Since(sent))
+			}
 			switch {
 			case res.StatusCode < 200:
 				continue

@@ -177,6 +177,9 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	// /metrics, like /healthz, names no secret and needs no token: the API
+	// listens on loopback for the local Prometheus.
+	mux.HandleFunc("GET /metrics", s.metrics)
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/sessions", s.listSessions)
 	v1.HandleFunc("POST /v1/sessions", s.createSession)

@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,30 @@ func TestSessionLifecycle(t *testing.T) {
 	if err := cl.Do(ctx, "GET", "/v1/leases", nil, &leases); err != nil || len(leases) != 2 {
 		t.Fatalf("leases: %d %v", len(leases), err)
 	}
+	// /metrics counts what happened, in the Prometheus text format.
+	res, err := cl.HTTP.Get(cl.Base + "/metrics")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("metrics: %v %v", res, err)
+	}
+	mb, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		"mcc_conferences 1\n",
+		`mcc_participants{state="joined"} 1`,
+		`mcc_sip_responses_total{direction="received",method="INVITE",status="200"} 4`,
+		`mcc_reinvite_duration_seconds_count 3`,
+		`mcc_reinvite_duration_seconds_bucket{le="+Inf"} 3`,
+		`mcc_leases{pool="ipv4-local"} 2`,
+	} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %q:\n%s", want, mb)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(mb)), "\n") {
+		if !strings.HasPrefix(line, "# ") && !metricLine.MatchString(line) {
+			t.Errorf("not a metric line: %q", line)
+		}
+	}
 	if err := cl.Do(ctx, "DELETE", "/v1/sessions/lecture", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -179,3 +205,5 @@ func TestBadRequests(t *testing.T) {
 		t.Fatalf("changing an external session: %v", err)
 	}
 }
+
+var metricLine = regexp.MustCompile(`^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$`)

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"mcc/conference"
+)
+
+// metrics writes the Prometheus text exposition format (version 0.0.4).
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	m := s.Controller.Metrics()
+	var b strings.Builder
+	metric := func(name, help, typ string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	}
+	metric("mcc_conferences", "Conferences the daemon holds.", "gauge")
+	fmt.Fprintf(&b, "mcc_conferences %d\n", m.Conferences)
+
+	metric("mcc_participants", "Participants by state, over every conference.", "gauge")
+	var states []conference.State
+	for st := range m.Participants {
+		states = append(states, st)
+	}
+	slices.Sort(states)
+	for _, st := range states {
+		fmt.Fprintf(&b, "mcc_participants{state=%q} %d\n", st.String(), m.Participants[st])
+	}
+
+	metric("mcc_sip_requests_total", "SIP requests received, by method.", "counter")
+	methods := make([]string, 0, len(m.Requests))
+	for k := range m.Requests {
+		methods = append(methods, k)
+	}
+	slices.Sort(methods)
+	for _, k := range methods {
+		fmt.Fprintf(&b, "mcc_sip_requests_total{method=%q} %d\n", k, m.Requests[k])
+	}
+
+	metric("mcc_sip_responses_total", "Final SIP responses sent and received, by method and status.", "counter")
+	keys := make([]conference.ResponseKey, 0, len(m.Responses))
+	for k := range m.Responses {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b conference.ResponseKey) int {
+		return strings.Compare(fmt.Sprint(a.Direction, a.Method, a.Status), fmt.Sprint(b.Direction, b.Method, b.Status))
+	})
+	for _, k := range keys {
+		fmt.Fprintf(&b, "mcc_sip_responses_total{direction=%q,method=%q,status=\"%d\"} %d\n", k.Direction, k.Method, k.Status, m.Responses[k])
+	}
+
+	metric("mcc_reinvite_duration_seconds", "Time from a re-INVITE to its final response.", "histogram")
+	for i, le := range conference.LatencyBuckets {
+		fmt.Fprintf(&b, "mcc_reinvite_duration_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(le, 'g', -1, 64), m.ReinviteBuckets[i])
+	}
+	fmt.Fprintf(&b, "mcc_reinvite_duration_seconds_bucket{le=\"+Inf\"} %d\n", m.ReinviteCount)
+	fmt.Fprintf(&b, "mcc_reinvite_duration_seconds_sum %g\n", m.ReinviteSum.Seconds())
+	fmt.Fprintf(&b, "mcc_reinvite_duration_seconds_count %d\n", m.ReinviteCount)
+
+	metric("mcc_leases", "Group leases held, by pool.", "gauge")
+	var sizes strings.Builder
+	for _, p := range s.Allocator.Pools() {
+		leased, size, _ := s.Allocator.Usage(p.Name)
+		fmt.Fprintf(&b, "mcc_leases{pool=%q} %d\n", p.Name, leased)
+		fmt.Fprintf(&sizes, "mcc_pool_size{pool=%q} %d\n", p.Name, size)
+	}
+	metric("mcc_pool_size", "Addresses each pool can hand out.", "gauge")
+	b.WriteString(sizes.String())
+
+	if s.Directory != nil {
+		st := s.Directory.Stats()
+		metric("mcc_sap_heard_sessions", "Sessions in the SAP directory.", "gauge")
+		fmt.Fprintf(&b, "mcc_sap_heard_sessions %d\n", len(s.Directory.List()))
+		metric("mcc_sap_packets_total", "SAP packets heard, by what became of them.", "counter")
+		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"announcement\"} %d\n", st.Announcements)
+		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"deletion\"} %d\n", st.Deletions)
+		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"dropped\"} %d\n", st.Dropped)
+		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"malformed\"} %d\n", st.Malformed)
+	}
+	io.WriteString(w, b.String())
+}
