@@ -109,6 +109,8 @@ type participant struct {
 	id     string
 	uri    string
 	dialIn bool
+	conf   string      // the conference's name, for events
+	c      *Controller // where its events go; nil in no conference
 
 	mu      sync.Mutex // guards the fields below
 	state   State
@@ -127,8 +129,13 @@ type participant struct {
 
 func (p *participant) set(s State, status int, reason string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	changed := p.state != s
 	p.state, p.status, p.reason, p.since = s, status, reason, time.Now()
+	p.mu.Unlock()
+	if changed && p.c != nil {
+		snap := p.snapshot()
+		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
+	}
 }
 
 func (p *participant) snapshot() Participant {

@@ -100,6 +100,7 @@ type Controller struct {
 
 	uriPort string // the port in conference URIs, when Config.Host is derived
 	metrics counters
+	hub     hub
 
 	mu          sync.Mutex // guards the fields below
 	conferences map[string]*Conference

@@ -42,7 +42,7 @@ func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) 
 	}
 	var out []Participant
 	for i, t := range targets {
-		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now()}
+		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now(), conf: conf.name, c: c}
 		conf.mu.Lock()
 		conf.participants = append(conf.participants, p)
 		conf.mu.Unlock()
@@ -534,6 +534,8 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 					}
 				})
 				c.applyAnswer(conf, p, d, offer, res.Body(), gen, false)
+				snap := p.snapshot()
+				c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
 				return nil
 			case res.StatusCode == sip.StatusRequestPending:
 				return errGlare
@@ -545,6 +547,8 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 				p.mu.Lock()
 				p.status, p.reason = res.StatusCode, "re-INVITE refused: "+res.Reason
 				p.mu.Unlock()
+				snap := p.snapshot()
+				c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
 				return nil
 			}
 		}

@@ -106,7 +106,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			d.routeSet = append(d.routeSet, *rr.Address.Clone())
 		}
 	}
-	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d}
+	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, conf: conf.name, c: c}
 
 	var answer *sdp.Session // nil: we offer in the 2xx
 	var ourOffer *sdp.Session
@@ -485,6 +485,7 @@ func (c *Controller) change(ctx context.Context, name string, edit func(*Confere
 	for _, p := range parts {
 		out.Results = append(out.Results, p.snapshot())
 	}
+	c.publish(Event{Conference: name, Kind: "stream", Change: &out})
 	return out, ctx.Err()
 }
 

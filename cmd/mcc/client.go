@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"mcc/conference"
@@ -359,4 +362,40 @@ func hostPortless(s string) string {
 		return "[" + s + "]"
 	}
 	return s
+}
+
+func cmdWatch(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("watch", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	pos, cl, err := cf.parse(fs, args, 0, 1, "at most one session")
+	if err != nil {
+		return err
+	}
+	session := ""
+	if len(pos) == 1 {
+		session = pos[0]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cl.Events(ctx, session, func(e conference.Event) error {
+		if cf.output == "json" {
+			b, _ := json.Marshal(e)
+			_, err := fmt.Fprintf(stdout, "%s\n", b)
+			return err
+		}
+		line := fmt.Sprintf("%s  %-12s %-11s", e.Time.Local().Format(time.TimeOnly), e.Conference, e.Kind)
+		switch {
+		case e.Participant != nil:
+			p := e.Participant
+			line += fmt.Sprintf(" %s %s %s", p.URI, p.State, strings.Join(p.Streams, ","))
+			if p.Reason != "" {
+				line += " (" + p.Reason + ")"
+			}
+		case e.Change != nil:
+			line += fmt.Sprintf(" stream %d, version %d, %d participants", e.Change.Stream, e.Change.Version, len(e.Change.Results))
+		}
+		_, err := fmt.Fprintln(stdout, line)
+		return err
+	})
 }

@@ -30,6 +30,7 @@ Usage:
   mcc session create NAME [--family 4|6] [--scope SCOPE] [--media audio,video] [--type broadcast]
   mcc session import FILE.sdp [--name NAME] | --heard ID --name NAME
   mcc directory                    sessions heard over SAP
+  mcc watch   [SESSION]            follow participants, streams and re-INVITE results live
   mcc session list | show NAME | sdp NAME | delete NAME
   mcc invite  SESSION URI... [--wait 10s]
   mcc participants SESSION
@@ -116,6 +117,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdMedia(rest, stdout, stderr)
 	case "directory":
 		return cmdDirectory(rest, stdout, stderr)
+	case "watch":
+		return cmdWatch(rest, stdout, stderr)
 	case "sdp":
 		if len(rest) == 0 {
 			return usagef("sdp needs a sub-command: lint or new")
@@ -128,5 +131,5 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
 	}
-	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, alloc, leases, renew, release, pools, sdp or version", cmd)
+	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, watch, alloc, leases, renew, release, pools, sdp or version", cmd)
 }

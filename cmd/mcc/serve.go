@@ -142,8 +142,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if n := apiSrv.Restore(); n > 0 {
 		log.Info("conferences restored", "count", n)
 	}
-	srv := &http.Server{Handler: apiSrv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second}
+	// Event streams last until the daemon stops: their requests derive
+	// from base, which is cancelled before the server shuts down.
+	base, stopStreams := context.WithCancel(context.Background())
+	defer stopStreams()
+	srv := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
 	for _, l := range ctl.Addrs() {
 		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)
 	}
@@ -161,6 +165,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	stopStreams()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)

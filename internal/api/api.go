@@ -198,6 +198,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("DELETE /v1/leases/{group}", s.release)
 	v1.HandleFunc("GET /v1/pools", s.listPools)
 	v1.HandleFunc("GET /v1/directory", s.listDirectory)
+	v1.HandleFunc("GET /v1/events", s.events)
 	mux.Handle("/v1/", s.auth(v1))
 	return mux
 }

@@ -207,3 +207,51 @@ func TestBadRequests(t *testing.T) {
 }
 
 var metricLine = regexp.MustCompile(`^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$`)
+
+func TestEvents(t *testing.T) {
+	cl, _ := newAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.Do(ctx, "POST", "/v1/sessions", SessionRequest{Name: "lecture", Media: []string{"audio"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Events(ctx, "nope", func(conference.Event) error { return nil }); code(err) != CodeNotFound {
+		t.Fatalf("events of an unknown session: %v", err)
+	}
+	got := make(chan conference.Event, 100)
+	streamCtx, stopStream := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- cl.Events(streamCtx, "lecture", func(e conference.Event) error { got <- e; return nil })
+	}()
+	time.Sleep(100 * time.Millisecond) // the subscription is made
+	part := conferencetest.Start(t)
+	if err := cl.Do(ctx, "POST", "/v1/sessions/lecture/participants", InviteRequest{URIs: []string{part.URI}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"joined": false, "reinvite": false, "stream": false}
+	added := false
+	for !want["joined"] || !want["reinvite"] || !want["stream"] {
+		select {
+		case e := <-got:
+			switch {
+			case e.Kind == "participant" && e.Participant.State == conference.Joined:
+				want["joined"] = true
+				if !added {
+					added = true
+					go cl.Do(ctx, "POST", "/v1/sessions/lecture/streams", StreamRequest{Kind: "video"}, nil)
+				}
+			case e.Kind == "reinvite" && len(e.Participant.Streams) == 2:
+				want["reinvite"] = true
+			case e.Kind == "stream" && e.Change.Stream == 1:
+				want["stream"] = true
+			}
+		case <-ctx.Done():
+			t.Fatalf("events seen: %v", want)
+		}
+	}
+	stopStream()
+	if err := <-done; err != nil {
+		t.Fatalf("Events after cancel: %v", err)
+	}
+}
