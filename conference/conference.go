@@ -135,6 +135,7 @@ func (p *participant) set(s State, status int, reason string) {
 	if changed && p.c != nil {
 		snap := p.snapshot()
 		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
+		p.c.persist(p)
 	}
 }
 
@@ -216,7 +217,9 @@ func (c *Controller) Create(name string, sessionID uint64, access Access) (Info,
 	if _, ok := c.conferences[name]; ok {
 		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, nonces: map[string]time.Time{}}
+	// Generations start at 1, so that 0 can mean "behind" (see
+	// RestoreParticipant).
+	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, generation: 1, nonces: map[string]time.Time{}}
 	c.conferences[name] = conf
 	return c.info(conf), nil
 }

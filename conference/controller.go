@@ -68,6 +68,9 @@ type Config struct {
 	UnicastOffer UnicastPolicy
 	// Logger receives the controller's logs. Nil discards them.
 	Logger *slog.Logger
+	// Dialogs keeps joined participants' dialogs across restarts; nil
+	// keeps nothing.
+	Dialogs DialogStore
 }
 
 // UnicastPolicy is what a dial-in with a unicast-only offer gets.

@@ -332,7 +332,9 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 		return
 	}
 	if initial {
-		p.set(Joined, 200, "")
+		p.set(Joined, 200, "") // saves the dialog
+	} else {
+		c.persist(p)
 	}
 	if invalid > 0 {
 		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
@@ -487,6 +489,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 	}
 	host := d.remoteTarget.Host
 	d.mu.Unlock()
+	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
 	defer func() {
 		d.mu.Lock()
 		d.inviteTx = false

@@ -345,6 +345,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	}
 	d.inviteRx, d.rxCSeq, d.acked = true, req.CSeq().SeqNo, make(chan struct{})
 	d.mu.Unlock()
+	c.persist(p) // their CSeq and the new target
 	b, err := body.Marshal()
 	if err != nil {
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")

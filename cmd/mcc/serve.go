@@ -106,7 +106,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: *host,
-		RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log})
+		RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db})
 	if err != nil {
 		return err
 	}
@@ -139,8 +139,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer stopSAP() // runs before wait
 	}
 	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory, Store: db}
-	if n := apiSrv.Restore(); n > 0 {
-		log.Info("conferences restored", "count", n)
+	if nc, np := apiSrv.Restore(); nc > 0 {
+		log.Info("restored", "conferences", nc, "participants", np)
 	}
 	// Event streams last until the daemon stops: their requests derive
 	// from base, which is cancelled before the server shuts down.

@@ -200,3 +200,50 @@ func TestServeRestart(t *testing.T) {
 		t.Fatalf("%d leases left after deleting every session", len(ls))
 	}
 }
+
+// TestServeRestartKeepsDialogs: after kill -9 and a restart, mcc
+// re-INVITEs a participant who joined before, in the same dialog with the
+// next CSeq, and its BYE ends that dialog.
+func TestServeRestartKeepsDialogs(t *testing.T) {
+	data := t.TempDir()
+	p := conferencetest.Start(t)
+	kill := serveOn(t, data)
+	run := func(args ...string) string {
+		t.Helper()
+		r := mcc(t, "", append(args, "--data", data)...)
+		if r.code != 0 {
+			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	run("session", "create", "lecture", "--media", "audio")
+	if out := run("invite", "lecture", p.URI, "--wait", "10s"); !strings.Contains(out, "joined") {
+		t.Fatalf("invite: %s", out)
+	}
+	run("media", "add", "lecture", "video")
+	kill()
+
+	serveOn(t, data)
+	var ps []conference.Participant
+	json.Unmarshal([]byte(run("participants", "lecture", "-o", "json")), &ps)
+	if len(ps) != 1 || ps[0].State != conference.Joined || strings.Join(ps[0].Streams, ",") != "accepted,accepted" {
+		t.Fatalf("after the restart: %+v", ps)
+	}
+	if out := run("media", "add", "lecture", "audio"); !strings.Contains(out, "accepted,accepted,accepted") {
+		t.Fatalf("a re-INVITE after the restart: %s\n%s", out, run("participants", "lecture", "-o", "json"))
+	}
+	log := p.Log()
+	if len(log) != 3 {
+		t.Fatalf("the participant got %d INVITEs, want 3: %+v", len(log), log)
+	}
+	before, after := log[1], log[2]
+	if after.CallID != before.CallID || after.FromTag != before.FromTag || after.ToTag != before.ToTag || after.CSeq != before.CSeq+1 {
+		t.Fatalf("the re-INVITE after the restart is not the next of the dialog:\nbefore %+v\nafter  %+v", before, after)
+	}
+	run("session", "delete", "lecture")
+	select {
+	case <-p.Byes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no BYE after the restart")
+	}
+}

@@ -5,6 +5,7 @@ package conferencetest
 
 import (
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -22,6 +23,23 @@ type Participant struct {
 	Byes chan struct{}
 
 	invites atomic.Int64
+
+	mu  sync.Mutex // guards log
+	log []Invite
+}
+
+// Invite is what the participant noted of an INVITE it answered.
+type Invite struct {
+	CallID         string
+	CSeq           uint32
+	FromTag, ToTag string
+}
+
+// Log returns the INVITEs it answered, in order.
+func (p *Participant) Log() []Invite {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Invite(nil), p.log...)
 }
 
 // Invites returns how many INVITEs (initial and re-INVITEs) it answered.
@@ -45,8 +63,17 @@ func Start(t testing.TB) *Participant {
 			return
 		}
 		p.invites.Add(1)
+		from, _ := req.From().Params.Get("tag")
+		to, _ := req.To().Params.Get("tag")
+		p.mu.Lock()
+		p.log = append(p.log, Invite{req.CallID().Value(), req.CSeq().SeqNo, from, to})
+		p.mu.Unlock()
 		b, _ := sdp.Answer(offer, sdp.Origin{Username: "p", SessionID: 1, Version: version.Add(1), Host: "p.example"}).Marshal()
 		res := sip.NewResponseFromRequest(req, 200, "OK", b)
+		if to != "" { // in a dialog: keep our tag (sipgo would put a new one)
+			res.To().Params.Remove("tag")
+			res.To().Params.Add("tag", to)
+		}
 		res.AppendHeader(&sip.ContactHeader{Address: req.Recipient})
 		ct := sip.ContentTypeHeader("application/sdp")
 		res.AppendHeader(&ct)

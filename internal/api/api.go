@@ -120,7 +120,7 @@ func (s *Server) save(name string) {
 		if err != nil {
 			return err
 		}
-		return s.Store.PutRecord(name, Record{Name: name, SessionID: in.SessionID, Access: access, Session: saved})
+		return s.Store.PutRecord("c/"+name, Record{Name: name, SessionID: in.SessionID, Access: access, Session: saved})
 	}()
 	if err != nil && s.Logger != nil {
 		s.Logger.Error("save conference", "conference", name, "err", err)
@@ -128,32 +128,55 @@ func (s *Server) save(name string) {
 }
 
 // Restore brings back the conferences of the records in the store, with
-// their sessions and leases. It returns how many came back; one that
+// their sessions and leases, then their joined participants' dialogs. It
+// returns how many conferences and participants came back; a record that
 // cannot is logged and left out.
-func (s *Server) Restore() int {
+func (s *Server) Restore() (conferences, participants int) {
 	if s.Store == nil {
-		return 0
+		return 0, 0
 	}
-	n := 0
-	leases := s.Allocator.Leases()
+	var confs []Record
+	var parts []conference.SavedParticipant
 	s.Store.Records(func(key string, v []byte) error {
-		var r Record
-		if err := json.Unmarshal(v, &r); err != nil {
-			s.Logger.Error("restore conference", "conference", key, "err", err)
-			return nil
+		var err error
+		switch {
+		case strings.HasPrefix(key, "c/"):
+			var r Record
+			if err = json.Unmarshal(v, &r); err == nil {
+				confs = append(confs, r)
+			}
+		case strings.HasPrefix(key, "p/"):
+			var p conference.SavedParticipant
+			if err = json.Unmarshal(v, &p); err == nil {
+				parts = append(parts, p)
+			}
 		}
+		if err != nil {
+			s.Logger.Error("restore", "record", key, "err", err)
+		}
+		return nil
+	})
+	leases := s.Allocator.Leases()
+	for _, r := range confs {
 		desc, err := s.Manager.Restore(r.Session, leases)
 		if err == nil {
 			_, err = s.Controller.Create(r.Name, desc.Origin.SessionID, r.Access)
 		}
 		if err != nil {
-			s.Logger.Error("restore conference", "conference", key, "err", err)
-			return nil
+			s.Logger.Error("restore conference", "conference", r.Name, "err", err)
+			continue
 		}
-		n++
-		return nil
-	})
-	return n
+		conferences++
+	}
+	for _, p := range parts {
+		if err := s.Controller.RestoreParticipant(p); err != nil {
+			s.Logger.Error("restore participant", "conference", p.Conference, "participant", p.URI, "err", err)
+			s.Store.DeleteRecord("p/" + p.Conference + "/" + p.ID)
+			continue
+		}
+		participants++
+	}
+	return conferences, participants
 }
 
 // Server serves the API.
@@ -431,7 +454,7 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.Store != nil {
-		if err := s.Store.DeleteRecord(r.PathValue("name")); err != nil && s.Logger != nil {
+		if err := s.Store.DeleteRecord("c/" + r.PathValue("name")); err != nil && s.Logger != nil {
 			s.Logger.Error("forget conference", "conference", r.PathValue("name"), "err", err)
 		}
 	}

@@ -1,0 +1,158 @@
+package conference
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
+)
+
+// DialogStore keeps participants' dialogs across restarts; the daemon's
+// store implements it. Keys are "p/CONFERENCE/ID".
+type DialogStore interface {
+	PutRecord(key string, v any) error
+	DeleteRecord(key string) error
+}
+
+// SavedParticipant is what a restarted controller needs to go on with a
+// participant's dialog: re-INVITE it with the next CSeq, or BYE it.
+type SavedParticipant struct {
+	Conference string    `json:"conference"`
+	ID         string    `json:"id"`
+	URI        string    `json:"uri"`
+	DialIn     bool      `json:"dial_in,omitempty"`
+	Since      time.Time `json:"since"`
+	Streams    []string  `json:"streams,omitempty"`
+	Rejected   []int     `json:"rejected,omitempty"`
+
+	CallID       string   `json:"call_id"`
+	Owner        bool     `json:"owner,omitempty"`
+	Transport    string   `json:"transport"`
+	Local        string   `json:"local"`
+	LocalTag     string   `json:"local_tag"`
+	Remote       string   `json:"remote"`
+	RemoteTag    string   `json:"remote_tag"`
+	LocalCSeq    uint32   `json:"local_cseq"`
+	RemoteCSeq   uint32   `json:"remote_cseq"`
+	RemoteTarget string   `json:"remote_target"`
+	RouteSet     []string `json:"route_set,omitempty"`
+	Offered      []byte   `json:"offered,omitempty"`
+	Version      uint64   `json:"version"`
+}
+
+func participantKey(conf, id string) string { return "p/" + conf + "/" + id }
+
+var streamStates = map[string]sdp.StreamState{"accepted": sdp.StreamAccepted, "declined": sdp.StreamDeclined,
+	"invalid": sdp.StreamInvalid, "removed": sdp.StreamRemoved}
+
+// persist saves p's dialog while it is joined, and forgets it otherwise.
+func (c *Controller) persist(p *participant) {
+	if c.cfg.Dialogs == nil || p.c == nil {
+		return
+	}
+	p.mu.Lock()
+	d, state := p.dlg, p.state
+	sp := SavedParticipant{Conference: p.conf, ID: p.id, URI: p.uri, DialIn: p.dialIn, Since: p.since}
+	for _, s := range p.streams {
+		sp.Streams = append(sp.Streams, s.String())
+	}
+	for i := range p.rejected {
+		sp.Rejected = append(sp.Rejected, i)
+	}
+	p.mu.Unlock()
+	key := participantKey(p.conf, p.id)
+	if d == nil || state != Joined {
+		if err := c.cfg.Dialogs.DeleteRecord(key); err != nil {
+			c.log.Error("forget dialog", "participant", p.uri, "err", err)
+		}
+		return
+	}
+	d.mu.Lock()
+	sp.CallID, sp.Owner, sp.Transport = d.callID, d.owner, d.transport
+	sp.Local, sp.LocalTag, sp.Remote, sp.RemoteTag = d.local.String(), d.localTag, d.remote.String(), d.remoteTag
+	sp.LocalCSeq, sp.RemoteCSeq, sp.RemoteTarget, sp.Version = d.localCSeq, d.remoteCSeq, d.remoteTarget.String(), d.version
+	for _, r := range d.routeSet {
+		sp.RouteSet = append(sp.RouteSet, r.String())
+	}
+	if d.offered != nil {
+		sp.Offered, _ = d.offered.Marshal()
+	}
+	ended := d.ended
+	d.mu.Unlock()
+	if ended {
+		c.cfg.Dialogs.DeleteRecord(key)
+		return
+	}
+	if err := c.cfg.Dialogs.PutRecord(key, sp); err != nil {
+		c.log.Error("save dialog", "participant", p.uri, "err", err)
+	}
+}
+
+// RestoreParticipant brings back a joined participant saved before a
+// restart, with its dialog, into its conference (which must exist).
+func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
+	conf, err := c.conference(sp.Conference)
+	if err != nil {
+		return err
+	}
+	d := &dialog{callID: sp.CallID, owner: sp.Owner, transport: sp.Transport, localTag: sp.LocalTag, remoteTag: sp.RemoteTag,
+		localCSeq: sp.LocalCSeq, remoteCSeq: sp.RemoteCSeq, version: sp.Version, acked: make(chan struct{})}
+	for _, u := range []struct {
+		s   string
+		dst *sip.Uri
+	}{{sp.Local, &d.local}, {sp.Remote, &d.remote}, {sp.RemoteTarget, &d.remoteTarget}} {
+		if err := sip.ParseUri(u.s, u.dst); err != nil {
+			return fmt.Errorf("conference: restore %s: %q: %w", sp.ID, u.s, err)
+		}
+	}
+	for _, r := range sp.RouteSet {
+		var u sip.Uri
+		if err := sip.ParseUri(r, &u); err != nil {
+			return fmt.Errorf("conference: restore %s: route %q: %w", sp.ID, r, err)
+		}
+		d.routeSet = append(d.routeSet, u)
+	}
+	if len(sp.Offered) > 0 {
+		if d.offered, err = sdp.Parse(sp.Offered); err != nil {
+			return fmt.Errorf("conference: restore %s: %w", sp.ID, err)
+		}
+	}
+	// Generations count the changes of this run only: the participant is
+	// up to date if what it last accepted is the restored description;
+	// otherwise the next change brings it up.
+	conf.mu.Lock()
+	gen := conf.generation
+	if !sameMedia(d.offered, conf.desc) {
+		gen = 0
+	}
+	conf.mu.Unlock()
+	p := &participant{id: sp.ID, uri: sp.URI, dialIn: sp.DialIn, conf: conf.name, c: c, state: Joined, status: 200,
+		since: sp.Since, dlg: d, generation: gen, version: sp.Version, rejected: map[int]bool{}}
+	for _, s := range sp.Streams {
+		p.streams = append(p.streams, streamStates[s])
+	}
+	for _, i := range sp.Rejected {
+		p.rejected[i] = true
+	}
+	conf.mu.Lock()
+	conf.participants = append(conf.participants, p)
+	conf.mu.Unlock()
+	c.track(d, conf, p)
+	c.retrack(d)
+	return nil
+}
+
+// sameMedia reports whether two descriptions are the same but for their
+// o= version.
+func sameMedia(a, b *sdp.Session) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x := a.Clone()
+	x.Origin.Version = b.Origin.Version
+	xb, err1 := x.Marshal()
+	yb, err2 := b.Marshal()
+	return err1 == nil && err2 == nil && string(xb) == string(yb)
+}
