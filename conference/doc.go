@@ -54,7 +54,10 @@
 //	ctl.Invite("lecture", "sip:alice@example.org")
 //	ctl.AddStream(ctx, "lecture", sdp.MediaSpec{Kind: "video"})
 //
-// BUG(mcc): dialogs live in memory. mcc serve brings conferences and
-// their sessions back after a restart, but not the participants' dialogs,
-// so it cannot re-INVITE or BYE people who joined before it stopped.
+// # Restarts
+//
+// With Config.Dialogs set, a joined participant's dialog is saved when it
+// joins, after every change, and before each re-INVITE goes out (so a
+// crash never reuses a CSeq); RestoreParticipant brings it back, and the
+// participant can be re-INVITEd and sent BYE as if nothing had happened.
 package conference

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +17,7 @@ import (
 
 	"mcc/conference"
 	"mcc/conference/conferencetest"
+	"mcc/internal/peertest"
 	"mcc/multicast"
 )
 
@@ -22,17 +27,20 @@ import (
 func startServe(t *testing.T) string {
 	t.Helper()
 	data := t.TempDir()
-	serveOn(t, data)
+	serveOn(t, data, "")
 	return data
 }
 
-// serveOn runs "mcc serve" on data and returns once its API listens; the
+// serveOn runs "mcc serve" on data (with the SIP listeners sip, or random
+// ports when it is empty) and returns once its API listens; the
 // returned kill ends it with SIGKILL at once. Otherwise the test's cleanup
 // stops it with SIGTERM and expects a clean exit.
-func serveOn(t *testing.T, data string) (kill func()) {
+func serveOn(t *testing.T, data, sip string) (kill func()) {
 	t.Helper()
-	cmd := exec.Command(mccBinary(t), "serve", "--data", data, "--sip", "udp:127.0.0.1:0,tcp:127.0.0.1:0",
-		"--host", "127.0.0.1", "--api", "127.0.0.1:0")
+	if sip == "" {
+		sip = "udp:127.0.0.1:0,tcp:127.0.0.1:0"
+	}
+	cmd := exec.Command(mccBinary(t), "serve", "--data", data, "--sip", sip, "--host", "127.0.0.1", "--api", "127.0.0.1:0")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -161,7 +169,7 @@ func TestServeWalkthrough(t *testing.T) {
 // leases, can still be changed, and gives its leases back when deleted.
 func TestServeRestart(t *testing.T) {
 	data := t.TempDir()
-	kill := serveOn(t, data)
+	kill := serveOn(t, data, "")
 	run := func(args ...string) string {
 		t.Helper()
 		r := mcc(t, "", append(args, "--data", data)...)
@@ -179,7 +187,7 @@ func TestServeRestart(t *testing.T) {
 	leases := run("leases", "-o", "json")
 	kill()
 
-	serveOn(t, data)
+	serveOn(t, data, "")
 	if got := run("session", "sdp", "lecture"); got != before {
 		t.Fatalf("after a restart the description changed:\n%s\nwas\n%s", got, before)
 	}
@@ -207,7 +215,7 @@ func TestServeRestart(t *testing.T) {
 func TestServeRestartKeepsDialogs(t *testing.T) {
 	data := t.TempDir()
 	p := conferencetest.Start(t)
-	kill := serveOn(t, data)
+	kill := serveOn(t, data, "")
 	run := func(args ...string) string {
 		t.Helper()
 		r := mcc(t, "", append(args, "--data", data)...)
@@ -223,7 +231,7 @@ func TestServeRestartKeepsDialogs(t *testing.T) {
 	run("media", "add", "lecture", "video")
 	kill()
 
-	serveOn(t, data)
+	serveOn(t, data, "")
 	var ps []conference.Participant
 	json.Unmarshal([]byte(run("participants", "lecture", "-o", "json")), &ps)
 	if len(ps) != 1 || ps[0].State != conference.Joined || strings.Join(ps[0].Streams, ",") != "accepted,accepted" {
@@ -246,4 +254,61 @@ func TestServeRestartKeepsDialogs(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no BYE after the restart")
 	}
+}
+
+// TestServeRestartSipp: three sipp participants joined; the daemon is
+// killed with SIGKILL and started again; a stream added reaches every one
+// with a re-INVITE they accept, and the session's deletion sends each a
+// BYE they accept (sipp counts three successful calls).
+func TestServeRestartSipp(t *testing.T) {
+	peertest.Need(t, "sipp")
+	data := t.TempDir()
+	port := freeUDPPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	scenario, _ := filepath.Abs("../../conference/testdata/sipp/participant.xml")
+	uas := exec.CommandContext(ctx, "sipp", "-sf", scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "u1",
+		"-m", "3", "-timeout", "50", "-timeout_error", "-nostdin")
+	var uasOut bytes.Buffer
+	uas.Stdout, uas.Stderr = &uasOut, &uasOut
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// The daemon keeps its SIP port across the restart, as a configured
+	// one would: sipp sends a call's responses where its first INVITE came
+	// from, not to the Via.
+	sipAddr := "udp:127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
+	kill := serveOn(t, data, sipAddr)
+	run := func(args ...string) string {
+		t.Helper()
+		r := mcc(t, "", append(args, "--data", data)...)
+		if r.code != 0 {
+			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	run("session", "create", "lecture", "--media", "audio,video")
+	uri := "sip:participant@127.0.0.1:" + strconv.Itoa(port)
+	if out := run("invite", "lecture", uri, uri, uri, "--wait", "10s"); strings.Count(out, "joined") != 3 {
+		t.Fatalf("invite: %s", out)
+	}
+	kill()
+	serveOn(t, data, sipAddr)
+	if out := run("media", "add", "lecture", "video"); strings.Count(out, "accepted,accepted,accepted") != 3 {
+		t.Fatalf("a stream added after the restart: %s\n%s", out, uasOut.String())
+	}
+	run("session", "delete", "lecture")
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, uasOut.String())
+	}
+}
+
+func freeUDPPort(t *testing.T) int {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
 }
