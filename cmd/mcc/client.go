@@ -251,6 +251,22 @@ func cmdInvite(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdParticipants(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "remove" {
+		fs := newFlags("participants remove", stderr)
+		var cf clientFlags
+		cf.register(fs)
+		pos, cl, err := cf.parse(fs, args[1:], 2, 2, "the session and the participant's ID (see mcc participants SESSION)")
+		if err != nil {
+			return err
+		}
+		ctx, cancel := apiCtx()
+		defer cancel()
+		if err := cl.Do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(pos[0])+"/participants/"+url.PathEscape(pos[1]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed %s\n", pos[1])
+		return nil
+	}
 	fs := newFlags("participants", stderr)
 	var cf clientFlags
 	cf.register(fs)

@@ -33,7 +33,7 @@ Usage:
   mcc watch   [SESSION]            follow participants, streams and re-INVITE results live
   mcc session list | show NAME | sdp NAME | delete NAME
   mcc invite  SESSION URI... [--wait 10s]
-  mcc participants SESSION
+  mcc participants SESSION | remove SESSION ID
   mcc media   add SESSION KIND | remove SESSION STREAM | direction SESSION STREAM DIR
 
   mcc alloc   --family 4|6 --scope SCOPE | --pool NAME  [--count N] [--lease DURATION] [--data DIR] [-o json]
@@ -43,6 +43,7 @@ Usage:
   mcc pools   [--data DIR] [-o json]
   mcc sdp lint FILE|-
   mcc sdp new --name NAME --family 4|6 --scope SCOPE --media audio,video [--type broadcast] [-o FILE]
+  mcc completion bash|zsh|fish
   mcc version
 
 Commands from session to media talk to a running "mcc serve" through its
@@ -119,6 +120,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdDirectory(rest, stdout, stderr)
 	case "watch":
 		return cmdWatch(rest, stdout, stderr)
+	case "completion":
+		return cmdCompletion(rest, stdout)
 	case "sdp":
 		if len(rest) == 0 {
 			return usagef("sdp needs a sub-command: lint or new")
@@ -131,5 +134,5 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
 	}
-	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, watch, alloc, leases, renew, release, pools, sdp or version", cmd)
+	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, watch, alloc, leases, renew, release, pools, sdp, completion or version", cmd)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -301,5 +302,39 @@ func TestCustomPoolsFromConfig(t *testing.T) {
 		if r := mcc(t, "", "alloc", "--scope", "local", "--data", dir); r.code != 1 || !strings.Contains(r.stderr, bad.want) {
 			t.Errorf("config %s: %+v, want exit 1 and %q", bad.conf, r, bad.want)
 		}
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	r := mcc(t, "", "completion", "bash")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, tc := range []struct {
+		words []string // what is typed, the last word being completed
+		want  string
+	}{
+		{[]string{"mcc", "me"}, "media"},
+		{[]string{"mcc", "media", "r"}, "remove"},
+		{[]string{"mcc", "session", ""}, "create import list show sdp delete"},
+	} {
+		words := make([]string, len(tc.words))
+		for i, w := range tc.words {
+			words[i] = "'" + w + "'"
+		}
+		script := fmt.Sprintf("%s\nCOMP_WORDS=(%s); COMP_CWORD=%d; _mcc; echo \"${COMPREPLY[*]}\"\n",
+			r.stdout, strings.Join(words, " "), len(words)-1)
+		out, err := exec.Command("bash", "-c", script).Output()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
+			t.Errorf("completing %q: %q, %v; want %q", tc.words, out, err, tc.want)
+		}
+	}
+	for _, sh := range []string{"zsh", "fish"} {
+		if r := mcc(t, "", "completion", sh); r.code != 0 || !strings.Contains(r.stdout, "media") {
+			t.Errorf("completion %s: %+v", sh, r)
+		}
+	}
+	if r := mcc(t, "", "completion", "tcsh"); r.code != 2 {
+		t.Errorf("completion tcsh: %+v", r)
 	}
 }

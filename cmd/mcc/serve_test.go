@@ -118,6 +118,15 @@ func TestServeWalkthrough(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil || len(ps) != 1 || ps[0].Version != 3 {
 		t.Fatalf("participants: %s %v", r.stdout, err)
 	}
+	if out := run("participants", "remove", "lecture", ps[0].ID).stdout; !strings.Contains(out, "removed") {
+		t.Fatalf("participants remove: %s", out)
+	}
+	select {
+	case <-p.Byes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the removed participant got no BYE")
+	}
+	p = conferencetest.Start(t) // a new participant for what follows
 	// An imported session can be used to invite, not changed.
 	file := filepath.Join(t.TempDir(), "seminar.sdp")
 	os.WriteFile(file, []byte("v=0\r\no=- 99 1 IN IP4 192.0.2.1\r\ns=Seminar\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.9.9/15\r\n"), 0o644)
@@ -149,6 +158,7 @@ func TestServeWalkthrough(t *testing.T) {
 	if r := mcc(t, "", "release", extra[0].Group.String(), "--data", data); r.code != 1 || !strings.Contains(r.stderr, "not leased") {
 		t.Fatalf("release twice through the daemon: %+v", r)
 	}
+	run("invite", "lecture", p.URI, "--wait", "10s")
 	run("session", "delete", "lecture")
 	select {
 	case <-p.Byes:
