@@ -38,10 +38,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
 	sapFast := fs.Int("sap-fast-start", 0, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s)")
+	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
 	cf.register(fs, false)
 	_, dir, err := cf.parse(fs, args, 0, 0, "")
 	if err != nil {
+		return err
+	}
+	path, named := configPath(*configFlag, dir)
+	if err := applyConfig(fs, path, named); err != nil {
 		return err
 	}
 	var level slog.Level

@@ -322,3 +322,56 @@ func freeUDPPort(t *testing.T) int {
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
+
+// TestServeConfigFile: mcc serve reads mcc.toml in its data directory; the
+// environment and flags come before it; an invalid file is refused at start
+// with the key or line and the reason.
+func TestServeConfigFile(t *testing.T) {
+	data := t.TempDir()
+	os.WriteFile(filepath.Join(data, "mcc.toml"), []byte(`
+sip = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+host = "from-the-file.example"
+api = "127.0.0.1:0"
+ring_timeout = "5s"
+`), 0o600)
+	cmd := exec.Command(mccBinary(t), "serve", "--data", data)
+	cmd.Env = append(os.Environ(), "MCC_HOST=from-the-env.example")
+	var logb bytes.Buffer
+	cmd.Stderr = &logb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(data, "api.addr")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mcc serve with a configuration file did not start:\n%s", logb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := mcc(t, "", "session", "create", "lecture", "--data", data)
+	if r.code != 0 || !strings.Contains(r.stdout, "sip:lecture@from-the-env.example") {
+		t.Fatalf("the environment's host should win over the file's: %+v", r)
+	}
+
+	for _, tc := range []struct{ conf, want string }{
+		{"ringtimeout = \"5s\"\n", `unknown key "ringtimeout"`},
+		{"ring_timeout = \"soon\"\n", `ring_timeout = "soon"`},
+		{"sip = [\"quic:1.2.3.4:5\"]\n", `want TRANSPORT:HOST:PORT`},
+		{"host = \"x\"\nsip = [\n", "line 2"},
+		{"data = \"/elsewhere\"\n", `unknown key "data"`},
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "mcc.toml"), []byte(tc.conf), 0o600)
+		r := mcc(t, "", "serve", "--data", dir) // each file is refused before anything binds
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("config %q: exit %d, %q; want exit 2 and %q", tc.conf, r.code, r.stderr, tc.want)
+		}
+	}
+	if r := mcc(t, "", "serve", "--config", filepath.Join(t.TempDir(), "missing.toml")); r.code != 2 || !strings.Contains(r.stderr, "missing.toml") {
+		t.Errorf("a named file that is missing: %+v", r)
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ConfigFile is the name of mcc serve's configuration file in the data
+// directory, read when --config names none.
+const ConfigFile = "mcc.toml"
+
+// applyConfig fills the flags of fset that the command line left unset:
+// from MCC_<KEY> in the environment, then from the configuration file.
+// Each key is a flag's name with _ for -; values go through the flag's own
+// parsing, so the file is checked as strictly as the command line. A file
+// that is named but missing, has an unknown key, a value of the wrong
+// form or a TOML error is refused with the key (or line) and the reason.
+func applyConfig(fset *flag.FlagSet, path string, named bool) error {
+	set := map[string]bool{}
+	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fset.VisitAll(func(f *flag.Flag) {
+		env := "MCC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !set[f.Name] && f.Name != "data" && f.Name != "config" {
+			if err := fset.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %v", env, err))
+			}
+			set[f.Name] = true
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return &usageError{err.Error()}
+	}
+	var raw map[string]any
+	_, err := toml.DecodeFile(path, &raw)
+	if errors.Is(err, fs.ErrNotExist) && !named {
+		return nil
+	}
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return &usageError{fmt.Sprintf("config %s: line %d: %s", path, pe.Position.Line, pe.Message)}
+		}
+		return &usageError{fmt.Sprintf("config %s: %v", path, err)}
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		name := strings.ReplaceAll(k, "_", "-")
+		f := fset.Lookup(name)
+		if f == nil || name == "config" || name == "data" {
+			return &usageError{fmt.Sprintf("config %s: unknown key %q (the keys are serve's flags, with _ for -: see mcc serve -h)", path, k)}
+		}
+		if set[name] {
+			continue // the command line or the environment wins
+		}
+		var v string
+		switch x := raw[k].(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i, p := range x {
+				parts[i] = fmt.Sprint(p)
+			}
+			v = strings.Join(parts, ",")
+		default:
+			v = fmt.Sprint(x)
+		}
+		if err := fset.Set(name, v); err != nil {
+			return &usageError{fmt.Sprintf("config %s: %s = %q: %v", path, k, v, err)}
+		}
+	}
+	return nil
+}
+
+// configPath returns the file named by --config, or the data directory's.
+func configPath(flagValue, dataDir string) (string, bool) {
+	if flagValue != "" {
+		return flagValue, true
+	}
+	return filepath.Join(dataDir, ConfigFile), false
+}
