@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -17,8 +18,10 @@ import (
 
 	"mcc/conference"
 	"mcc/conference/conferencetest"
+	"mcc/internal/api"
 	"mcc/internal/peertest"
 	"mcc/multicast"
+	"mcc/sdp"
 )
 
 // startServe runs the built "mcc serve" on loopback with a fresh data
@@ -373,5 +376,107 @@ ring_timeout = "5s"
 	}
 	if r := mcc(t, "", "serve", "--config", filepath.Join(t.TempDir(), "missing.toml")); r.code != 2 || !strings.Contains(r.stderr, "missing.toml") {
 		t.Errorf("a named file that is missing: %+v", r)
+	}
+}
+
+// TestServeKillUnderLoad kills the daemon with SIGKILL while it adds and
+// removes streams for a joined participant, then starts it again: the
+// session is back, every lease it holds is one of its groups and none is
+// held twice, and the next change reaches the participant in the same
+// dialog with a CSeq above every one it saw.
+func TestServeKillUnderLoad(t *testing.T) {
+	data := t.TempDir()
+	p := conferencetest.Start(t)
+	kill := serveOn(t, data, "")
+	cl, err := api.Discover("", "", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.Do(ctx, "POST", "/v1/sessions", api.SessionRequest{Name: "lecture", Media: []string{"audio"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Do(ctx, "POST", "/v1/sessions/lecture/participants", api.InviteRequest{URIs: []string{p.URI}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); p.Invites() < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the participant was not invited")
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	// Changes, one after another, until the kill.
+	load, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for i := 0; load.Err() == nil; i++ {
+			var ch conference.Change
+			if cl.Do(load, "POST", "/v1/sessions/lecture/streams", api.StreamRequest{Kind: "audio"}, &ch) != nil {
+				return
+			}
+			if cl.Do(load, "DELETE", fmt.Sprintf("/v1/sessions/lecture/streams/%d", ch.Stream), nil, nil) != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(700 * time.Millisecond)
+	kill()
+	stopLoad()
+	<-loadDone
+	seen := p.Log()
+	if len(seen) < 4 {
+		t.Fatalf("only %d INVITEs before the kill: no load", len(seen))
+	}
+
+	serveOn(t, data, "")
+	cl, _ = api.Discover("", "", data)
+	var desc []byte
+	if err := cl.Do(ctx, "GET", "/v1/sessions/lecture/sdp", nil, &desc); err != nil {
+		t.Fatalf("the session is not back: %v", err)
+	}
+	s, err := sdp.Parse(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[string]bool{}
+	for _, m := range s.Media {
+		groups[m.Connection.Addr.String()] = true
+	}
+	var ls []multicast.Lease
+	cl.Do(ctx, "GET", "/v1/leases", nil, &ls)
+	held := map[string]bool{}
+	for _, l := range ls {
+		g := l.Group.String()
+		if held[g] {
+			t.Fatalf("%s leased twice", g)
+		}
+		held[g] = true
+		if l.Owner == fmt.Sprintf("session %d", s.Origin.SessionID) && !groups[g] {
+			t.Errorf("lease %s of the session is none of its groups", g)
+		}
+	}
+	for _, m := range s.Media {
+		if m.Port != 0 && !held[m.Connection.Addr.String()] {
+			t.Errorf("the active stream's group %v lost its lease", m.Connection.Addr)
+		}
+	}
+	// The next change reaches the participant in the same dialog.
+	var ch conference.Change
+	if err := cl.Do(ctx, "POST", "/v1/sessions/lecture/streams", api.StreamRequest{Kind: "audio"}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Results) != 1 || ch.Results[0].State != conference.Joined {
+		t.Fatalf("after the restart: %+v", ch.Results)
+	}
+	log := p.Log()
+	last, next := seen[len(seen)-1], log[len(log)-1]
+	maxCSeq := uint32(0)
+	for _, in := range seen {
+		maxCSeq = max(maxCSeq, in.CSeq)
+	}
+	if next.CallID != last.CallID || next.FromTag != last.FromTag || next.CSeq <= maxCSeq {
+		t.Fatalf("the re-INVITE after the restart: %+v; the last before: %+v (highest CSeq %d)", next, last, maxCSeq)
 	}
 }
