@@ -460,7 +460,9 @@ func (m *Manager) Save(id uint64) (Saved, error) {
 
 // Restore brings back a session saved before a restart. The leases it
 // holds are the allocator's, found by their owner; a removed stream whose
-// lease is still held is released at the next Settle.
+// lease is still held is released at the next Settle, and a lease the
+// saved description does not mention (taken for a change that was never
+// saved) is released at once.
 func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
 	desc, err := Parse(s.SDP)
 	if err != nil {
@@ -468,14 +470,23 @@ func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
 	}
 	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
 	owner := fmt.Sprintf("session %d", desc.Origin.SessionID)
-	active := map[netip.Addr]bool{}
+	active, described := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for _, md := range desc.Media {
-		if md.Connection != nil && md.Port != 0 {
-			active[md.Connection.Addr] = true
+		if md.Connection != nil {
+			described[md.Connection.Addr] = true
+			active[md.Connection.Addr] = active[md.Connection.Addr] || md.Port != 0
 		}
 	}
 	for _, l := range leases {
 		if l.Owner != owner {
+			continue
+		}
+		if !described[l.Group] {
+			// Leased for a change that never reached the saved description
+			// (the process stopped in between): nobody uses it.
+			if err := m.cfg.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+				return nil, fmt.Errorf("sdp: restore: release %v: %w", l.Group, err)
+			}
 			continue
 		}
 		e.leases[l.Group] = l
