@@ -455,6 +455,10 @@ func (c *Controller) change(ctx context.Context, name string, edit func(*Confere
 	conf.generation++
 	parts := slices_clone(conf.participants)
 	conf.mu.Unlock()
+	// The new description is saved before anyone hears of it and before a
+	// removed stream's group is released (Settle, below): a crash in between
+	// can then never restore a description whose group is free.
+	c.changed(name)
 
 	var wg sync.WaitGroup
 	for _, p := range parts {
@@ -467,14 +471,14 @@ func (c *Controller) change(ctx context.Context, name string, edit func(*Confere
 		if !c.acquire(ctx) {
 			break
 		}
+		wg.Add(1) // before the goroutine starts, which may be done at once
 		ok := c.goOwned(func() {
 			defer c.release()
 			defer wg.Done()
 			c.update(conf, p)
 		})
-		if ok {
-			wg.Add(1)
-		} else {
+		if !ok {
+			wg.Done()
 			c.release()
 		}
 	}

@@ -147,6 +147,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if nc, np := apiSrv.Restore(); nc > 0 {
 		log.Info("restored", "conferences", nc, "participants", np)
 	}
+	defer ctl.OnChange(apiSrv.Save)()
 	// Event streams last until the daemon stops: their requests derive
 	// from base, which is cancelled before the server shuts down.
 	base, stopStreams := context.WithCancel(context.Background())

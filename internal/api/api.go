@@ -101,8 +101,11 @@ type Record struct {
 	Session   sdp.Saved         `json:"session"`
 }
 
-// save writes conference name's record; a failure is logged, since the
-// change itself has happened.
+// Save writes conference name's record; a failure is logged, since the
+// change itself has happened. mcc serve also calls it from the
+// controller's OnChange, so that a change is saved before it is acted on.
+func (s *Server) Save(name string) { s.save(name) }
+
 func (s *Server) save(name string) {
 	if s.Store == nil {
 		return
@@ -167,6 +170,19 @@ func (s *Server) Restore() (conferences, participants int) {
 			continue
 		}
 		conferences++
+	}
+	// Leases of sessions that have no record (deleted, or created, when the
+	// process stopped) are used by nobody.
+	owners := map[string]bool{}
+	for _, in := range s.Controller.List() {
+		owners[fmt.Sprintf("session %d", in.SessionID)] = true
+	}
+	for _, l := range leases {
+		if strings.HasPrefix(l.Owner, "session ") && !owners[l.Owner] {
+			if err := s.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+				s.Logger.Error("release an orphaned lease", "group", l.Group, "err", err)
+			}
+		}
 	}
 	for _, p := range parts {
 		if err := s.Controller.RestoreParticipant(p); err != nil {
@@ -449,14 +465,23 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
 	defer cancel()
-	if err := s.Controller.Delete(ctx, r.PathValue("name")); err != nil {
+	name := r.PathValue("name")
+	if _, err := s.Controller.Get(name); err != nil {
 		fail(w, err)
 		return
 	}
+	// The record goes first: a crash before the leases are released leaves
+	// leases of no session, which Restore releases, never a session whose
+	// groups are free.
 	if s.Store != nil {
-		if err := s.Store.DeleteRecord("c/" + r.PathValue("name")); err != nil && s.Logger != nil {
-			s.Logger.Error("forget conference", "conference", r.PathValue("name"), "err", err)
+		if err := s.Store.DeleteRecord("c/" + name); err != nil {
+			writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+			return
 		}
+	}
+	if err := s.Controller.Delete(ctx, name); err != nil {
+		fail(w, err)
+		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
