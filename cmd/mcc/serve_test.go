@@ -35,10 +35,11 @@ func startServe(t *testing.T) string {
 }
 
 // serveOn runs "mcc serve" on data (with the SIP listeners sip, or random
-// ports when it is empty) and returns once its API listens; the
-// returned kill ends it with SIGKILL at once. Otherwise the test's cleanup
-// stops it with SIGTERM and expects a clean exit.
-func serveOn(t *testing.T, data, sip string) (kill func()) {
+// ports when it is empty) and returns once its API listens; the returned
+// stop ends it with a signal and waits (expecting a clean exit after
+// SIGTERM). Otherwise the test's cleanup stops it with SIGTERM and expects
+// a clean exit.
+func serveOn(t *testing.T, data, sip string) (stop func(syscall.Signal)) {
 	t.Helper()
 	if sip == "" {
 		sip = "udp:127.0.0.1:0,tcp:127.0.0.1:0"
@@ -80,10 +81,12 @@ func serveOn(t *testing.T, data, sip string) (kill func()) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("mcc serve did not start")
 	}
-	return func() {
+	return func(sig syscall.Signal) {
 		killed = true
-		cmd.Process.Kill()
-		<-done
+		cmd.Process.Signal(sig)
+		if err := <-done; sig == syscall.SIGTERM && err != nil {
+			t.Errorf("mcc serve after SIGTERM: %v", err)
+		}
 	}
 }
 
@@ -198,7 +201,7 @@ func TestServeRestart(t *testing.T) {
 	run("session", "import", file)
 	before := run("session", "sdp", "lecture")
 	leases := run("leases", "-o", "json")
-	kill()
+	kill(syscall.SIGKILL)
 
 	serveOn(t, data, "")
 	if got := run("session", "sdp", "lecture"); got != before {
@@ -222,7 +225,7 @@ func TestServeRestart(t *testing.T) {
 	}
 }
 
-// TestServeRestartKeepsDialogs: after kill -9 and a restart, mcc
+// TestServeRestartKeepsDialogs: after SIGTERM and a restart, mcc
 // re-INVITEs a participant who joined before, in the same dialog with the
 // next CSeq, and its BYE ends that dialog.
 func TestServeRestartKeepsDialogs(t *testing.T) {
@@ -242,7 +245,7 @@ func TestServeRestartKeepsDialogs(t *testing.T) {
 		t.Fatalf("invite: %s", out)
 	}
 	run("media", "add", "lecture", "video")
-	kill()
+	kill(syscall.SIGTERM) // a clean stop keeps the conferences too
 
 	serveOn(t, data, "")
 	var ps []conference.Participant
@@ -306,7 +309,7 @@ func TestServeRestartSipp(t *testing.T) {
 	if out := run("invite", "lecture", uri, uri, uri, "--wait", "10s"); strings.Count(out, "joined") != 3 {
 		t.Fatalf("invite: %s", out)
 	}
-	kill()
+	kill(syscall.SIGKILL)
 	serveOn(t, data, sipAddr)
 	if out := run("media", "add", "lecture", "video"); strings.Count(out, "accepted,accepted,accepted") != 3 {
 		t.Fatalf("a stream added after the restart: %s\n%s", out, uasOut.String())
@@ -336,11 +339,15 @@ sip = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
 host = "from-the-file.example"
 api = "127.0.0.1:0"
 ring_timeout = "5s"
+log = "json"
 `), 0o600)
 	cmd := exec.Command(mccBinary(t), "serve", "--data", data)
 	cmd.Env = append(os.Environ(), "MCC_HOST=from-the-env.example")
-	var logb bytes.Buffer
-	cmd.Stderr = &logb
+	logf, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -351,13 +358,20 @@ ring_timeout = "5s"
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mcc serve with a configuration file did not start:\n%s", logb.String())
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("mcc serve with a configuration file did not start:\n%s", log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	r := mcc(t, "", "session", "create", "lecture", "--data", data)
 	if r.code != 0 || !strings.Contains(r.stdout, "sip:lecture@from-the-env.example") {
 		t.Fatalf("the environment's host should win over the file's: %+v", r)
+	}
+	logText, _ := os.ReadFile(logf.Name())
+	first, _, _ := strings.Cut(string(logText), "\n")
+	var entry map[string]any
+	if err := json.Unmarshal([]byte(first), &entry); err != nil || entry["msg"] == nil {
+		t.Fatalf("log = \"json\" did not give JSON logs: %q", first)
 	}
 
 	for _, tc := range []struct{ conf, want string }{
@@ -422,7 +436,7 @@ func TestServeKillUnderLoad(t *testing.T) {
 		}
 	}()
 	time.Sleep(700 * time.Millisecond)
-	kill()
+	kill(syscall.SIGKILL)
 	stopLoad()
 	<-loadDone
 	seen := p.Log()
