@@ -107,6 +107,32 @@ func TestServeWalkthrough(t *testing.T) {
 	if !strings.Contains(r.stdout, "sip:lecture@127.0.0.1:") {
 		t.Fatalf("session create: %s", r.stdout)
 	}
+	// mcc watch follows the session while the rest happens.
+	watchOut, _ := os.Create(filepath.Join(t.TempDir(), "watch.log"))
+	watch := exec.Command(mccBinary(t), "watch", "lecture", "--data", data)
+	watch.Stdout, watch.Stderr = watchOut, watchOut
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		watch.Process.Signal(syscall.SIGTERM)
+		watch.Wait()
+		b, _ := os.ReadFile(watchOut.Name())
+		for _, want := range []string{"participant", "joined", "reinvite", "stream 2, version 2"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("mcc watch did not show %q:\n%s", want, b)
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	// The address and token can also come from MCC_API and MCC_TOKEN.
+	addr, _ := os.ReadFile(filepath.Join(data, "api.addr"))
+	token, _ := os.ReadFile(filepath.Join(data, "token"))
+	env := exec.Command(mccBinary(t), "session", "list")
+	env.Env = append(os.Environ(), "MCC_DATA="+t.TempDir(), "MCC_API="+strings.TrimSpace(string(addr)), "MCC_TOKEN="+strings.TrimSpace(string(token)))
+	if out, err := env.CombinedOutput(); err != nil || !strings.Contains(string(out), "lecture") {
+		t.Fatalf("session list through MCC_API and MCC_TOKEN: %v\n%s", err, out)
+	}
 	r = run("invite", "lecture", p.URI, "--wait", "10s")
 	if !strings.Contains(r.stdout, "joined") {
 		t.Fatalf("invite: %s", r.stdout)
