@@ -212,14 +212,7 @@ func TestServeWalkthrough(t *testing.T) {
 func TestServeRestart(t *testing.T) {
 	data := t.TempDir()
 	kill := serveOn(t, data, "")
-	run := func(args ...string) string {
-		t.Helper()
-		r := mcc(t, "", append(args, "--data", data)...)
-		if r.code != 0 {
-			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
-		}
-		return r.stdout
-	}
+	run := runner(t, data)
 	run("session", "create", "lecture", "--media", "audio,video")
 	run("media", "add", "lecture", "video")
 	file := filepath.Join(t.TempDir(), "seminar.sdp")
@@ -258,14 +251,7 @@ func TestServeRestartKeepsDialogs(t *testing.T) {
 	data := t.TempDir()
 	p := conferencetest.Start(t)
 	kill := serveOn(t, data, "")
-	run := func(args ...string) string {
-		t.Helper()
-		r := mcc(t, "", append(args, "--data", data)...)
-		if r.code != 0 {
-			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
-		}
-		return r.stdout
-	}
+	run := runner(t, data)
 	run("session", "create", "lecture", "--media", "audio")
 	if out := run("invite", "lecture", p.URI, "--wait", "10s"); !strings.Contains(out, "joined") {
 		t.Fatalf("invite: %s", out)
@@ -322,14 +308,7 @@ func TestServeRestartSipp(t *testing.T) {
 	// from, not to the Via.
 	sipAddr := "udp:127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
 	kill := serveOn(t, data, sipAddr)
-	run := func(args ...string) string {
-		t.Helper()
-		r := mcc(t, "", append(args, "--data", data)...)
-		if r.code != 0 {
-			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
-		}
-		return r.stdout
-	}
+	run := runner(t, data)
 	run("session", "create", "lecture", "--media", "audio,video")
 	uri := "sip:participant@127.0.0.1:" + strconv.Itoa(port)
 	if out := run("invite", "lecture", uri, uri, uri, "--wait", "10s"); strings.Count(out, "joined") != 3 {
@@ -518,5 +497,18 @@ func TestServeKillUnderLoad(t *testing.T) {
 	}
 	if next.CallID != last.CallID || next.FromTag != last.FromTag || next.CSeq <= maxCSeq {
 		t.Fatalf("the re-INVITE after the restart: %+v; the last before: %+v (highest CSeq %d)", next, last, maxCSeq)
+	}
+}
+
+// runner returns a function that runs mcc against the daemon on data and
+// fails the test when the command fails.
+func runner(t *testing.T, data string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		r := mcc(t, "", append(args, "--data", data)...)
+		if r.code != 0 {
+			t.Fatalf("mcc %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
 	}
 }
