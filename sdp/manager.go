@@ -15,6 +15,7 @@ import (
 type Allocator interface {
 	Allocate(multicast.Request) (multicast.Lease, error)
 	Release(netip.Addr) error
+	Renew(netip.Addr, time.Time) (multicast.Lease, error)
 	Pool(name string) (multicast.Pool, bool)
 }
 
@@ -501,4 +502,56 @@ func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
 	}
 	m.sessions[desc.Origin.SessionID] = e
 	return desc.Clone(), nil
+}
+
+// RenewLeases keeps the leases of every session mcc owns ahead of their
+// expiry: a lease with less than half of d left is renewed to last d more,
+// but never past its session's stop time. A session running for months
+// thus never sees its groups expire and go to someone else. It returns how
+// many leases it renewed.
+func (m *Manager) RenewLeases(d time.Duration) (int, error) {
+	now := m.cfg.Now()
+	type renewal struct {
+		id  uint64
+		g   netip.Addr
+		end time.Time
+	}
+	var due []renewal
+	m.mu.Lock()
+	for id, e := range m.sessions {
+		if e.external {
+			continue
+		}
+		for g, l := range e.leases {
+			if l.End.Sub(now) >= d/2 || slices.Contains(e.retiring, g) {
+				continue
+			}
+			end := now.Add(d)
+			if !e.stop.IsZero() && e.stop.Before(end) {
+				end = e.stop
+			}
+			if end.After(l.End) {
+				due = append(due, renewal{id, g, end})
+			}
+		}
+	}
+	m.mu.Unlock()
+	var errs []error
+	n := 0
+	for _, r := range due {
+		l, err := m.cfg.Allocator.Renew(r.g, r.end)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.mu.Lock()
+		if e := m.sessions[r.id]; e != nil {
+			if _, ok := e.leases[r.g]; ok {
+				e.leases[r.g] = l
+			}
+		}
+		m.mu.Unlock()
+		n++
+	}
+	return n, errors.Join(errs...)
 }

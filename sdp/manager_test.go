@@ -179,3 +179,44 @@ func TestManagerExternal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRenewLeases: a session without a stop time keeps its groups past the
+// default lease; one with a stop time is renewed up to it only.
+func TestRenewLeases(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{local}, Now: clock, DefaultLease: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := NewManager(ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("192.0.2.1"), Now: clock})
+	forever, err := m.Create(SessionSpec{Name: "series", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := now.Add(30 * time.Hour)
+	short, err := m.Create(SessionSpec{Name: "talk", Pool: local.Name, Stop: stop, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1, g2 := forever.Media[0].Connection.Addr, short.Media[0].Connection.Addr
+	for day := 0; day < 40; day++ { // forty days, renewing every ten minutes would; hourly is enough here
+		for range 24 {
+			now = now.Add(time.Hour)
+			if _, err := m.RenewLeases(24 * time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			a.Expire()
+		}
+		if _, ok := a.Lease(g1); !ok {
+			t.Fatalf("day %d: the open-ended session lost its group", day)
+		}
+	}
+	if _, ok := a.Lease(g2); ok {
+		t.Fatal("the session that stopped kept its group")
+	}
+	if l, _ := m.Leases(forever.Origin.SessionID); len(l) != 1 || !l[0].End.After(now) {
+		t.Fatalf("the manager's copy of the lease: %+v", l)
+	}
+}

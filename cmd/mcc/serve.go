@@ -148,6 +148,28 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		log.Info("restored", "conferences", nc, "participants", np)
 	}
 	defer ctl.OnChange(apiSrv.Save)()
+	// Leases of live sessions are renewed ahead of their expiry, so a
+	// session that runs for months keeps its groups.
+	renewCtx, stopRenew := context.WithCancel(context.Background())
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			if n, err := m.RenewLeases(24 * time.Hour); err != nil {
+				log.Warn("renew leases", "err", err)
+			} else if n > 0 {
+				log.Debug("leases renewed", "count", n)
+			}
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer func() { stopRenew(); <-renewDone }()
 	// Event streams last until the daemon stops: their requests derive
 	// from base, which is cancelled before the server shuts down.
 	base, stopStreams := context.WithCancel(context.Background())
