@@ -130,12 +130,18 @@ type participant struct {
 func (p *participant) set(s State, status int, reason string) {
 	p.mu.Lock()
 	changed := p.state != s
+	p.mu.Unlock()
+	if changed && p.c != nil {
+		// Saved before anyone can see it: a "joined" that the API reports
+		// is one a restart brings back.
+		p.c.persistAs(p, s)
+	}
+	p.mu.Lock()
 	p.state, p.status, p.reason, p.since = s, status, reason, time.Now()
 	p.mu.Unlock()
 	if changed && p.c != nil {
 		snap := p.snapshot()
 		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
-		p.c.persist(p)
 	}
 }
 

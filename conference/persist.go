@@ -49,11 +49,20 @@ var streamStates = map[string]sdp.StreamState{"accepted": sdp.StreamAccepted, "d
 
 // persist saves p's dialog while it is joined, and forgets it otherwise.
 func (c *Controller) persist(p *participant) {
+	p.mu.Lock()
+	state := p.state
+	p.mu.Unlock()
+	c.persistAs(p, state)
+}
+
+// persistAs is persist for p in the given state, which it may be about to
+// enter.
+func (c *Controller) persistAs(p *participant, state State) {
 	if c.cfg.Dialogs == nil || p.c == nil {
 		return
 	}
 	p.mu.Lock()
-	d, state := p.dlg, p.state
+	d := p.dlg
 	sp := SavedParticipant{Conference: p.conf, ID: p.id, URI: p.uri, DialIn: p.dialIn, Since: p.since}
 	for _, s := range p.streams {
 		sp.Streams = append(sp.Streams, s.String())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -297,8 +296,13 @@ func TestServeRestartSipp(t *testing.T) {
 	scenario, _ := filepath.Abs("../../conference/testdata/sipp/participant.xml")
 	uas := exec.CommandContext(ctx, "sipp", "-sf", scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "u1",
 		"-m", "3", "-timeout", "50", "-timeout_error", "-nostdin")
-	var uasOut bytes.Buffer
-	uas.Stdout, uas.Stderr = &uasOut, &uasOut
+	uasLog := filepath.Join(t.TempDir(), "sipp.log")
+	uasOut, err := os.Create(uasLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uas.Stdout, uas.Stderr = uasOut, uasOut
+	sippLog := func() string { b, _ := os.ReadFile(uasLog); return string(b) }
 	if err := uas.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -317,11 +321,11 @@ func TestServeRestartSipp(t *testing.T) {
 	kill(syscall.SIGKILL)
 	serveOn(t, data, sipAddr)
 	if out := run("media", "add", "lecture", "video"); strings.Count(out, "accepted,accepted,accepted") != 3 {
-		t.Fatalf("a stream added after the restart: %s\n%s", out, uasOut.String())
+		t.Fatalf("a stream added after the restart: %s\n%s", out, sippLog())
 	}
 	run("session", "delete", "lecture")
 	if err := uas.Wait(); err != nil {
-		t.Fatalf("sipp: %v\n%s", err, uasOut.String())
+		t.Fatalf("sipp: %v\n%s", err, sippLog())
 	}
 }
 
