@@ -102,8 +102,9 @@ type Record struct {
 }
 
 // Save writes conference name's record; a failure is logged, since the
-// change itself has happened. mcc serve also calls it from the
-// controller's OnChange, so that a change is saved before it is acted on.
+// change itself has happened. Media changes are saved by registering Save
+// with the controller's OnChange (mcc serve does), which runs it after the
+// edit and before anyone is told of it or any group is released.
 func (s *Server) Save(name string) { s.save(name) }
 
 func (s *Server) save(name string) {
@@ -544,7 +545,6 @@ func (s *Server) addStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	s.save(r.PathValue("name"))
 	writeJSON(w, http.StatusOK, ch)
 }
 
@@ -569,7 +569,6 @@ func (s *Server) removeStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	s.save(r.PathValue("name"))
 	writeJSON(w, http.StatusOK, ch)
 }
 
@@ -591,7 +590,6 @@ func (s *Server) patchStream(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	s.save(r.PathValue("name"))
 	writeJSON(w, http.StatusOK, ch)
 }
 
