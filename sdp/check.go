@@ -128,10 +128,8 @@ func (s *Session) checkFilter(f SourceFilter, c *Connection, n int, report func(
 	if !f.Dest.IsValid() || c == nil {
 		return
 	}
-	for _, g := range c.Groups() {
-		if g == f.Dest {
-			return
-		}
+	if c.Contains(f.Dest) { // compares with the ends of the range, never expands it
+		return
 	}
 	if s.Connection != nil && s.Connection.Addr == f.Dest {
 		return

@@ -54,7 +54,19 @@ func TestParseConnectionErrors(t *testing.T) {
 		{"IN IP4 239.255.1.1/abc/zz", MediaLevel, "TTL \"abc\""},
 		{"IN IP4 239.255.1.1/-1", MediaLevel, "TTL \"-1\""},
 		{"IN IP4 224.2.1.1/127/3", SessionLevel, "media level only"},
-		{"IN IP4 239.255.1.1/1/0", MediaLevel, "from 1"},
+		{"IN IP4 239.255.1.1/1/0", MediaLevel, "from 1 to 64"},
+		{"IN IP4 239.255.1.1/1/-5", MediaLevel, "number of addresses \"-5\": want a whole number from 1 to 64"},
+		{"IN IP4 239.255.1.1/1/+5", MediaLevel, "from 1 to 64"},
+		// The bound (RFC 8866 §5.7 layered addresses are few): at it, above it,
+		// far above it, beyond uint64.
+		{"IN IP4 239.255.1.1/1/64", MediaLevel, ""},
+		{"IN IP6 ff15::101/64", MediaLevel, ""},
+		{"IN IP4 239.255.1.1/1/65", MediaLevel, "number of addresses 65 is more than 64"},
+		{"IN IP4 224.0.0.1/15/9000000000000000000", MediaLevel, "number of addresses 9000000000000000000 is more than 64"},
+		{"IN IP4 224.0.0.1/15/99999999999999999999999", MediaLevel, "number of addresses 99999999999999999999999 is more than 64"},
+		{"IN IP6 ff15::1/9000000000000000000", MediaLevel, "is more than 64"},
+		{"IN IP6 ff15::1/255", MediaLevel, "not a TTL"},
+		{"IN IP4 224.0.0.1/15/9000000000000000000", SessionLevel, "is more than 64"},
 		{"IN IP4 239.255.1.1/1/2/3", MediaLevel, "too many"},
 		{"IN IP6 ff15::101/127/3", MediaLevel, "takes no TTL"},
 		{"IN IP6 ff15::101/0", MediaLevel, "not a TTL"},
@@ -72,6 +84,10 @@ func TestParseConnectionErrors(t *testing.T) {
 		{"IN IP4 example.com/1", SessionLevel, "domain name takes no"},
 		{"IN IP4 239.255.255.254/1/2", MediaLevel, ""},
 		{"IN IP4 239.255.255.254/1/3", MediaLevel, "run out of the multicast range"},
+		{"IN IP4 239.255.255.192/1/64", MediaLevel, ""},
+		{"IN IP4 239.255.255.193/1/64", MediaLevel, "64 addresses from 239.255.255.193 run out of the multicast range"},
+		{"IN IP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffc0/64", MediaLevel, ""},
+		{"IN IP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffc1/64", MediaLevel, "run out of the multicast range"},
 	}
 	for _, tc := range tests {
 		_, err := ParseConnection(tc.in, tc.level)
@@ -84,14 +100,6 @@ func TestParseConnectionErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("ParseConnection(%q) = %v, want error containing %q", tc.in, err, tc.wantErr)
 		}
-	}
-}
-
-func TestConnectionGroups(t *testing.T) {
-	c, _ := ParseConnection("IN IP4 224.2.1.1/127/3", MediaLevel)
-	want := []netip.Addr{netip.MustParseAddr("224.2.1.1"), netip.MustParseAddr("224.2.1.2"), netip.MustParseAddr("224.2.1.3")}
-	if got := c.Groups(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Groups() = %v, want %v", got, want)
 	}
 }
 
@@ -136,7 +144,10 @@ func TestParseSourceFilter(t *testing.T) {
 }
 
 func FuzzParseConnection(f *testing.F) {
-	for _, s := range []string{"IN IP4 224.2.1.1/127/3", "IN IP6 ff15::101/3", "IN IP4 198.51.100.1", "IN IP6 2001:db8::2", "IN IP4 host.example.com", "IN IP4 239.255.255.254/1/5"} {
+	for _, s := range []string{"IN IP4 224.2.1.1/127/3", "IN IP6 ff15::101/3", "IN IP4 198.51.100.1", "IN IP6 2001:db8::2", "IN IP4 host.example.com", "IN IP4 239.255.255.254/1/5",
+		// Counts at, above and far above MaxAddresses (issue 8).
+		"IN IP4 239.255.1.1/1/64", "IN IP4 239.255.1.1/1/65", "IN IP4 224.0.0.1/15/9000000000000000000",
+		"IN IP6 ff15::1/9000000000000000000", "IN IP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffc0/64"} {
 		f.Add(s, true)
 		f.Add(s, false)
 	}

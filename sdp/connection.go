@@ -1,8 +1,12 @@
 package sdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
+	"math"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -36,8 +40,9 @@ type Connection struct {
 	// never carries one.
 	TTL uint8
 	// Count is the number of consecutive groups (layered encodings), at
-	// media level only. 0 and 1 both mean one; 1 is written only if it was
-	// read.
+	// media level only, at most MaxAddresses. 0 and 1 both mean one; 1 is
+	// written only if it was read. Len, Last, Contains and All read the
+	// range without expanding it.
 	Count int
 }
 
@@ -47,17 +52,90 @@ func (c Connection) IsValid() bool { return c.Addr.IsValid() || c.Host != "" }
 // IsMulticast reports whether c is a multicast address.
 func (c Connection) IsMulticast() bool { return c.Addr.IsValid() && c.Addr.IsMulticast() }
 
-// Groups returns the groups c names: Count consecutive addresses from Addr.
-func (c Connection) Groups() []netip.Addr {
+// MaxAddresses is the largest number of addresses a c= line may name.
+//
+// The count exists for layered (hierarchical) encodings, each layer sent to
+// its own group (RFC 8866 §5.7), and layered codings have few layers:
+// receiver-driven layered multicast was run with up to eight, and H.264
+// SVC addresses at most 8 dependency layers times 8 temporal levels, 64
+// in all (ITU-T H.264 Annex G, 3 bits each for dependency_id and
+// temporal_id). 64 leaves room for any of these. A larger count is a
+// mistake or an attack: a stranger's single line must not make a reader
+// reserve thousands of groups, so [ParseConnection] refuses it, and no
+// caller ever expands more than MaxAddresses groups.
+const MaxAddresses = 64
+
+// Len returns how many groups c names: Count, or 1 when Count is 0, or 0
+// when c holds no address.
+func (c Connection) Len() int {
 	if !c.Addr.IsValid() {
-		return nil
+		return 0
 	}
-	gs := []netip.Addr{c.Addr}
-	for a := c.Addr; len(gs) < c.Count; {
-		a = a.Next()
-		gs = append(gs, a)
+	return max(c.Count, 1)
+}
+
+// Last returns the last of the Len groups from Addr, computed without
+// walking them. It is the zero Addr when c holds no address or when the
+// count runs past the end of the address space (which ParseConnection
+// never lets through).
+func (c Connection) Last() netip.Addr {
+	if !c.Addr.IsValid() {
+		return netip.Addr{}
 	}
-	return gs
+	last, ok := addAddr(c.Addr, uint64(c.Len()-1))
+	if !ok {
+		return netip.Addr{}
+	}
+	return last
+}
+
+// Contains reports whether a is one of the groups c names, by comparing
+// it with the ends of the range.
+func (c Connection) Contains(a netip.Addr) bool {
+	last := c.Last()
+	return last.IsValid() && a.BitLen() == c.Addr.BitLen() && a.Zone() == c.Addr.Zone() &&
+		c.Addr.Compare(a) <= 0 && a.Compare(last) <= 0
+}
+
+// All yields the groups c names, in order. It yields at most
+// MaxAddresses of them, and stops at the end of the address space, even
+// for a Connection built in code with a larger Count.
+func (c Connection) All() iter.Seq[netip.Addr] {
+	return func(yield func(netip.Addr) bool) {
+		a := c.Addr
+		for range min(c.Len(), MaxAddresses) {
+			if !a.IsValid() || !yield(a) {
+				return
+			}
+			a = a.Next()
+		}
+	}
+}
+
+// addAddr returns a+n, or false when that passes the end of a's address
+// space.
+func addAddr(a netip.Addr, n uint64) (netip.Addr, bool) {
+	if a.Is4() {
+		if n > math.MaxUint32 {
+			return netip.Addr{}, false
+		}
+		b := a.As4()
+		u := uint64(binary.BigEndian.Uint32(b[:])) + n
+		if u > math.MaxUint32 {
+			return netip.Addr{}, false
+		}
+		binary.BigEndian.PutUint32(b[:], uint32(u))
+		return netip.AddrFrom4(b), true
+	}
+	b := a.As16()
+	lo, carry := bits.Add64(binary.BigEndian.Uint64(b[8:]), n, 0)
+	hi, carry := bits.Add64(binary.BigEndian.Uint64(b[:8]), 0, carry)
+	if carry != 0 {
+		return netip.Addr{}, false
+	}
+	binary.BigEndian.PutUint64(b[:8], hi)
+	binary.BigEndian.PutUint64(b[8:], lo)
+	return netip.AddrFrom16(b).WithZone(a.Zone()), true
 }
 
 func (c Connection) addrType() string {
@@ -147,22 +225,20 @@ func ParseConnection(s string, level Level) (Connection, error) {
 	switch len(nums) {
 	case 0:
 	case 1:
-		n, err := strconv.Atoi(nums[0])
-		if err != nil || !isDigits(nums[0]) || n < 1 {
+		n, err := parseCount(nums[0])
+		if err != nil {
 			if a.Is6() && len(parts) == 2 {
-				return Connection{}, fmt.Errorf("%q after an IPv6 group is a number of addresses, not a TTL: IPv6 has none (RFC 8866 §5.7)", nums[0])
+				return Connection{}, fmt.Errorf("%q after an IPv6 group is a number of addresses, not a TTL: IPv6 has none (RFC 8866 §5.7); %v", nums[0], err)
 			}
-			return Connection{}, fmt.Errorf("number of addresses %q: want a whole number from 1", nums[0])
+			return Connection{}, err
 		}
 		if level == SessionLevel && n > 1 {
 			return Connection{}, errors.New("a number of addresses is allowed at media level only (RFC 8866 §5.7)")
 		}
 		c.Count = n
-		last := a
-		for range n - 1 {
-			last = last.Next()
-		}
-		if !last.IsValid() || !last.IsMulticast() {
+		// The last address is computed, never walked to: n is at most
+		// MaxAddresses, but no loop here depends on it.
+		if last, ok := addAddr(a, uint64(n-1)); !ok || !last.IsMulticast() {
 			return Connection{}, fmt.Errorf("%d addresses from %v run out of the multicast range", n, a)
 		}
 	default:
@@ -172,6 +248,19 @@ func ParseConnection(s string, level Level) (Connection, error) {
 		return Connection{}, errors.New("too many slash-separated fields: want <address>/<ttl>[/<number>]")
 	}
 	return c, nil
+}
+
+// parseCount reads the <number of addresses> of a c= line: a whole number
+// from 1 to MaxAddresses (RFC 8866 §5.7).
+func parseCount(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if !isDigits(s) || (err != nil && !errors.Is(err, strconv.ErrRange)) || n == 0 {
+		return 0, fmt.Errorf("number of addresses %q: want a whole number from 1 to %d", s, MaxAddresses)
+	}
+	if err != nil || n > MaxAddresses {
+		return 0, fmt.Errorf("number of addresses %s is more than %d: layered encodings use a few groups (RFC 8866 §5.7), so mcc refuses more", s, MaxAddresses)
+	}
+	return int(n), nil
 }
 
 func isDigits(s string) bool {

@@ -8,7 +8,11 @@
 // keeps "224.2.1.1/127/3" as one string, so the c= line has its own codec,
 // [ParseConnection]: an IPv4 multicast address carries a TTL, IPv6 never
 // does, a number of addresses is allowed at media level only, and a unicast
-// address takes no slash (RFC 8866 §5.7). [ParseSourceFilter] reads
+// address takes no slash (RFC 8866 §5.7). The number of addresses is for
+// layered encodings, which have few layers: ParseConnection refuses more
+// than [MaxAddresses] (64) and never walks the range; [Connection.Len],
+// [Connection.Last], [Connection.Contains] and [Connection.All] read it
+// from its ends. [ParseSourceFilter] reads
 // a=source-filter (RFC 4570). Every error is a *[SyntaxError] with the line
 // number and the rule broken:
 //
