@@ -117,7 +117,7 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 		SDP: p.Payload, First: now, Last: now, SAPGroup: dst.Unmap()}
 	for _, m := range desc.Media {
 		if c := desc.EffectiveConnection(m); c != nil && c.IsMulticast() && m.Port != 0 {
-			for _, g := range c.Groups() {
+			for g := range c.All() {
 				h.Groups = append(h.Groups, g)
 				h.Ports = append(h.Ports, m.Port)
 			}
