@@ -133,22 +133,28 @@ func DefaultFormats(kind string) ([]RTPMap, error) {
 }
 
 // Create leases a group for each stream of spec and returns the new
-// session's description (version 1). On error nothing stays leased.
+// session's description (version 1). On error nothing stays leased. An
+// error that matches ErrInvalid (a *TextError among them) means spec is
+// wrong: text that cannot become an SDP line, an unknown pool, a
+// description that would not read back after a restart.
 func (m *Manager) Create(spec SessionSpec) (*Session, error) {
+	if err := checkText("pool name", spec.Pool, MaxText); err != nil {
+		return nil, err
+	}
 	pool, ok := m.cfg.Allocator.Pool(spec.Pool)
 	if !ok {
-		return nil, fmt.Errorf("sdp: %w %q", multicast.ErrUnknownPool, spec.Pool)
+		return nil, invalidf("sdp: %w %q", multicast.ErrUnknownPool, spec.Pool)
 	}
 	if pool.SourceSpecific && len(spec.Sources) == 0 {
-		return nil, fmt.Errorf("sdp: pool %s is source-specific: name the sender(s) of the session (RFC 4607)", pool.Name)
+		return nil, invalidf("sdp: pool %s is source-specific: name the sender(s) of the session (RFC 4607)", pool.Name)
 	}
 	for _, src := range spec.Sources {
 		if !src.IsValid() || src.IsMulticast() || multicast.FamilyOf(src) != pool.Family() {
-			return nil, fmt.Errorf("sdp: source %v is not a unicast %v address", src, pool.Family())
+			return nil, invalidf("sdp: source %v is not a unicast %v address", src, pool.Family())
 		}
 	}
 	if !spec.Stop.IsZero() && !spec.Stop.After(m.cfg.Now()) {
-		return nil, fmt.Errorf("sdp: session would stop at %v, which has passed", spec.Stop.Format(time.RFC3339))
+		return nil, invalidf("sdp: session would stop at %v, which has passed", spec.Stop.Format(time.RFC3339))
 	}
 	if spec.Type == "" {
 		spec.Type = "broadcast"
@@ -161,6 +167,11 @@ func (m *Manager) Create(spec SessionSpec) (*Session, error) {
 	desc := &Session{
 		Origin: o, Name: spec.Name, Info: spec.Info, Type: spec.Type, Tool: m.cfg.Tool,
 		Times: []Timing{{Start: NTPTime(spec.Start), Stop: NTPTime(spec.Stop)}},
+	}
+	// Every text that becomes an SDP line is checked before a group is
+	// leased (RFC 8866 §9); the streams' in newMedia.
+	if err := checkSession(desc, MaxText); err != nil {
+		return nil, err
 	}
 	e := &managed{desc: desc, pool: pool.Name, sources: slices.Clone(spec.Sources), stop: spec.Stop, leases: map[netip.Addr]multicast.Lease{}}
 
@@ -182,6 +193,12 @@ func (m *Manager) Create(spec SessionSpec) (*Session, error) {
 		}
 		desc.Media = append(desc.Media, md)
 	}
+	if err == nil {
+		// What Save will keep must be what Restore brings back.
+		if err = restorable(desc); err != nil {
+			err = errors.Join(err, m.releaseAll(e))
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.creating, id)
@@ -194,15 +211,27 @@ func (m *Manager) Create(spec SessionSpec) (*Session, error) {
 
 // newMedia leases a group for one stream and builds its description.
 func (m *Manager) newMedia(e *managed, ms MediaSpec) (*Media, error) {
+	// media = token (RFC 8866 §5.14, §9)
+	if err := checkToken("media kind (m=)", ms.Kind, MaxText); err != nil {
+		return nil, err
+	}
 	formats := ms.Formats
 	if formats == nil {
 		var err error
 		if formats, err = DefaultFormats(ms.Kind); err != nil {
+			return nil, &invalidError{err}
+		}
+	}
+	for _, f := range formats {
+		if err := checkToken("encoding name (a=rtpmap)", f.Encoding, MaxText); err != nil {
+			return nil, err
+		}
+		if err := checkText("format parameters (a=fmtp)", f.Params, MaxText); err != nil {
 			return nil, err
 		}
 	}
 	if ms.Direction != "" && !isDirection(string(ms.Direction)) {
-		return nil, fmt.Errorf("sdp: direction %q: want sendrecv, sendonly, recvonly or inactive", ms.Direction)
+		return nil, invalidf("sdp: direction %q: want sendrecv, sendonly, recvonly or inactive", ms.Direction)
 	}
 	l, err := m.cfg.Allocator.Allocate(multicast.Request{
 		Pool: e.pool, Owner: fmt.Sprintf("session %d", e.desc.Origin.SessionID), End: e.stop,
@@ -251,21 +280,33 @@ func (m *Manager) releaseAll(e *managed) error {
 
 // Import takes a description mcc does not own, such as one read from a
 // file or heard over SAP. Participants can be invited into it, but its
-// media cannot be changed. Its ID is its o= session ID.
+// media cannot be changed. Its ID is its o= session ID. It returns
+// ErrSessionExists when the Manager holds that ID already, and an error
+// matching ErrInvalid when desc breaks a rule, holds text that cannot be
+// an SDP line, or would not read back after a restart.
 func (m *Manager) Import(desc *Session) (*Session, error) {
 	if len(desc.Media) == 0 {
-		return nil, errors.New("sdp: the description has no media")
+		return nil, invalidf("sdp: the description has no media")
 	}
 	for _, p := range desc.Check() {
 		if !p.Warning {
-			return nil, fmt.Errorf("sdp: import: %w", p)
+			return nil, invalidf("sdp: import: %w", p)
 		}
+	}
+	// A description from Parse holds no line break, but one built in code
+	// may; and every field it has is written back into offers.
+	if err := checkSession(desc, MaxSize); err != nil {
+		return nil, err
+	}
+	if err := restorable(desc); err != nil {
+		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := desc.Origin.SessionID
-	if m.sessions[id] != nil {
-		return nil, fmt.Errorf("sdp: a session with ID %d exists already", id)
+	// m.creating: Create has taken that ID and is leasing its groups.
+	if m.sessions[id] != nil || m.creating[id] {
+		return nil, fmt.Errorf("%w: %d", ErrSessionExists, id)
 	}
 	m.sessions[id] = &managed{desc: desc.Clone(), external: true}
 	return desc.Clone(), nil
