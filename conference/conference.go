@@ -170,14 +170,21 @@ type Info struct {
 var (
 	ErrExists          = errors.New("conference: a conference of that name exists")
 	ErrUnknown         = errors.New("conference: no such conference")
-	ErrBadName         = errors.New("conference: a name is 1-64 letters, digits, '-', '_' or '.'")
+	ErrBadName         = errors.New("conference: a name is 1-64 letters, digits, '-', '_' or '.', and not . or ..")
 	ErrBadURI          = errors.New("conference: not a SIP URI")
 	ErrNoParticipant   = errors.New("conference: no such participant")
 	errHeaderInjection = errors.New("conference: CR, LF or another control character in a header value")
 )
 
+// validName reports whether s may name a conference. The name is the user
+// part of the conference URI, so its characters are a subset of RFC 3261
+// §25.1 user = 1*(unreserved / escaped / user-unreserved): alphanum and
+// three of the marks, none needing escapes. It is also a path segment of
+// the control API (/v1/sessions/{name}), where "." and ".." are dot
+// segments that HTTP clients and servers remove (RFC 3986 §5.2.4): such a
+// conference could never be addressed, so deleted.
 func validName(s string) bool {
-	if s == "" || len(s) > 64 {
+	if s == "" || len(s) > 64 || s == "." || s == ".." {
 		return false
 	}
 	for _, r := range s {
