@@ -1,8 +1,10 @@
 package sap
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -29,7 +31,8 @@ type Heard struct {
 	// Groups are the multicast groups the session uses, with its ports.
 	Groups []netip.Addr `json:"groups"`
 	Ports  []uint16     `json:"ports"`
-	// SDP is the latest description, as announced.
+	// SDP is the latest description, as announced: the directory's own
+	// copy, shared by every List; do not modify it.
 	SDP []byte `json:"-"`
 	// First and Last are when it was first and last heard; Interval is
 	// the average time between its announcements.
@@ -43,13 +46,112 @@ type Heard struct {
 }
 
 // DirectoryConfig configures a Directory.
+//
+// Every announcement costs the directory memory, and every group it holds
+// is one the allocator will not hand out, so what a stranger's packets can
+// make it hold is bounded, per source and in all. SAP sources are not
+// authenticated and can be forged, which is why the totals matter as much
+// as the per-source bounds. The per-source bounds count an IPv4 source by
+// its address and an IPv6 one by its /64, since one host picks any
+// interface identifier of its link (RFC 4291 §2.5.1). An announcement of a
+// new session, or a change to one, that would pass a bound is dropped and
+// counted in Stats; a session already held keeps being refreshed by its
+// announcements when the directory is full.
 type DirectoryConfig struct {
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
-	// MaxSessions bounds the directory; announcements of new sessions
-	// beyond it are dropped and counted. Zero means 100,000.
+
+	// MaxSessions bounds the sessions held. Zero (or less) means 10,000:
+	// on one SAP group at the RFC 2974 §3.1 default of 4,000 bit/s, 10,000
+	// announcements of 500 bytes each come round once every 10,000 s, so a
+	// directory fuller than that is not fed by announcers keeping to SAP's
+	// rate.
 	MaxSessions int
+	// MaxSessionsPerSource bounds the sessions announced from one source.
+	// Zero (or less) means 1,000, room for an IPTV head end's channels.
+	MaxSessionsPerSource int
+
+	// MaxGroups bounds the multicast groups held over every session: the
+	// most a flood of announcements can keep the allocator from. Zero (or
+	// less) means 4,096, a sixteenth of the local scope 239.255.0.0/16
+	// (RFC 2365 §6.1) and an eighth of the global range 224.2.128.0/17.
+	MaxGroups int
+	// MaxGroupsPerSource bounds the groups held for one source's sessions.
+	// Zero (or less) means 1,024.
+	MaxGroupsPerSource int
+
+	// MaxBytes bounds the descriptions kept, in bytes. Zero (or less)
+	// means 16 MiB. RFC 2327 §2.1 asks for announcements of no more than
+	// 1 kB, and Decode accepts up to MaxPayload.
+	MaxBytes int
+	// MaxBytesPerSource bounds the bytes of one source's descriptions.
+	// Zero (or less) means 1 MiB.
+	MaxBytesPerSource int
 }
+
+// The default bounds of DirectoryConfig.
+const (
+	DefaultMaxSessions          = 10000
+	DefaultMaxSessionsPerSource = 1000
+	DefaultMaxGroups            = 4096
+	DefaultMaxGroupsPerSource   = 1024
+	DefaultMaxBytes             = 16 << 20
+	DefaultMaxBytesPerSource    = 1 << 20
+)
+
+// Limit names a bound of DirectoryConfig.
+type Limit int
+
+// The bounds.
+const (
+	LimitSessions Limit = iota + 1
+	LimitSessionsPerSource
+	LimitGroups
+	LimitGroupsPerSource
+	LimitBytes
+	LimitBytesPerSource
+)
+
+var limitNames = [...]string{"", "sessions", "sessions_per_source", "groups", "groups_per_source", "bytes", "bytes_per_source"}
+
+// String returns the bound's name as Stats.OverLimitBy keys it:
+// "sessions_per_source".
+func (l Limit) String() string {
+	if l < LimitSessions || int(l) >= len(limitNames) {
+		return fmt.Sprintf("Limit(%d)", int(l))
+	}
+	return limitNames[l]
+}
+
+// LimitError reports an announcement the directory dropped because
+// holding it would pass one of its bounds. It wraps ErrIgnored.
+type LimitError struct {
+	Limit   Limit
+	Session string     // the session's ID (Heard.ID)
+	Source  netip.Addr // the packet's source
+	// Held is what the source, or the whole directory, holds without this
+	// session; Asked is what the session would add; Max is the bound.
+	Held, Asked, Max int
+}
+
+func (e *LimitError) Error() string {
+	what, whose := "sessions", "the directory"
+	switch e.Limit {
+	case LimitGroups, LimitGroupsPerSource:
+		what = "groups"
+	case LimitBytes, LimitBytesPerSource:
+		what = "bytes"
+	}
+	switch e.Limit {
+	case LimitSessionsPerSource, LimitGroupsPerSource, LimitBytesPerSource:
+		whose = "source " + e.Source.String()
+	}
+	return fmt.Sprintf("%v: session %q from %v would add %d %s to the %d %s holds, over its bound of %d (%v)",
+		ErrIgnored, e.Session, e.Source, e.Asked, what, e.Held, whose, e.Max, e.Limit)
+}
+
+// Unwrap returns ErrIgnored.
+func (e *LimitError) Unwrap() error { return ErrIgnored }
 
 // Directory keeps the sessions heard over SAP. It is safe for concurrent
 // use, and is a multicast.InUseSource: the allocator never hands out a
@@ -59,22 +161,57 @@ type Directory struct {
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[string]*Heard
+	sources  map[netip.Prefix]*source // by sourceKey
+	total    tally
 	stats    Stats
 }
 
 var _ multicast.InUseSource = (*Directory)(nil)
+
+// tally is what a session, a source or the directory holds.
+type tally struct{ sessions, groups, bytes int }
+
+func (t tally) plus(u tally) tally {
+	return tally{t.sessions + u.sessions, t.groups + u.groups, t.bytes + u.bytes}
+}
+func (t tally) minus(u tally) tally {
+	return tally{t.sessions - u.sessions, t.groups - u.groups, t.bytes - u.bytes}
+}
+
+func tallyOf(h *Heard) tally { return tally{1, len(h.Groups), len(h.SDP)} }
+
+// source is what one source announced.
+type source struct {
+	tally
+	ids []string // the sessions it announced, at most MaxSessionsPerSource
+}
+
+// sourceKey is what the per-source bounds count by: an IPv4 address, or
+// the /64 of an IPv6 one.
+func sourceKey(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p
+}
 
 // Stats counts what the directory did with the packets it was given.
 type Stats struct {
 	Announcements uint64 `json:"announcements"`
 	Deletions     uint64 `json:"deletions"`
 	// Dropped counts packets not used: malformed, encrypted, not SDP,
-	// a deletion that matches nothing or comes from elsewhere, or over
-	// MaxSessions.
+	// a deletion that matches nothing or comes from elsewhere, or over a
+	// bound.
 	Dropped uint64 `json:"dropped"`
 	// Malformed counts the dropped packets that did not decode or whose
 	// SDP did not parse.
 	Malformed uint64 `json:"malformed"`
+	// OverLimit counts the dropped announcements that would have passed a
+	// bound of DirectoryConfig, and OverLimitBy counts them by the bound
+	// (Limit.String()), the first one each passed.
+	OverLimit   uint64            `json:"over_limit"`
+	OverLimitBy map[string]uint64 `json:"over_limit_by,omitempty"`
 }
 
 // NewDirectory returns an empty directory.
@@ -82,18 +219,28 @@ func NewDirectory(cfg DirectoryConfig) *Directory {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.MaxSessions == 0 {
-		cfg.MaxSessions = 100000
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
 	}
-	return &Directory{cfg: cfg, sessions: map[string]*Heard{}}
+	def(&cfg.MaxSessions, DefaultMaxSessions)
+	def(&cfg.MaxSessionsPerSource, DefaultMaxSessionsPerSource)
+	def(&cfg.MaxGroups, DefaultMaxGroups)
+	def(&cfg.MaxGroupsPerSource, DefaultMaxGroupsPerSource)
+	def(&cfg.MaxBytes, DefaultMaxBytes)
+	def(&cfg.MaxBytesPerSource, DefaultMaxBytesPerSource)
+	return &Directory{cfg: cfg, sessions: map[string]*Heard{}, sources: map[netip.Prefix]*source{}}
 }
 
 // ErrIgnored wraps the reason a well-formed packet was not used.
 var ErrIgnored = errors.New("sap: packet ignored")
 
 // Handle takes a packet heard from src on SAP group dst. It returns why
-// the packet was dropped, if it was; a dropped packet changes nothing but
-// the counters.
+// the packet was dropped, if it was: a *LimitError when holding the
+// session would pass a bound, another error wrapping ErrIgnored, or
+// Decode's or sdp.Parse's error. A dropped packet changes nothing but the
+// counters. Handle keeps no reference to b.
 func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 	p, err := Decode(b)
 	if err != nil {
@@ -104,17 +251,64 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 		d.count(false)
 		return fmt.Errorf("%w: payload type %q", ErrIgnored, p.PayloadType)
 	}
+	src = src.Unmap()
 	if p.Delete {
-		return d.delete(src.Unmap(), p)
+		return d.delete(src, p)
 	}
 	desc, err := sdp.Parse(p.Payload)
 	if err != nil {
 		d.count(true)
 		return err
 	}
+	// What the session would hold, counted from the ends of each c= range
+	// (at most sdp.MaxAddresses each) before anything is expanded.
+	id := sessionID(desc)
+	need := tally{sessions: 1, bytes: len(p.Payload)}
+	for _, m := range desc.Media {
+		if c := desc.EffectiveConnection(m); c != nil && c.IsMulticast() && m.Port != 0 {
+			need.groups += c.Len()
+		}
+	}
+	var end time.Time
+	for _, t := range desc.Times {
+		if t.Stop != 0 {
+			e := sdp.FromNTP(t.Stop)
+			if len(t.Repeats) > 0 {
+				e = time.Time{} // a repeating session ends when its last t= does; keep it
+			}
+			if e.After(end) {
+				end = e
+			}
+		}
+	}
 	now := d.cfg.Now()
-	h := &Heard{ID: sessionID(desc), Name: desc.Name, Source: src.Unmap(), Origin: p.Origin, Hash: p.Hash,
-		SDP: p.Payload, First: now, Last: now, SAPGroup: dst.Unmap()}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.sessions[id]
+	if le := d.admit(id, src, old, need); le != nil {
+		d.stats.Dropped++
+		d.stats.OverLimit++
+		if d.stats.OverLimitBy == nil {
+			d.stats.OverLimitBy = map[string]uint64{}
+		}
+		d.stats.OverLimitBy[le.Limit.String()]++
+		return le
+	}
+	// desc.Name may share memory with the whole parsed text; keep only the name.
+	h := &Heard{ID: id, Name: strings.Clone(desc.Name), Source: src, Origin: p.Origin, Hash: p.Hash,
+		First: now, Last: now, End: end, SAPGroup: dst.Unmap()}
+	// The payload may be a slice of the caller's read buffer, which the
+	// next packet overwrites: keep a copy, or the copy already held.
+	if old != nil && bytes.Equal(old.SDP, p.Payload) {
+		h.SDP = old.SDP
+	} else {
+		h.SDP = bytes.Clone(p.Payload)
+	}
+	if need.groups > 0 {
+		h.Groups = make([]netip.Addr, 0, need.groups)
+		h.Ports = make([]uint16, 0, need.groups)
+	}
 	for _, m := range desc.Media {
 		if c := desc.EffectiveConnection(m); c != nil && c.IsMulticast() && m.Port != 0 {
 			for g := range c.All() {
@@ -122,24 +316,6 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 				h.Ports = append(h.Ports, m.Port)
 			}
 		}
-	}
-	for _, t := range desc.Times {
-		if t.Stop != 0 {
-			end := sdp.FromNTP(t.Stop)
-			if len(t.Repeats) > 0 {
-				end = time.Time{} // a repeating session ends when its last t= does; keep it
-			}
-			if end.After(h.End) {
-				h.End = end
-			}
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	old := d.sessions[h.ID]
-	if old == nil && len(d.sessions) >= d.cfg.MaxSessions {
-		d.stats.Dropped++
-		return fmt.Errorf("%w: directory full (%d sessions)", ErrIgnored, d.cfg.MaxSessions)
 	}
 	if old != nil {
 		h.First = old.First
@@ -151,10 +327,79 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 		} else {
 			h.Interval = (3*old.Interval + gap) / 4
 		}
+		d.remove(id, old)
 	}
-	d.sessions[h.ID] = h
+	d.add(id, h)
 	d.stats.Announcements++
 	return nil
+}
+
+// admit returns the first bound that holding need for session id from
+// src, in place of old if it is held, would pass, or nil. A session
+// already held that asks no more than it has always passes. Called with
+// d.mu held.
+func (d *Directory) admit(id string, src netip.Addr, old *Heard, need tally) *LimitError {
+	key := sourceKey(src)
+	var mine tally
+	if s := d.sources[key]; s != nil {
+		mine = s.tally
+	}
+	all := d.total
+	if old != nil {
+		all = all.minus(tallyOf(old))
+		if sourceKey(old.Source) == key {
+			mine = mine.minus(tallyOf(old))
+		}
+	}
+	for _, c := range []struct {
+		limit            Limit
+		held, asked, max int
+	}{
+		{LimitSessionsPerSource, mine.sessions, need.sessions, d.cfg.MaxSessionsPerSource},
+		{LimitGroupsPerSource, mine.groups, need.groups, d.cfg.MaxGroupsPerSource},
+		{LimitBytesPerSource, mine.bytes, need.bytes, d.cfg.MaxBytesPerSource},
+		{LimitSessions, all.sessions, need.sessions, d.cfg.MaxSessions},
+		{LimitGroups, all.groups, need.groups, d.cfg.MaxGroups},
+		{LimitBytes, all.bytes, need.bytes, d.cfg.MaxBytes},
+	} {
+		if c.held+c.asked > c.max {
+			return &LimitError{Limit: c.limit, Session: id, Source: src, Held: c.held, Asked: c.asked, Max: c.max}
+		}
+	}
+	return nil
+}
+
+// add holds h and counts it. Called with d.mu held.
+func (d *Directory) add(id string, h *Heard) {
+	key := sourceKey(h.Source)
+	s := d.sources[key]
+	if s == nil {
+		s = &source{}
+		d.sources[key] = s
+	}
+	t := tallyOf(h)
+	s.tally = s.tally.plus(t)
+	s.ids = append(s.ids, id)
+	d.total = d.total.plus(t)
+	d.sessions[id] = h
+}
+
+// remove forgets h, held as id. Called with d.mu held.
+func (d *Directory) remove(id string, h *Heard) {
+	key := sourceKey(h.Source)
+	t := tallyOf(h)
+	if s := d.sources[key]; s != nil {
+		s.tally = s.tally.minus(t)
+		if i := slices.Index(s.ids, id); i >= 0 {
+			s.ids[i] = s.ids[len(s.ids)-1]
+			s.ids = s.ids[:len(s.ids)-1]
+		}
+		if len(s.ids) == 0 {
+			delete(d.sources, key)
+		}
+	}
+	d.total = d.total.minus(t)
+	delete(d.sessions, id)
 }
 
 func (d *Directory) count(malformed bool) {
@@ -169,23 +414,22 @@ func (d *Directory) count(malformed bool) {
 // delete honours a deletion only from the source that announced the
 // session, with the hash of its latest announcement: anyone else could
 // otherwise take sessions off every directory (VLC ignores deletions for
-// that reason).
+// that reason). It looks only among the sessions of the packet's source,
+// so a flood of deletions costs no walk of the whole directory.
 func (d *Directory) delete(src netip.Addr, p *Packet) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for id, h := range d.sessions {
-		if h.Hash == p.Hash && h.Origin == p.Origin {
-			if h.Source != src {
-				d.stats.Dropped++
-				return fmt.Errorf("%w: deletion of %q from %v, announced by %v", ErrIgnored, h.Name, src, h.Source)
+	if s := d.sources[sourceKey(src)]; s != nil {
+		for _, id := range s.ids {
+			if h := d.sessions[id]; h.Hash == p.Hash && h.Origin == p.Origin && h.Source == src {
+				d.remove(id, h)
+				d.stats.Deletions++
+				return nil
 			}
-			delete(d.sessions, id)
-			d.stats.Deletions++
-			return nil
 		}
 	}
 	d.stats.Dropped++
-	return fmt.Errorf("%w: deletion matches no session", ErrIgnored)
+	return fmt.Errorf("%w: deletion (hash %d, origin %v) matches no session announced from %v", ErrIgnored, p.Hash, p.Origin, src)
 }
 
 // sessionID is the o= line without its version (RFC 8866 §5.2: the
@@ -209,7 +453,7 @@ func (d *Directory) Expire() int {
 	n := 0
 	for id, h := range d.sessions {
 		if now.Sub(h.Last) > Timeout(h.Interval) || (!h.End.IsZero() && now.After(h.End)) {
-			delete(d.sessions, id)
+			d.remove(id, h)
 			n++
 		}
 	}
@@ -239,7 +483,9 @@ func (d *Directory) List() []Heard {
 func (d *Directory) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.stats
+	st := d.stats
+	st.OverLimitBy = maps.Clone(d.stats.OverLimitBy)
+	return st
 }
 
 // Load reports the announcements heard on a SAP group: how many sessions
@@ -261,7 +507,8 @@ func (d *Directory) Load(sapGroup netip.Addr) (ads, avgSize int) {
 	return ads, avgSize
 }
 
-// GroupsInUse implements multicast.InUseSource.
+// GroupsInUse implements multicast.InUseSource. It returns at most
+// MaxGroups groups.
 func (d *Directory) GroupsInUse(p netip.Prefix) []netip.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -148,11 +148,11 @@ func sessions(b *testing.B, n int) [][]byte {
 // BenchmarkHandle decodes and indexes announcements of 10,000 sessions.
 func BenchmarkHandle(b *testing.B) {
 	pkts := sessions(b, 10000)
-	d := NewDirectory(DirectoryConfig{})
+	d := NewDirectory(DirectoryConfig{MaxGroups: 10000})
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if err := d.Handle(src, sap, pkts[i%len(pkts)]); err != nil {
+		if err := d.Handle(floodSource(i%len(pkts)), sap, pkts[i%len(pkts)]); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -167,9 +167,9 @@ func BenchmarkMemory10000(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		d := NewDirectory(DirectoryConfig{})
-		for _, p := range pkts {
-			if err := d.Handle(src, sap, p); err != nil {
+		d := NewDirectory(DirectoryConfig{MaxGroups: 10000})
+		for i, p := range pkts {
+			if err := d.Handle(floodSource(i), sap, p); err != nil {
 				b.Fatal(err)
 			}
 		}

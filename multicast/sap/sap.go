@@ -18,6 +18,21 @@
 // skips authentication data (mcc checks no signature, so it trusts none),
 // inflates compressed packets up to MaxPayload, and refuses encrypted
 // ones. A packet it cannot read is an error, never a panic.
+//
+// # Directory
+//
+// A [Directory] keeps the sessions heard, and the allocator keeps clear of
+// their groups. Anyone can send SAP packets and forge their source, so
+// what the directory holds is bounded ([DirectoryConfig]): by default
+// 10,000 sessions, 4,096 groups and 16 MiB of descriptions in all, and
+// 1,000 sessions, 1,024 groups and 1 MiB per source (an IPv6 source
+// counts by its /64). A c= line names at most [sdp.MaxAddresses] groups,
+// counted from the ends of its range before anything is expanded. An
+// announcement of a new session past a bound is dropped and counted in
+// [Stats] (OverLimit, by bound); the sessions held keep being refreshed.
+// So a flood can take at most a sixteenth of the local scope
+// 239.255.0.0/16 from the allocator, and the directory's heap stays near
+// 30 MiB whatever it is sent.
 package sap
 
 import (

@@ -163,6 +163,9 @@ func FuzzDecode(f *testing.F) {
 		}
 	}
 	f.Add(header(0x20, 1, 5, []byte{10, 0, 0, 1}, []byte("abcdv=0\r\n")))
+	// The 200-byte announcement of issue 8, with a count of 9*10^18.
+	huge, _ := (&Packet{Hash: 3, Origin: netip.MustParseAddr("192.0.2.1"), Payload: []byte(hugeCount)}).Encode(false)
+	f.Add(huge)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Decode(b)
 		if err != nil {
