@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -19,6 +20,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"mcc/conference"
@@ -108,26 +111,131 @@ type Record struct {
 func (s *Server) Save(name string) { s.save(name) }
 
 func (s *Server) save(name string) {
-	if s.Store == nil {
-		return
+	if err := s.saveRecord(name); err != nil {
+		s.log().Error("save conference", "conference", name, "err", err)
 	}
-	err := func() error {
-		in, err := s.Controller.Get(name)
-		if err != nil {
-			return err
-		}
-		access, err := s.Controller.AccessOf(name)
-		if err != nil {
-			return err
-		}
-		saved, err := s.Manager.Save(in.SessionID)
-		if err != nil {
-			return err
-		}
-		return s.Store.PutRecord("c/"+name, Record{Name: name, SessionID: in.SessionID, Access: access, Session: saved})
+}
+
+// saveRecord writes conference name's record as it is now. Saves of one
+// name are serialised and each reads the state it writes under the lock,
+// so the last one written holds the last change, whatever order
+// concurrent changes finish in. A conference that is gone, or whose
+// record deleteSession has removed, is not written (it would come back at
+// the next restart without its leases).
+func (s *Server) saveRecord(name string) error {
+	if s.Store == nil {
+		return nil
+	}
+	unlock := s.records.lock(name)
+	defer unlock()
+	in, err := s.Controller.Get(name)
+	if errors.Is(err, conference.ErrUnknown) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if s.isDeleting(in.SessionID) {
+		return nil
+	}
+	access, err := s.Controller.AccessOf(name)
+	if err != nil {
+		return err
+	}
+	saved, err := s.Manager.Save(in.SessionID)
+	if err != nil {
+		return err
+	}
+	return s.Store.PutRecord("c/"+name, Record{Name: name, SessionID: in.SessionID, Access: access, Session: saved})
+}
+
+// remove deletes conference name, whose session is id: its record first,
+// so that a crash before the leases are released leaves leases of no
+// session, which Restore releases, never a session whose groups are free.
+// Callers hold s.deletes for name.
+func (s *Server) remove(ctx context.Context, name string, id uint64) error {
+	s.mu.Lock()
+	if s.deleting == nil {
+		s.deleting = map[uint64]bool{}
+	}
+	s.deleting[id] = true
+	s.mu.Unlock()
+	defer func() {
+		// Past Controller.Delete no save finds this session any more.
+		s.mu.Lock()
+		delete(s.deleting, id)
+		s.mu.Unlock()
 	}()
-	if err != nil && s.Logger != nil {
-		s.Logger.Error("save conference", "conference", name, "err", err)
+	if s.Store != nil {
+		// Under the record lock: a save that read the conference before
+		// the mark either wrote before this delete or sees the mark.
+		unlock := s.records.lock(name)
+		err := s.Store.DeleteRecord("c/" + name)
+		unlock()
+		if err != nil {
+			return fmt.Errorf("delete the record of %q: %w", name, err)
+		}
+	}
+	return s.Controller.Delete(ctx, name)
+}
+
+func (s *Server) isDeleting(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deleting[id]
+}
+
+// created saves the record of a conference just created around session
+// id. When that fails the conference is removed again, leases and all, so
+// that nothing a restart would lose stays behind; the error is the
+// daemon's (500).
+func (s *Server) created(name string, id uint64) error {
+	err := s.saveRecord(name)
+	if err == nil {
+		return nil
+	}
+	unlock := s.deletes.lock(name)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.changeTimeout())
+	defer cancel()
+	if in, gerr := s.Controller.Get(name); gerr == nil && in.SessionID == id {
+		err = errors.Join(err, s.remove(ctx, name, id))
+	}
+	return fmt.Errorf("save conference %q: %w", name, err)
+}
+
+// keyedMutex is one mutex per key, kept while someone holds or waits for
+// it.
+type keyedMutex struct {
+	mu sync.Mutex // guards m
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu sync.Mutex
+	n  int // holders and waiters
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.n++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.n--; e.n == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
 	}
 }
 
@@ -156,7 +264,7 @@ func (s *Server) Restore() (conferences, participants int) {
 			}
 		}
 		if err != nil {
-			s.Logger.Error("restore", "record", key, "err", err)
+			s.log().Error("restore", "record", key, "err", err)
 		}
 		return nil
 	})
@@ -167,7 +275,7 @@ func (s *Server) Restore() (conferences, participants int) {
 			_, err = s.Controller.Create(r.Name, desc.Origin.SessionID, r.Access)
 		}
 		if err != nil {
-			s.Logger.Error("restore conference", "conference", r.Name, "err", err)
+			s.log().Error("restore conference", "conference", r.Name, "err", err)
 			continue
 		}
 		conferences++
@@ -181,13 +289,13 @@ func (s *Server) Restore() (conferences, participants int) {
 	for _, l := range leases {
 		if strings.HasPrefix(l.Owner, "session ") && !owners[l.Owner] {
 			if err := s.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
-				s.Logger.Error("release an orphaned lease", "group", l.Group, "err", err)
+				s.log().Error("release an orphaned lease", "group", l.Group, "err", err)
 			}
 		}
 	}
 	for _, p := range parts {
 		if err := s.Controller.RestoreParticipant(p); err != nil {
-			s.Logger.Error("restore participant", "conference", p.Conference, "participant", p.URI, "err", err)
+			s.log().Error("restore participant", "conference", p.Conference, "participant", p.URI, "err", err)
 			s.Store.DeleteRecord("p/" + p.Conference + "/" + p.ID)
 			continue
 		}
@@ -211,6 +319,12 @@ type Server struct {
 	Store RecordStore
 	// ChangeTimeout bounds a media change for everyone. Zero means 60 s.
 	ChangeTimeout time.Duration
+
+	records keyedMutex // per conference name: its record's writes
+	deletes keyedMutex // per conference name: deletes, one at a time
+
+	mu       sync.Mutex      // guards the fields below
+	deleting map[uint64]bool // sessions being deleted: their records are not written again
 }
 
 // Handler returns the API's routes.
@@ -266,33 +380,6 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]*Error{"error": {Code: code, Message: msg}})
 }
 
-// fail maps an error to its status and code.
-func fail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, conference.ErrUnknown), errors.Is(err, sdp.ErrUnknownSession), errors.Is(err, conference.ErrNoParticipant),
-		errors.Is(err, sdp.ErrNoStream):
-		writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
-	case errors.Is(err, conference.ErrExists):
-		writeError(w, http.StatusConflict, CodeConflict, err.Error())
-	case errors.Is(err, sdp.ErrNotModifiable):
-		writeError(w, http.StatusConflict, CodeNotModifiable, err.Error())
-	case errors.Is(err, multicast.ErrNotLeased):
-		writeError(w, http.StatusNotFound, CodeNotFound, err.Error())
-	case errors.Is(err, multicast.ErrPoolExhausted):
-		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
-	default:
-		// Bad names, URIs, pools, descriptions and arguments: the request
-		// was wrong and nothing changed.
-		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-	}
-}
-
-type badRequest struct{ msg string }
-
-func (e *badRequest) Error() string { return e.msg }
-
-func badf(format string, args ...any) error { return &badRequest{fmt.Sprintf(format, args...)} }
-
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -313,7 +400,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 	in, err := s.Controller.Get(r.PathValue("name"))
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, in)
@@ -322,7 +409,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getSDP(w http.ResponseWriter, r *http.Request) {
 	desc, err := s.Controller.Session(r.PathValue("name"))
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	b, err := desc.Marshal()
@@ -343,43 +430,47 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var req SessionRequest
 	if err := decode(r, &req); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	if _, err := s.Controller.Get(req.Name); err == nil {
-		fail(w, fmt.Errorf("%w: %q", conference.ErrExists, req.Name))
+		s.fail(w, fmt.Errorf("%w: %q", conference.ErrExists, req.Name))
 		return
 	}
 	if req.Heard != "" {
+		if err := checkLine("heard", req.Heard, maxID); err != nil {
+			s.fail(w, err)
+			return
+		}
 		s.importHeard(w, req)
 		return
 	}
 	access, err := accessOf(req.Access)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	pool := req.Pool
 	if pool == "" {
 		fam, err := multicast.ParseFamily(cmpOr(req.Family, "4"))
 		if err != nil {
-			fail(w, badf("%v", err))
+			s.fail(w, badf("%v", err))
 			return
 		}
 		p, err := multicast.ScopePool(fam, multicast.Scope(cmpOr(req.Scope, "local")), multicast.ScopeOptions{})
 		if err != nil {
-			fail(w, badf("%v", err))
+			s.fail(w, badf("%v", err))
 			return
 		}
 		if _, ok := s.Allocator.Pool(p.Name); !ok {
-			fail(w, badf("pool %s is not configured on this daemon", p.Name))
+			s.fail(w, badf("pool %s is not configured on this daemon", p.Name))
 			return
 		}
 		pool = p.Name
 	}
 	spec := sdp.SessionSpec{Name: req.Name, Info: req.Info, Pool: pool, Type: req.Type}
 	if len(req.Media) == 0 {
-		fail(w, badf("media: name at least one stream (audio, video or text)"))
+		s.fail(w, badf("media: name at least one stream (audio, video or text)"))
 		return
 	}
 	for _, k := range req.Media {
@@ -388,23 +479,26 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	for _, src := range req.Sources {
 		a, err := netip.ParseAddr(src)
 		if err != nil {
-			fail(w, badf("source %q: want an IP address", src))
+			s.fail(w, badf("source %q: want an IP address", src))
 			return
 		}
 		spec.Sources = append(spec.Sources, a)
 	}
 	desc, err := s.Manager.Create(spec)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	in, err := s.Controller.Create(req.Name, desc.Origin.SessionID, access)
 	if err != nil {
 		s.Manager.Delete(desc.Origin.SessionID)
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
-	s.save(req.Name)
+	if err := s.created(req.Name, in.SessionID); err != nil {
+		s.fail(w, err)
+		return
+	}
 	writeJSON(w, http.StatusCreated, in)
 }
 
@@ -437,29 +531,32 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
 	body, err := io.ReadAll(io.LimitReader(r.Body, sdp.MaxSize+1))
 	if err != nil {
-		fail(w, badf("body: %v", err))
+		s.fail(w, badf("body: %v", err))
 		return
 	}
 	desc, err := sdp.Parse(body)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	if _, err := s.Controller.Get(name); err == nil {
-		fail(w, fmt.Errorf("%w: %q", conference.ErrExists, name))
+		s.fail(w, fmt.Errorf("%w: %q", conference.ErrExists, name))
 		return
 	}
 	if _, err := s.Manager.Import(desc); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	in, err := s.Controller.Create(name, desc.Origin.SessionID, conference.Access{})
 	if err != nil {
 		s.Manager.Delete(desc.Origin.SessionID)
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
-	s.save(name)
+	if err := s.created(name, in.SessionID); err != nil {
+		s.fail(w, err)
+		return
+	}
 	writeJSON(w, http.StatusCreated, in)
 }
 
@@ -467,21 +564,17 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
 	defer cancel()
 	name := r.PathValue("name")
-	if _, err := s.Controller.Get(name); err != nil {
-		fail(w, err)
+	// One delete of a name at a time: the conference found here is the
+	// one removed, not one created again under its name meanwhile.
+	unlock := s.deletes.lock(name)
+	defer unlock()
+	in, err := s.Controller.Get(name)
+	if err != nil {
+		s.fail(w, err)
 		return
 	}
-	// The record goes first: a crash before the leases are released leaves
-	// leases of no session, which Restore releases, never a session whose
-	// groups are free.
-	if s.Store != nil {
-		if err := s.Store.DeleteRecord("c/" + name); err != nil {
-			writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
-			return
-		}
-	}
-	if err := s.Controller.Delete(ctx, name); err != nil {
-		fail(w, err)
+	if err := s.remove(ctx, name, in.SessionID); err != nil {
+		s.fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -497,7 +590,7 @@ func (s *Server) changeTimeout() time.Duration {
 func (s *Server) listParticipants(w http.ResponseWriter, r *http.Request) {
 	ps, err := s.Controller.Participants(r.PathValue("name"))
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	if ps == nil {
@@ -509,16 +602,27 @@ func (s *Server) listParticipants(w http.ResponseWriter, r *http.Request) {
 func (s *Server) invite(w http.ResponseWriter, r *http.Request) {
 	var req InviteRequest
 	if err := decode(r, &req); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	if len(req.URIs) == 0 {
-		fail(w, badf("uris: name at least one participant, such as sip:alice@example.org"))
+		s.fail(w, badf("uris: name at least one participant, such as sip:alice@example.org"))
 		return
+	}
+	if len(req.URIs) > maxURIs {
+		s.fail(w, badf("uris: %d participants, more than %d in one request", len(req.URIs), maxURIs))
+		return
+	}
+	for _, u := range req.URIs {
+		// The URI goes into the Request-URI and the To header.
+		if err := checkLine("uri", u, maxURI); err != nil {
+			s.fail(w, err)
+			return
+		}
 	}
 	ps, err := s.Controller.Invite(r.PathValue("name"), req.URIs...)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, ps)
@@ -526,7 +630,7 @@ func (s *Server) invite(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) removeParticipant(w http.ResponseWriter, r *http.Request) {
 	if err := s.Controller.Remove(r.PathValue("name"), r.PathValue("id")); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -535,17 +639,35 @@ func (s *Server) removeParticipant(w http.ResponseWriter, r *http.Request) {
 func (s *Server) addStream(w http.ResponseWriter, r *http.Request) {
 	var req StreamRequest
 	if err := decode(r, &req); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
+	}
+	if req.Direction != "" {
+		if err := checkDirection(req.Direction); err != nil {
+			s.fail(w, err)
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
 	defer cancel()
 	ch, err := s.Controller.AddStream(ctx, r.PathValue("name"), sdp.MediaSpec{Kind: req.Kind, Direction: sdp.Direction(req.Direction)})
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ch)
+}
+
+// checkDirection refuses what is not a direction attribute (RFC 8866 §6.7).
+func checkDirection(d string) error {
+	switch sdp.Direction(d) {
+	case sdp.SendRecv, sdp.SendOnly, sdp.RecvOnly, sdp.Inactive:
+		return nil
+	}
+	if err := checkLine("direction", d, maxID); err != nil {
+		return err
+	}
+	return badf("direction %q: want sendrecv, sendonly, recvonly or inactive", d)
 }
 
 func streamIndex(r *http.Request) (int, error) {
@@ -559,14 +681,14 @@ func streamIndex(r *http.Request) (int, error) {
 func (s *Server) removeStream(w http.ResponseWriter, r *http.Request) {
 	i, err := streamIndex(r)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
 	defer cancel()
 	ch, err := s.Controller.RemoveStream(ctx, r.PathValue("name"), i)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ch)
@@ -575,19 +697,23 @@ func (s *Server) removeStream(w http.ResponseWriter, r *http.Request) {
 func (s *Server) patchStream(w http.ResponseWriter, r *http.Request) {
 	i, err := streamIndex(r)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	var req StreamRequest
 	if err := decode(r, &req); err != nil {
-		fail(w, err)
+		s.fail(w, err)
+		return
+	}
+	if err := checkDirection(req.Direction); err != nil {
+		s.fail(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
 	defer cancel()
 	ch, err := s.Controller.SetDirection(ctx, r.PathValue("name"), i, sdp.Direction(req.Direction))
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ch)
@@ -602,20 +728,80 @@ func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
 }
 
 // LoadOrCreateToken reads the token in dir, or writes a new random one
-// readable by its owner only.
+// readable by its owner only. The file is created with mode 0600 and
+// O_EXCL, so it is never readable by others, not even for a moment. An
+// existing file that its group or others may read or write is refused
+// (the token is the whole of the API's authentication), as is one that is
+// not a regular file.
 func LoadOrCreateToken(dir string) (string, error) {
 	path := filepath.Join(dir, TokenFile)
-	if b, err := os.ReadFile(path); err == nil {
-		if t := strings.TrimSpace(string(b)); t != "" {
+	for range 3 {
+		t, err := readToken(path)
+		if err == nil && t != "" {
 			return t, nil
 		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if err == nil {
+			// Empty: written over in place, mode kept (readToken checked it).
+			return writeToken(path, os.O_WRONLY|os.O_TRUNC)
+		}
+		t, err = writeToken(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if errors.Is(err, fs.ErrExist) {
+			continue // another process made it meanwhile: read that one
+		}
+		return t, err
 	}
+	return "", fmt.Errorf("api: token file %s keeps changing", path)
+}
+
+// readToken reads the token file at path, checking its mode on the open
+// file (no window between the check and the read).
+func readToken(path string) (string, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return "", fmt.Errorf("api: token file %s is a symbolic link: replace it with a regular file of mode 0600", path)
+		}
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("api: token file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("api: token file %s has mode %04o, so others may read or change the API token: run chmod 600 %s (or remove the file for a new token)", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func writeToken(path string, flag int) (string, error) {
 	var raw [24]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
 	t := hex.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write([]byte(t + "\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", err
 	}
 	return t, nil
@@ -647,23 +833,37 @@ type PoolUse struct {
 func (s *Server) allocate(w http.ResponseWriter, r *http.Request) {
 	var req LeaseRequest
 	if err := decode(r, &req); err != nil {
-		fail(w, err)
+		s.fail(w, err)
+		return
+	}
+	if err := checkLine("pool", req.Pool, maxID); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := checkLine("owner", req.Owner, maxID); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if strings.HasPrefix(req.Owner, ownerOfMcc) {
+		// Restore hands the leases of owner "session ID" to that session,
+		// and releases them when it has none.
+		s.fail(w, badf("owner %q: names starting with %q are mcc's own sessions'", req.Owner, ownerOfMcc))
 		return
 	}
 	pool := req.Pool
 	if pool == "" {
 		fam, err := multicast.ParseFamily(cmpOr(req.Family, "4"))
 		if err != nil {
-			fail(w, badf("%v", err))
+			s.fail(w, badf("%v", err))
 			return
 		}
 		if req.Scope == "" {
-			fail(w, badf("name a pool, or a scope such as local, org or ssm"))
+			s.fail(w, badf("name a pool, or a scope such as local, org or ssm"))
 			return
 		}
 		p, err := multicast.ScopePool(fam, multicast.Scope(req.Scope), multicast.ScopeOptions{})
 		if err != nil {
-			fail(w, badf("%v (GLOP and unicast-prefix pools are configured in allocator.json and named with pool)", err))
+			s.fail(w, badf("%v (GLOP and unicast-prefix pools are configured in allocator.json and named with pool)", err))
 			return
 		}
 		pool = p.Name
@@ -672,7 +872,7 @@ func (s *Server) allocate(w http.ResponseWriter, r *http.Request) {
 	if req.Lease != "" {
 		var err error
 		if d, err = time.ParseDuration(req.Lease); err != nil || d <= 0 {
-			fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
+			s.fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
 			return
 		}
 	}
@@ -681,12 +881,12 @@ func (s *Server) allocate(w http.ResponseWriter, r *http.Request) {
 		n = 1
 	}
 	if n < 1 || n > 65536 {
-		fail(w, badf("count %d: want 1 to 65536", n))
+		s.fail(w, badf("count %d: want 1 to 65536", n))
 		return
 	}
 	ls, err := s.Allocator.AllocateN(multicast.Request{Pool: pool, Owner: cmpOr(req.Owner, "api"), Duration: d}, n)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, ls)
@@ -703,22 +903,22 @@ func groupOf(r *http.Request) (netip.Addr, error) {
 func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	g, err := groupOf(r)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	var req RenewRequest
 	if err := decode(r, &req); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	d, err := time.ParseDuration(req.Lease)
 	if err != nil || d <= 0 {
-		fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
+		s.fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
 		return
 	}
 	l, err := s.Allocator.Renew(g, time.Now().Add(d))
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, l)
@@ -727,11 +927,11 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	g, err := groupOf(r)
 	if err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	if err := s.Allocator.Release(g); err != nil {
-		fail(w, err)
+		s.fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -759,7 +959,7 @@ func (s *Server) listDirectory(w http.ResponseWriter, r *http.Request) {
 // invite people into it, not change it.
 func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 	if s.Directory == nil {
-		fail(w, badf("this mcc serve does not listen for SAP"))
+		s.fail(w, badf("this mcc serve does not listen for SAP"))
 		return
 	}
 	for _, h := range s.Directory.List() {
@@ -768,20 +968,23 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 		}
 		desc, err := sdp.Parse(h.SDP)
 		if err != nil {
-			fail(w, err)
+			s.fail(w, err)
 			return
 		}
 		if _, err := s.Manager.Import(desc); err != nil {
-			fail(w, err)
+			s.fail(w, err)
 			return
 		}
 		in, err := s.Controller.Create(req.Name, desc.Origin.SessionID, conference.Access{})
 		if err != nil {
 			s.Manager.Delete(desc.Origin.SessionID)
-			fail(w, err)
+			s.fail(w, err)
 			return
 		}
-		s.save(req.Name)
+		if err := s.created(req.Name, in.SessionID); err != nil {
+			s.fail(w, err)
+			return
+		}
 		writeJSON(w, http.StatusCreated, in)
 		return
 	}

@@ -24,7 +24,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	only := r.URL.Query().Get("session")
 	if only != "" {
 		if _, err := s.Controller.Get(only); err != nil {
-			fail(w, err)
+			s.fail(w, err)
 			return
 		}
 	}
