@@ -25,13 +25,15 @@ type Client struct {
 var ErrNoDaemon = errors.New("no running mcc serve found: start one, or give --api and --token (or MCC_API and MCC_TOKEN)")
 
 // Discover builds a client from flags, then MCC_API and MCC_TOKEN, then
-// the files the daemon writes in its data directory.
+// the files the daemon writes in its data directory. An empty (or blank)
+// flag or variable counts as unset.
 func Discover(addr, token, dataDir string) (*Client, error) {
+	addr, token = strings.TrimSpace(addr), strings.TrimSpace(token)
 	if addr == "" {
-		addr = os.Getenv("MCC_API")
+		addr = strings.TrimSpace(os.Getenv("MCC_API"))
 	}
 	if token == "" {
-		token = os.Getenv("MCC_TOKEN")
+		token = strings.TrimSpace(os.Getenv("MCC_TOKEN"))
 	}
 	if addr == "" && dataDir != "" {
 		if b, err := os.ReadFile(filepath.Join(dataDir, AddrFile)); err == nil {
