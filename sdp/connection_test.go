@@ -104,9 +104,11 @@ func TestParseConnectionHugeCount(t *testing.T) {
 			}
 		})
 	}
+	// fmt's buffers come from a sync.Pool, which the race detector empties
+	// at random: allow two allocations of slack.
 	huge, above := allocs(hugeCount), allocs("IN IP4 224.0.0.1/15/65")
-	if huge > above || huge > 8 {
-		t.Errorf("ParseConnection(%q) allocates %v times, a count of 65 %v; want no more, and at most 8", hugeCount, huge, above)
+	if huge > above+2 || huge > 10 {
+		t.Errorf("ParseConnection(%q) allocates %v times, a count of 65 %v; want no more, and at most 10", hugeCount, huge, above)
 	}
 	good := func(s string) float64 {
 		return testing.AllocsPerRun(100, func() {
@@ -134,7 +136,7 @@ func TestParseHugeCount(t *testing.T) {
 	}
 	n := testing.AllocsPerRun(20, func() { Parse([]byte(in)) })
 	m := testing.AllocsPerRun(20, func() { Parse([]byte(strings.Replace(in, "9000000000000000000", "65", 1))) })
-	if n > m {
+	if n > m+2 { // slack for the race detector's sync.Pool
 		t.Errorf("Parse allocates %v times for the huge count, %v for 65", n, m)
 	}
 }

@@ -459,7 +459,7 @@ func TestHugeCountAnnouncement(t *testing.T) {
 	above := announce(t, "192.0.2.1", 12, strings.Replace(hugeCount, "9000000000000000000", "65", 1), false)
 	n := testing.AllocsPerRun(20, func() { d.Handle(src, sap, huge) })
 	m := testing.AllocsPerRun(20, func() { d.Handle(src, sap, above) })
-	if n > m {
+	if n > m+2 { // slack for the race detector's sync.Pool
 		t.Errorf("Handle allocates %v times for a count of 9*10^18, %v for 65", n, m)
 	}
 }
