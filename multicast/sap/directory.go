@@ -145,6 +145,9 @@ func (e *LimitError) Error() string {
 	switch e.Limit {
 	case LimitSessionsPerSource, LimitGroupsPerSource, LimitBytesPerSource:
 		whose = "source " + e.Source.String()
+		if e.Source.Is6() {
+			whose = "source " + sourceKey(e.Source).String() // counted by its /64
+		}
 	}
 	return fmt.Sprintf("%v: session %q from %v would add %d %s to the %d %s holds, over its bound of %d (%v)",
 		ErrIgnored, e.Session, e.Source, e.Asked, what, e.Held, whose, e.Max, e.Limit)
