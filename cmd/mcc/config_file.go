@@ -5,9 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -18,7 +21,9 @@ import (
 const ConfigFile = "mcc.toml"
 
 // applyConfig fills the flags of fset that the command line left unset:
-// from MCC_<KEY> in the environment, then from the configuration file.
+// from MCC_<KEY> in the environment, then from the configuration file. An
+// empty (or blank) variable counts as unset: MCC_API="" must not make the
+// control API listen on every interface.
 // Each key is a flag's name with _ for -; values go through the flag's own
 // parsing, so the file is checked as strictly as the command line. A file
 // that is named but missing, has an unknown key, a value of the wrong
@@ -29,7 +34,7 @@ func applyConfig(fset *flag.FlagSet, path string, named bool) error {
 	var errs []error
 	fset.VisitAll(func(f *flag.Flag) {
 		env := "MCC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok && !set[f.Name] && f.Name != "data" && f.Name != "config" {
+		if v := os.Getenv(env); strings.TrimSpace(v) != "" && !set[f.Name] && f.Name != "data" && f.Name != "config" {
 			if err := fset.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %v", env, err))
 			}
@@ -89,4 +94,32 @@ func configPath(flagValue, dataDir string) (string, bool) {
 		return flagValue, true
 	}
 	return filepath.Join(dataDir, ConfigFile), false
+}
+
+// checkAPIAddr checks the control API's address, from --api, MCC_API or
+// the configuration file. It must name a host: "" or ":8760" would listen
+// on every interface, so they are refused. exposed reports an explicit
+// host beyond loopback (0.0.0.0, ::, a LAN address, a host name other
+// than localhost, which may resolve anywhere): it is taken, and mcc serve
+// warns.
+func checkAPIAddr(s string) (exposed bool, err error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false, usagef("--api %q: want HOST:PORT, such as 127.0.0.1:8760", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return false, usagef("--api %q: port %q: want 0 to 65535", s, port)
+	}
+	if host == "" {
+		return false, usagef("--api %q names no host, so the control API would listen on every interface: "+
+			"give 127.0.0.1:%s for this machine only, or 0.0.0.0:%s to listen beyond it on purpose", s, port, port)
+	}
+	if strings.EqualFold(host, "localhost") {
+		return false, nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return true, nil
+	}
+	return !a.Unmap().IsLoopback(), nil
 }

@@ -116,6 +116,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ctl.Close()
+	apiExposed, err := checkAPIAddr(*apiAddr)
+	if err != nil {
+		return err
+	}
 	token, err := api.LoadOrCreateToken(dir)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
@@ -123,6 +127,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", *apiAddr)
 	if err != nil {
 		return fmt.Errorf("control API: %w", err)
+	}
+	if apiExposed {
+		log.Warn("the control API listens beyond loopback: whoever reaches it with the token controls mcc", "addr", ln.Addr().String())
 	}
 	if err := os.WriteFile(filepath.Join(dir, api.AddrFile), []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
 		ln.Close()
