@@ -76,6 +76,8 @@ func TestParseConnectionErrors(t *testing.T) {
 		{"IN IP6 239.255.1.1/1", MediaLevel, "not an IP6 address"},
 		{"IN IP4 ff15::1", MediaLevel, "not an IP4 address"},
 		{"IN IP4 ::ffff:239.1.1.1/1", MediaLevel, "write an IPv4 address as IP4"},
+		{"IN IP6 ::ffff:239.1.1.1", MediaLevel, "write an IPv4 address as IP4"},
+		{"IN IP6 ::ffff:192.0.2.2", SessionLevel, ""}, // RFC 5118 §4.9
 		{"ATM NSAP 47.0091", SessionLevel, "only IN"},
 		{"IN IPX 1.2.3.4", SessionLevel, "want IP4 or IP6"},
 		{"IN IP4", SessionLevel, "want \"IN IP4|IP6"},

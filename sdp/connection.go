@@ -197,7 +197,9 @@ func ParseConnection(s string, level Level) (Connection, error) {
 		c.Host = parts[0]
 		return c, nil
 	}
-	if a.Is4In6() {
+	// RFC 5118 §4.9: an IPv4-mapped IPv6 address is a valid IP6 unicast
+	// address; as IP4, or as a group, it is written the IPv4 way.
+	if a.Is4In6() && (at == "IP4" || a.IsMulticast()) {
 		return Connection{}, fmt.Errorf("%v: write an IPv4 address as IP4", a)
 	}
 	if (at == "IP4") != a.Is4() {
