@@ -1,78 +1,89 @@
 package conference
 
 import (
-	"crypto/subtle"
+	"net"
+	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 )
 
-// nonceLife is how long a digest nonce mcc issued stays good.
-const nonceLife = 5 * time.Minute
-
-// admit applies conference access to a dial-in. When it refuses, a
-// non-nil header is the digest challenge to send with 401.
-func (c *Controller) admit(conf *Conference, req *sip.Request) (bool, sip.Header) {
-	a := conf.access
+// admit applies conference access to a dial-in. It returns nil when the
+// caller may join, else the response to send (a refusal, see guard.go):
+// 403 for a source or From that is not allowed, 401 with digest
+// challenges, or 400 for credentials whose uri is not the Request-URI.
+func (c *Controller) admit(conf *Conference, req *sip.Request) *refusal {
+	a := &conf.access
+	if len(a.Sources) > 0 && !fromSources(a.Sources, req) {
+		return forbidden("the conference does not take calls from this address")
+	}
 	switch a.Mode {
 	case Anyone:
-		return true, nil
+		return nil
 	case AllowList:
-		from := req.From().Address
-		user := strings.ToLower(from.User + "@" + from.Host)
-		host := strings.ToLower(strings.Trim(from.Host, "[]"))
-		for _, s := range a.Allow {
-			s = strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "sip:"), "sips:"))
-			if s == user || s == host || s == from.Host {
-				return true, nil
-			}
+		// The From header is the caller's claim (RFC 3261 §8.1.1.3): see
+		// Access, and Sources.
+		if from := req.From(); from != nil && allowed(a.Allow, from.Address) {
+			return nil
 		}
-		return false, nil
+		return forbidden("not on the conference's access list")
 	case Digest:
 		realm := a.Realm
 		if realm == "" {
 			realm = conf.name
 		}
-		if h := req.GetHeader("Authorization"); h != nil {
-			if cred, err := digest.ParseCredentials(h.Value()); err == nil && c.validDigest(conf, realm, req, cred) {
-				return true, nil
-			}
-		}
-		nonce := sip.GenerateTagN(24)
-		conf.mu.Lock()
-		now := time.Now()
-		for n, t := range conf.nonces { // drop stale nonces as new ones are made
-			if now.Sub(t) > nonceLife {
-				delete(conf.nonces, n)
-			}
-		}
-		conf.nonces[nonce] = now
-		conf.mu.Unlock()
-		chal := &digest.Challenge{Realm: realm, Nonce: nonce, Algorithm: "MD5", QOP: []string{"auth"}}
-		return false, sip.NewHeader("WWW-Authenticate", chal.String())
+		return conf.nonces.authenticate(a, realm, req)
 	}
-	return false, nil
+	return forbidden("unknown access mode")
 }
 
-// validDigest checks an Authorization header against a nonce mcc issued.
-func (c *Controller) validDigest(conf *Conference, realm string, req *sip.Request, cred *digest.Credentials) bool {
-	conf.mu.Lock()
-	issued, ok := conf.nonces[cred.Nonce]
-	conf.mu.Unlock()
-	pass, known := conf.access.Users[cred.Username]
-	if !ok || !known || time.Since(issued) > nonceLife || cred.Realm != realm {
+func forbidden(why string) *refusal {
+	return &refusal{Code: sip.StatusForbidden, Reason: "Forbidden", Warning: why}
+}
+
+// allowed reports whether the From URI from is on the allow list.
+func allowed(allow []string, from sip.Uri) bool {
+	user := strings.ToLower(from.User + "@" + from.Host)
+	host := strings.ToLower(strings.Trim(from.Host, "[]"))
+	for _, s := range allow {
+		s = strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "sip:"), "sips:"))
+		if s == user || s == host || s == strings.ToLower(from.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromSources reports whether the packets of req came from one of
+// prefixes. It looks at the transport's source address only, never at Via
+// (sipgo's req.Source falls back on it): a request whose source is unknown
+// is not from any of them.
+func fromSources(prefixes []netip.Prefix, req *sip.Request) bool {
+	addr, ok := packetSource(req.MessageData.Source())
+	if !ok {
 		return false
 	}
-	chal := &digest.Challenge{Realm: realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}
-	if cred.QOP != "" {
-		chal.QOP = []string{cred.QOP}
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
 	}
-	want, err := digest.Digest(chal, digest.Options{Method: string(req.Method), URI: cred.URI, Username: cred.Username,
-		Password: pass, Cnonce: cred.Cnonce, Count: cred.Nc})
+	return false
+}
+
+// packetSource reads the host of a "host:port" source, without zone and
+// with an IPv4-mapped IPv6 address as IPv4.
+func packetSource(src string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(src); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	host, _, err := net.SplitHostPort(src)
 	if err != nil {
-		return false
+		host = src
 	}
-	return subtle.ConstantTimeCompare([]byte(want.Response), []byte(cred.Response)) == 1
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
 }

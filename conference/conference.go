@@ -3,7 +3,7 @@ package conference
 import (
 	"errors"
 	"fmt"
-
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -75,19 +75,38 @@ type AccessMode int
 // The access modes.
 const (
 	Anyone    AccessMode = iota // every caller
-	AllowList                   // callers whose From URI or domain is listed
-	Digest                      // callers that answer a digest challenge
+	AllowList                   // callers whose From URI or domain is listed (a claim: see Access)
+	Digest                      // callers that answer a digest challenge (RFC 7616, RFC 8760)
 )
 
 // Access is who may dial in to a conference.
+//
+// An AllowList matches the From header of the INVITE, which the caller
+// writes as it likes: it keeps out those who do not know a listed address,
+// not those who would lie. To tie a dial-in to the network it comes from,
+// set Sources as well: in every mode, a dial-in whose packets come from an
+// address outside Sources gets 403, whatever its From says. Digest proves
+// that the caller knows a password.
+//
+// Access holds no password: Users keeps, per user, H(user:realm:password)
+// for each algorithm (HashPasswords makes them), so Realm is fixed when
+// the users are. Access is saved as it is, but no API response carries it.
 type Access struct {
-	Mode AccessMode
-	// Allow lists "user@host" URIs and bare "host" domains (AllowList).
-	Allow []string
-	// Users maps user names to passwords (Digest).
-	Users map[string]string
-	// Realm names the digest realm; empty means the conference name.
-	Realm string
+	Mode AccessMode `json:"mode"`
+	// Allow lists "user@host" URIs and bare "host" domains, matched
+	// against the From header (AllowList).
+	Allow []string `json:"allow,omitempty"`
+	// Sources, when not empty, are the networks a dial-in's packets must
+	// come from (the transport's source address, not any header), in
+	// every mode. A bare address is a prefix of its full length.
+	Sources []netip.Prefix `json:"sources,omitempty"`
+	// Users maps user names to the HA1s of their passwords in Realm
+	// (Digest). The HA1s are password equivalents for this realm: keep
+	// them as secret as passwords.
+	Users map[string]HA1 `json:"users,omitempty"`
+	// Realm names the digest realm; empty means the conference name. The
+	// HA1s in Users must have been made with the same realm.
+	Realm string `json:"realm,omitempty"`
 }
 
 // Conference is a multicast session with a conference URI and its
@@ -96,13 +115,15 @@ type Conference struct {
 	name      string
 	sessionID uint64
 	access    Access
+	// nonces tracks the digest nonces in use (Digest), under its own
+	// lock.
+	nonces nonceTable
 
 	mu           sync.Mutex // guards the fields below
 	desc         *sdp.Session
 	external     bool
 	generation   uint64 // goes up with every media change
 	participants []*participant
-	nonces       map[string]time.Time
 }
 
 type participant struct {
@@ -232,7 +253,7 @@ func (c *Controller) Create(name string, sessionID uint64, access Access) (Info,
 	}
 	// Generations start at 1, so that 0 can mean "behind" (see
 	// RestoreParticipant).
-	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, generation: 1, nonces: map[string]time.Time{}}
+	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, generation: 1}
 	c.conferences[name] = conf
 	return c.info(conf), nil
 }

@@ -118,7 +118,7 @@ func TestAccess(t *testing.T) {
 		t.Fatalf("caller not on the list: %d", call.res.StatusCode)
 	}
 
-	if _, err := e.c.Create("board", e.sid, Access{Mode: Digest, Users: map[string]string{"bob": "s3cret"}}); err != nil {
+	if _, err := e.c.Create("board", e.sid, Access{Mode: Digest, Users: map[string]HA1{"bob": NewHA1("bob", "board", "s3cret")}}); err != nil {
 		t.Fatal(err)
 	}
 	uri = strings.Replace(e.c.URI(e.name), "lecture", "board", 1)

@@ -71,12 +71,8 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, sip.StatusNotFound, "Not Found", warning("no conference "+req.Recipient.User))
 		return
 	}
-	if ok, challenge := c.admit(conf, req); !ok {
-		if challenge != nil {
-			respond(tx, req, sip.StatusUnauthorized, "Unauthorized", challenge)
-		} else {
-			respond(tx, req, sip.StatusForbidden, "Forbidden", warning("not on the conference's access list"))
-		}
+	if r := c.admit(conf, req); r != nil {
+		tx.Respond(r.response(req))
 		return
 	}
 	var offer *sdp.Session
