@@ -71,11 +71,16 @@ type SessionRequest struct {
 	Access  *AccessRequest `json:"access,omitempty"`
 }
 
-// AccessRequest says who may dial in.
+// AccessRequest says who may dial in. Allow is matched against the From
+// header, which the caller writes: Sources (addresses or prefixes) ties
+// dial-ins, in every mode, to the networks their packets come from. Users
+// maps names to passwords; mcc keeps only their HA1s, in the realm the
+// conference name, and no response carries them.
 type AccessRequest struct {
-	Mode  string            `json:"mode"` // anyone, allow, digest
-	Allow []string          `json:"allow,omitempty"`
-	Users map[string]string `json:"users,omitempty"`
+	Mode    string            `json:"mode"` // anyone, allow, digest
+	Allow   []string          `json:"allow,omitempty"`
+	Users   map[string]string `json:"users,omitempty"`
+	Sources []string          `json:"sources,omitempty"`
 }
 
 // InviteRequest invites participants.
@@ -102,6 +107,9 @@ type Record struct {
 	SessionID uint64            `json:"session_id"`
 	Access    conference.Access `json:"access"`
 	Session   sdp.Saved         `json:"session"`
+	// migrated marks a record read in an older form (see UnmarshalJSON):
+	// Restore saves it again in the new one.
+	migrated bool
 }
 
 // Save writes conference name's record; a failure is logged, since the
@@ -278,6 +286,9 @@ func (s *Server) Restore() (conferences, participants int) {
 			s.log().Error("restore conference", "conference", r.Name, "err", err)
 			continue
 		}
+		if r.migrated {
+			s.save(r.Name) // its passwords are gone from the store too
+		}
 		conferences++
 	}
 	// Leases of sessions that have no record (deleted, or created, when the
@@ -445,7 +456,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.importHeard(w, req)
 		return
 	}
-	access, err := accessOf(req.Access)
+	access, err := accessOf(req.Name, req.Access)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -509,22 +520,49 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-func accessOf(a *AccessRequest) (conference.Access, error) {
+// accessOf turns the access of a request to create conference name into
+// the conference's Access: digest passwords become HA1s at once, in the
+// realm the conference name (fixed from now on), and are never kept.
+func accessOf(name string, a *AccessRequest) (conference.Access, error) {
 	if a == nil {
 		return conference.Access{}, nil
 	}
+	var out conference.Access
+	for _, src := range a.Sources {
+		p, err := netip.ParsePrefix(src)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(src)
+			if aerr != nil || addr.Zone() != "" {
+				return conference.Access{}, badf("access: source %q: want an address or a prefix (192.0.2.0/24)", src)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out.Sources = append(out.Sources, p.Masked())
+	}
 	switch a.Mode {
 	case "", "anyone":
-		return conference.Access{}, nil
+		if len(a.Allow) > 0 || len(a.Users) > 0 {
+			return conference.Access{}, badf("access: allow and users need mode allow or digest")
+		}
+		out.Mode = conference.Anyone
 	case "allow":
-		return conference.Access{Mode: conference.AllowList, Allow: a.Allow}, nil
+		if len(a.Allow) == 0 {
+			return conference.Access{}, badf("access: mode allow needs allow (URIs or domains)")
+		}
+		out.Mode, out.Allow = conference.AllowList, a.Allow
 	case "digest":
 		if len(a.Users) == 0 {
 			return conference.Access{}, badf("access: digest needs users")
 		}
-		return conference.Access{Mode: conference.Digest, Users: a.Users}, nil
+		users, err := conference.HashPasswords(name, a.Users)
+		if err != nil {
+			return conference.Access{}, badf("access: %v", err)
+		}
+		out.Mode, out.Users, out.Realm = conference.Digest, users, name
+	default:
+		return conference.Access{}, badf("access mode %q: want anyone, allow or digest", a.Mode)
 	}
-	return conference.Access{}, badf("access mode %q: want anyone, allow or digest", a.Mode)
+	return out, nil
 }
 
 func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
