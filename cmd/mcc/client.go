@@ -65,7 +65,8 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		info := fs.String("info", "", "session information (i=)")
 		sources := fs.String("source", "", "comma-separated sender addresses (SSM)")
 		access := fs.String("access", "anyone", "who may dial in: anyone, or allow (with --allow)")
-		allow := fs.String("allow", "", "comma-separated URIs (user@host) or domains allowed to dial in")
+		allow := fs.String("allow", "", "comma-separated URIs (user@host) or domains allowed to dial in (matched against From, which the caller writes)")
+		allowFrom := fs.String("allow-from", "", "comma-separated addresses or prefixes (192.0.2.0/24) dial-ins must come from, whatever their From")
 		pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
 		if err != nil {
 			return err
@@ -75,8 +76,8 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		if *pool != "" {
 			req.Family, req.Scope = "", ""
 		}
-		if *access != "anyone" {
-			req.Access = &api.AccessRequest{Mode: *access, Allow: splitList(*allow)}
+		if *access != "anyone" || *allowFrom != "" {
+			req.Access = &api.AccessRequest{Mode: *access, Allow: splitList(*allow), Sources: splitList(*allowFrom)}
 		}
 		var in conference.Info
 		if err := cl.Do(ctx, "POST", "/v1/sessions", req, &in); err != nil {
