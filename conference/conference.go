@@ -166,6 +166,19 @@ func (p *participant) set(s State, status int, reason string) {
 	}
 }
 
+func (conf *Conference) isExternal() bool {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	return conf.external
+}
+
+// ended reports whether p declined, failed, left or was removed.
+func (p *participant) ended() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state >= Declined
+}
+
 func (p *participant) snapshot() Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -191,7 +204,7 @@ type Info struct {
 var (
 	ErrExists          = errors.New("conference: a conference of that name exists")
 	ErrUnknown         = errors.New("conference: no such conference")
-	ErrBadName         = errors.New("conference: a name is 1-64 letters, digits, '-', '_' or '.', and not . or ..")
+	ErrBadName         = errors.New(`conference: a name is 1-64 letters, digits, '-', '_' or '.', other than "." and ".."`)
 	ErrBadURI          = errors.New("conference: not a SIP URI")
 	ErrNoParticipant   = errors.New("conference: no such participant")
 	errHeaderInjection = errors.New("conference: CR, LF or another control character in a header value")

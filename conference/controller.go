@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -45,10 +46,16 @@ type Config struct {
 	// Manager owns the session descriptions. Required.
 	Manager *sdp.Manager
 	// Host is the host name or address participants reach mcc at:
-	// conference URIs are sip:NAME@Host:PORT (the first listener's port),
-	// and a wildcard listener's Contact names it. Empty means the first
-	// listener's address, which must then not be a wildcard.
+	// conference URIs are sip:NAME@Host:PORT (the first listener's port).
+	// Empty means Host4, else Host6, else the first listener's address,
+	// which must then not be a wildcard.
 	Host string
+	// Host4 and Host6 are what mcc advertises to participants of each
+	// family, where a wildcard listener leaves it open: in Contact, and
+	// in the o= line of the sessions mcc owns. Empty means Host when
+	// Host is of that family or a name; a family with neither advertises
+	// its listener's own address, or Host.
+	Host4, Host6 string
 	// RingTimeout is how long an invitation may ring before mcc sends
 	// CANCEL. Zero means 30 s.
 	RingTimeout time.Duration
@@ -71,6 +78,13 @@ type Config struct {
 	// Dialogs keeps joined participants' dialogs across restarts; nil
 	// keeps nothing.
 	Dialogs DialogStore
+	// Limits bound what strangers can make mcc hold; the zero value
+	// takes every default (see Limits).
+	Limits Limits
+	// Resolver looks up the hosts of SIP URIs; nil means the system's.
+	Resolver *net.Resolver
+
+	ackWait time.Duration // how long a 2xx waits for its ACK; zero: 64·T1 (§13.3.1.4). Tests shorten it.
 }
 
 // UnicastPolicy is what a dial-in with a unicast-only offer gets.
@@ -101,9 +115,12 @@ type Controller struct {
 	cancel    context.CancelFunc
 	sem       chan struct{}
 
-	uriPort string // the port in conference URIs, when Config.Host is derived
-	metrics counters
-	hub     hub
+	uriPort    string // the port in conference URIs, when Config.Host is derived
+	metrics    counters
+	hub        hub
+	guard      *guard
+	ackWait    time.Duration // Config.ackWait, or 64·T1
+	handlerMap map[sip.RequestMethod]sipgo.RequestHandler
 
 	mu          sync.Mutex // guards the fields below
 	conferences map[string]*Conference
@@ -153,16 +170,24 @@ func New(cfg Config) (*Controller, error) {
 		sem:         make(chan struct{}, cfg.Fanout),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.guard = newGuard(cfg.Limits, handledMethods)
+	c.ackWait = cmp.Or(cfg.ackWait, 64*sip.T1)
 	opts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("mcc"),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(c.onStrayResponse),
 			sip.WithTransactionLayerLogger(log.With("layer", "transaction")),
 		),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log.With("layer", "transport"))),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(log.With("layer", "transport")),
+			sip.WithTransportLayerReadFilter(c.guard.udpFilter),
+		),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, sipgo.WithUserAgenTLSConfig(cfg.TLS))
+	}
+	if cfg.Resolver != nil {
+		opts = append(opts, sipgo.WithUserAgentDNSResolver(cfg.Resolver))
 	}
 	ua, err := sipgo.NewUA(opts...)
 	if err != nil {
@@ -175,26 +200,11 @@ func New(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("conference: %w", err)
 	}
 	c.srv = srv
-	counted := func(h sipgo.RequestHandler) sipgo.RequestHandler {
-		return func(req *sip.Request, tx sip.ServerTransaction) {
-			c.metrics.request(req.Method)
-			h(req, &countingTx{tx, c, req.Method})
-		}
+	c.handlerMap = c.handlers()
+	for m, h := range c.handlerMap {
+		srv.OnRequest(m, h)
 	}
-	srv.OnInvite(counted(c.onInvite))
-	srv.OnAck(counted(c.onAck))
-	srv.OnBye(counted(c.onBye))
-	srv.OnOptions(counted(c.onOptions))
-	srv.OnCancel(counted(func(req *sip.Request, tx sip.ServerTransaction) {
-		// A CANCEL that matches a pending INVITE is answered by sipgo's
-		// transaction layer; one that matches nothing gets 481 (§9.2).
-		tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
-	}))
-	srv.OnNoRoute(counted(func(req *sip.Request, tx sip.ServerTransaction) {
-		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", allowHeader))
-		tx.Respond(res)
-	}))
+	srv.OnNoRoute(c.noRoute)
 	for _, l := range cfg.Listeners {
 		if err := c.listen(l); err != nil {
 			c.Close()
@@ -205,16 +215,68 @@ func New(cfg Config) (*Controller, error) {
 	if p != "5060" {
 		c.uriPort = p
 	}
+	for _, x := range []*string{&c.cfg.Host4, &c.cfg.Host6} {
+		*x = strings.Trim(*x, "[]")
+	}
+	c.cfg.Host = strings.Trim(cmp.Or(c.cfg.Host, c.cfg.Host4, c.cfg.Host6), "[]")
 	if c.cfg.Host == "" {
 		if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() {
 			c.Close()
 			return nil, errors.New("conference: Config.Host is required when the first listener is a wildcard address")
 		}
-		c.cfg.Host = hostForURI(h)
-	} else {
-		c.cfg.Host = hostForURI(c.cfg.Host)
+		c.cfg.Host = h
 	}
+	if c.cfg.Host4 == "" && !isIPv6Host(c.cfg.Host) {
+		c.cfg.Host4 = c.cfg.Host
+	}
+	if c.cfg.Host6 == "" && !isIPv4Host(c.cfg.Host) {
+		c.cfg.Host6 = c.cfg.Host
+	}
+	c.cfg.Host = hostForURI(c.cfg.Host)
 	return c, nil
+}
+
+func isIPv6Host(h string) bool {
+	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil && a.Is6() && !a.Is4In6()
+}
+
+func isIPv4Host(h string) bool {
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Unmap().Is4()
+}
+
+// advertised is the host mcc names to a participant of one family where a
+// wildcard listener leaves it open.
+func (c *Controller) advertised(v6 bool) string {
+	h := c.cfg.Host4
+	if v6 {
+		h = c.cfg.Host6
+	}
+	if h == "" {
+		return c.cfg.Host
+	}
+	return hostForURI(h)
+}
+
+// originFor is the o= of a dialog's offers of desc to a participant of one
+// family: the session's own, with mcc's address of that family when mcc
+// owns the session and has an address of that family (a name keeps the
+// session's). RFC 8866 §5.2 keeps the rest of the o= identity; a session
+// mcc does not own keeps its o= whole.
+func (c *Controller) originFor(desc *sdp.Session, external, v6 bool) *sdp.Origin {
+	o := desc.Origin
+	if external {
+		return &o
+	}
+	h := c.cfg.Host4
+	if v6 {
+		h = c.cfg.Host6
+	}
+	if a, err := netip.ParseAddr(h); err == nil && !a.IsUnspecified() {
+		o.Addr, o.Host, o.AddrType = a.Unmap(), "", ""
+	}
+	return &o
 }
 
 const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS"
@@ -236,7 +298,7 @@ func (c *Controller) listen(l Listener) error {
 		pc := l.PacketConn
 		if pc == nil {
 			var err error
-			if pc, err = net.ListenPacket("udp", l.Addr); err != nil {
+			if pc, err = net.ListenPacket(network("udp", l.Addr), l.Addr); err != nil {
 				return fmt.Errorf("conference: listen udp %s: %w", l.Addr, err)
 			}
 		}
@@ -248,13 +310,16 @@ func (c *Controller) listen(l Listener) error {
 			if c.cfg.TLS == nil || len(c.cfg.TLS.Certificates) == 0 && c.cfg.TLS.GetCertificate == nil {
 				return fmt.Errorf("conference: listen tls %s: no certificate configured", l.Addr)
 			}
-			ln, err = tls.Listen("tcp", l.Addr, c.cfg.TLS)
-		} else {
-			ln, err = net.Listen("tcp", l.Addr)
 		}
+		ln, err = net.Listen(network("tcp", l.Addr), l.Addr)
 		if err != nil {
 			return fmt.Errorf("conference: listen %s %s: %w", tr, l.Addr, err)
 		}
+		gl := &guardedListener{Listener: ln, g: c.guard, transport: strings.ToUpper(tr), log: c.log}
+		if tr == "tls" {
+			gl.tls = c.cfg.TLS
+		}
+		ln = gl
 		c.listeners = append(c.listeners, ln)
 		c.addrs = append(c.addrs, Listener{Transport: tr, Addr: ln.Addr().String()})
 		serve := c.srv.ServeTCP
@@ -274,6 +339,21 @@ func (c *Controller) listen(l Listener) error {
 	return fmt.Errorf("conference: transport %q: want udp, tcp or tls", l.Transport)
 }
 
+// network is the network to listen on for an address: one family only for
+// an address literal, so that a wildcard [::] socket does not take IPv4
+// too (Go sets IPV6_V6ONLY for "udp6" and "tcp6"), and each family has its
+// own socket to send from.
+func network(base, addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Is4() || a.Is4In6() {
+			return base + "4"
+		}
+		return base + "6"
+	}
+	return base
+}
+
 // serveUDP serves SIP on a UDP socket and makes requests to that family
 // leave from it.
 func (c *Controller) serveUDP(pc net.PacketConn) error {
@@ -285,6 +365,9 @@ func (c *Controller) serveUDP(pc net.PacketConn) error {
 	}
 	c.listeners = append(c.listeners, pc)
 	addr := pc.LocalAddr().String()
+	c.guard.mu.Lock()
+	c.guard.udp[addr] = pc // the guard answers what it refuses from here
+	c.guard.mu.Unlock()
 	c.addrs = append(c.addrs, Listener{Transport: "udp", Addr: addr})
 	c.wg.Go(func() { c.srv.ServeUDP(pc) })
 	// Requests leave from this socket: wait until sipgo has it in its pool,
@@ -398,7 +481,7 @@ func (c *Controller) contact(user, transport, host string) *sip.ContactHeader {
 	h, p, _ := net.SplitHostPort(pick.Addr)
 	chost := hostForURI(h)
 	if a, err := netip.ParseAddr(h); err == nil && a.IsUnspecified() {
-		chost = c.cfg.Host // a wildcard listener is reached at the advertised host
+		chost = c.advertised(familyOf(pick.Addr) == "6") // a wildcard listener is reached at the advertised host
 	}
 	u := sip.Uri{Scheme: "sip", User: user, Host: chost, UriParams: sip.NewParams()}
 	fmtPort(&u, p)

@@ -52,10 +52,10 @@ func TestDialInOffers(t *testing.T) {
 		t.Fatalf("other groups: %d, Warning %v", call.res.StatusCode, call.res.GetHeader("Warning"))
 	}
 
-	// Malformed SDP: 400 naming the line.
+	// Malformed SDP: 488 naming the line.
 	bad := "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=x\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.1.1.1\r\n"
 	call = e.peer(t, "udp").dialIn(t, e.c.URI(e.name), []byte(bad), nil)
-	if w := call.res.GetHeader("Warning"); call.res.StatusCode != 400 || w == nil || !strings.Contains(w.Value(), "line 6") {
+	if w := call.res.GetHeader("Warning"); call.res.StatusCode != 488 || w == nil || !strings.Contains(w.Value(), "line 6") {
 		t.Fatalf("bad SDP: %d %v", call.res.StatusCode, w)
 	}
 

@@ -2,6 +2,7 @@ package conference
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
@@ -28,6 +29,10 @@ type dialog struct {
 	remoteTarget sip.Uri
 	routeSet     []sip.Uri
 	// offer/answer
+	// origin is the o= this dialog's offers carry, fixed by its first
+	// (RFC 3264 §8: only the version changes): the session's own, or
+	// with mcc's address of the participant's family.
+	origin   *sdp.Origin
 	offered  *sdp.Session  // the last description we sent that the participant accepted
 	version  uint64        // o= version of the last description we sent in this dialog
 	inviteTx bool          // our INVITE (initial or re-INVITE) is in progress
@@ -82,6 +87,11 @@ func (d *dialog) newRequestLocked(method sip.RequestMethod, contact *sip.Contact
 // the last it sent (RFC 3264 §8). Called with d.mu held.
 func (d *dialog) nextOfferLocked(s *sdp.Session) *sdp.Session {
 	o := s.Clone()
+	if d.origin == nil {
+		d.origin = &sdp.Origin{}
+		*d.origin = s.Origin
+	}
+	o.Origin = *d.origin
 	if d.version == 0 && s.Origin.Version > 0 {
 		// A dialog's first offer carries the session's own version, so a
 		// participant sees what "mcc session sdp" shows.
@@ -114,4 +124,16 @@ func (d *dialog) refreshTargetLocked(m sip.Message) {
 			d.remoteTarget = *c.Address.Clone()
 		}
 	}
+}
+
+// tagOf reads the tag parameter of a To or From header (RFC 3261 §19.3):
+// its name is case-insensitive, and RFC 4475 §3.1.1.1 puts spaces around
+// its "=", which sipgo keeps in the name and value.
+func tagOf(params sip.HeaderParams) (string, bool) {
+	for _, kv := range params {
+		if strings.EqualFold(strings.TrimSpace(kv.K), "tag") {
+			return strings.TrimSpace(kv.V), true
+		}
+	}
+	return "", false
 }

@@ -33,10 +33,10 @@ func TestMalformedSIP(t *testing.T) {
 		{"garbage", "\x00\x01\x02 not sip at all", ""},
 		{"half a request line", "INVITE sip:", ""},
 		{"no CSeq", head("INVITE", "Content-Length: 0\r\n\r\n"), "SIP/2.0 400"},
-		{"bad SDP", head("INVITE", "CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 9\r\n\r\nv=0\r\no=x\r\n"), "SIP/2.0 400"},
-		{"unknown method", head("FROB", "CSeq: 1 FROB\r\nContent-Length: 0\r\n\r\n"), "SIP/2.0 405"},
+		{"bad SDP", head("INVITE", "CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 9\r\n\r\nv=0\r\no=x\r\n"), "SIP/2.0 488"},
+		{"unknown method", head("FROB", "CSeq: 1 FROB\r\nContent-Length: 0\r\n\r\n"), "SIP/2.0 501"},
 		{"BYE for no dialog", head("BYE", "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"), "SIP/2.0 481"},
-		{"Content-Length past the end", head("INVITE", "CSeq: 1 INVITE\r\nContent-Length: 99999\r\n\r\nv=0\r\n"), ""},
+		{"Content-Length past the end", head("INVITE", "CSeq: 1 INVITE\r\nContent-Length: 99999\r\n\r\nv=0\r\n"), "SIP/2.0 400"},
 	} {
 		conn.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := conn.Write([]byte(tc.msg)); err != nil {

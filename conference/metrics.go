@@ -27,6 +27,14 @@ type Metrics struct {
 	// Participants counts participants by state, over every conference.
 	Participants map[State]int
 	Conferences  int
+	// Rejected counts the messages the guard or a handler refused, by
+	// reason and whether they were answered; panics recovered count as
+	// reason "panic".
+	Rejected map[Rejection]uint64
+	// Transactions, Pending and TCPConns are what strangers hold now:
+	// server transactions, dial-ins waiting for their ACK, accepted
+	// connections.
+	Transactions, Pending, TCPConns int64
 }
 
 // ResponseKey says which responses a count is of.
@@ -93,6 +101,8 @@ func (c *Controller) Metrics() Metrics {
 	}
 	copy(out.ReinviteBuckets, c.metrics.buckets)
 	c.metrics.mu.Unlock()
+	out.Rejected = c.guard.rejections()
+	out.Transactions, out.Pending, out.TCPConns = c.guard.live.Load(), c.guard.pending.Load(), c.guard.conns.Load()
 	out.Participants = map[State]int{}
 	list := c.List()
 	out.Conferences = len(list)

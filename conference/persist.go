@@ -127,6 +127,8 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 		if d.offered, err = sdp.Parse(sp.Offered); err != nil {
 			return fmt.Errorf("conference: restore %s: %w", sp.ID, err)
 		}
+		o := d.offered.Origin
+		d.origin = &o
 	}
 	// Generations count the changes of this run only: the participant is
 	// up to date if what it last accepted is the restored description;
@@ -160,7 +162,7 @@ func sameMedia(a, b *sdp.Session) bool {
 		return false
 	}
 	x := a.Clone()
-	x.Origin.Version = b.Origin.Version
+	x.Origin = b.Origin // a dialog's o= may carry mcc's address of its family
 	xb, err1 := x.Marshal()
 	yb, err2 := b.Marshal()
 	return err1 == nil && err2 == nil && string(xb) == string(yb)

@@ -43,9 +43,7 @@ func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) 
 	var out []Participant
 	for i, t := range targets {
 		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now(), conf: conf.name, c: c}
-		conf.mu.Lock()
-		conf.participants = append(conf.participants, p)
-		conf.mu.Unlock()
+		c.addParticipant(conf, p)
 		out = append(out, p.snapshot())
 		if !c.goOwned(func() { c.dialOut(conf, p, t) }) {
 			p.set(Failed, 0, "controller closed")
@@ -123,6 +121,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}
 	d.remoteTarget = target
+	d.origin = c.originFor(desc, conf.isExternal(), isIPv6Host(target.Host))
 	offer := d.nextOfferLocked(desc)
 	body, err := offer.Marshal()
 	if err != nil {
@@ -259,7 +258,7 @@ func (c *Controller) sendCancel(cl *sipgo.Client, inv *sip.Request) {
 // ACKed, and the answer checked.
 func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl *sipgo.Client, tx sip.ClientTransaction, req *sip.Request, res *sip.Response, offer *sdp.Session, gen uint64) {
 	d.mu.Lock()
-	d.remoteTag, _ = res.To().Params.Get("tag")
+	d.remoteTag, _ = tagOf(res.To().Params)
 	d.refreshTargetLocked(res)
 	d.routeSet = nil
 	rr := res.GetHeaders("Record-Route")
@@ -591,11 +590,16 @@ func (c *Controller) endDialog(d *dialog, p *participant, s State, reason string
 // retransmitted after the INVITE transaction ended: it ACKs them again
 // (§13.2.2.4).
 func (c *Controller) onStrayResponse(res *sip.Response) {
-	if !res.IsSuccess() || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE {
+	defer c.recoverIn("the stray response handler")
+	if checkResponse(res) != nil {
+		c.guard.count("response", false) // from a connection mcc opened: not screened before
 		return
 	}
-	fromTag, _ := res.From().Params.Get("tag")
-	toTag, _ := res.To().Params.Get("tag")
+	if !res.IsSuccess() || res.CSeq().MethodName != sip.INVITE {
+		return
+	}
+	fromTag, _ := tagOf(res.From().Params)
+	toTag, _ := tagOf(res.To().Params)
 	c.mu.Lock()
 	d := c.dialogs[dialogKey{res.CallID().Value(), fromTag, toTag}]
 	c.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,15 +25,32 @@ func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string
 }
 
 func warning(text string) sip.Header {
-	// Warning: 399 mcc "..." (RFC 3261 §20.43); quotes in the text go.
-	return sip.NewHeader("Warning", `399 mcc "`+strings.ReplaceAll(text, `"`, `'`)+`"`)
+	// Warning: 399 mcc "..." (RFC 3261 §20.43): quotes, backslashes and
+	// control characters in the text go, and it stays short.
+	var b strings.Builder
+	for _, r := range text {
+		switch {
+		case r == '"':
+			b.WriteRune('\'')
+		case r < 0x20 || r == 0x7f || r == '\\':
+		default:
+			b.WriteRune(r)
+		}
+		if b.Len() > 200 {
+			break
+		}
+	}
+	return sip.NewHeader("Warning", `399 mcc "`+b.String()+`"`)
 }
 
 // lookup finds the dialog of an in-dialog request: our tag is in To, theirs
 // in From.
 func (c *Controller) lookup(req *sip.Request) *dialog {
-	toTag, _ := req.To().Params.Get("tag")
-	fromTag, _ := req.From().Params.Get("tag")
+	if req.To() == nil || req.From() == nil || req.CallID() == nil {
+		return nil // the barrier refuses these; a nil here is no dialog
+	}
+	toTag, _ := tagOf(req.To().Params)
+	fromTag, _ := tagOf(req.From().Params)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.dialogs[dialogKey{req.CallID().Value(), toTag, fromTag}]
@@ -48,11 +66,11 @@ func (c *Controller) participantOf(d *dialog) (*Conference, *participant) {
 }
 
 func (c *Controller) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil {
-		respond(tx, req, sip.StatusBadRequest, "Bad Request", warning("missing Call-ID, From, To or CSeq"))
+	if r := checkSDPBody(req); r != nil { // screened already on mcc's listeners
+		respond(tx, req, r.Code, r.Reason, append(r.Headers, warning(r.Warning))...)
 		return
 	}
-	if _, ok := req.To().Params.Get("tag"); ok {
+	if _, ok := tagOf(req.To().Params); ok {
 		d := c.lookup(req)
 		if d == nil {
 			respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
@@ -77,8 +95,10 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var offer *sdp.Session
 	if len(req.Body()) > 0 {
+		// An offer mcc cannot read is one it cannot accept (RFC 3261
+		// §21.4.26); the Warning names the line and the rule.
 		if offer, err = sdp.Parse(req.Body()); err != nil {
-			respond(tx, req, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+			respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 			return
 		}
 	}
@@ -89,7 +109,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{})}
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = *req.From().Address.Clone()
-	d.remoteTag, _ = req.From().Params.Get("tag")
+	d.remoteTag, _ = tagOf(req.From().Params)
 	d.remoteCSeq = req.CSeq().SeqNo
 	d.rxCSeq = req.CSeq().SeqNo
 	d.inviteRx = true
@@ -97,6 +117,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	if d.remoteTarget.Host == "" {
 		d.remoteTarget = d.remote
 	}
+	d.origin = c.originFor(desc, conf.isExternal(), sourceOf(req).Is6())
 	for _, h := range req.GetHeaders("Record-Route") { // the UAS keeps their order (§12.1.1)
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
 			d.routeSet = append(d.routeSet, *rr.Address.Clone())
@@ -129,26 +150,32 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		answer = rejectAll(offer, desc, d)
 		reinvite = true
 	}
-	conf.mu.Lock()
-	conf.participants = append(conf.participants, p)
-	conf.mu.Unlock()
-	c.track(d, conf, p)
-	c.retrack(d)
-
+	// A 2xx waiting for its ACK is retransmitted for 32 s: bounded per
+	// source and in all, so no caller can make mcc hold, or send, much.
+	src := sourceOf(req)
+	if !c.guard.hold(src) {
+		c.guard.count("pending", true)
+		respond(tx, req, sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "5"),
+			warning("too many calls from this source wait for their ACK"))
+		return
+	}
 	body := ourOffer
 	if body == nil {
 		body = answer
 	}
 	b, err := body.Marshal()
 	if err != nil {
-		c.untrack(d)
+		c.guard.unhold(src)
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
+	c.addParticipant(conf, p)
+	c.track(d, conf, p)
+	c.retrack(d)
 	res := c.ok(req, d, b)
 	if err := tx.Respond(res); err != nil {
-		c.untrack(d)
-		p.set(Failed, 0, "could not send 200: "+err.Error())
+		c.guard.unhold(src)
+		c.abandon(conf, p, d)
 		return
 	}
 	if answer != nil {
@@ -168,10 +195,13 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		p.mu.Unlock()
 	}
-	c.goOwned(func() {
+	started := c.goOwned(func() {
 		ack := c.awaitACK(d, res)
+		c.guard.unhold(src)
 		if ack == nil {
-			c.hangUp(d, p, Failed, "no ACK for the 200")
+			// The call never completed: no BYE (it would go wherever the
+			// caller's Contact says), and nothing kept of it.
+			c.abandon(conf, p, d)
 			return
 		}
 		if ourOffer != nil {
@@ -186,6 +216,66 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			c.update(conf, p)
 		}
 	})
+	if !started {
+		c.guard.unhold(src)
+	}
+}
+
+// sourceOf is the address a request came from.
+func sourceOf(req *sip.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return ap.Addr().Unmap()
+}
+
+// abandon forgets a dial-in that never completed, as if it had never
+// come.
+func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
+	d.mu.Lock()
+	d.ended = true
+	d.mu.Unlock()
+	c.untrack(d)
+	conf.mu.Lock()
+	for i, x := range conf.participants {
+		if x == p {
+			conf.participants = append(conf.participants[:i], conf.participants[i+1:]...)
+			break
+		}
+	}
+	conf.mu.Unlock()
+}
+
+// addParticipant adds p to conf, and forgets the oldest participants that
+// ended beyond Limits.EndedKept.
+func (c *Controller) addParticipant(conf *Conference, p *participant) {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	conf.participants = append(conf.participants, p)
+	keep := c.guard.lim.EndedKept
+	if unlimited(keep) {
+		return
+	}
+	ended := 0
+	for _, x := range conf.participants {
+		if x.ended() {
+			ended++
+		}
+	}
+	if ended <= keep {
+		return
+	}
+	kept := conf.participants[:0]
+	for _, x := range conf.participants {
+		if ended > keep && x.ended() {
+			ended--
+			continue
+		}
+		kept = append(kept, x)
+	}
+	clear(conf.participants[len(kept):])
+	conf.participants = kept
 }
 
 func hasMulticast(s *sdp.Session) bool {
@@ -201,7 +291,11 @@ func hasMulticast(s *sdp.Session) bool {
 // §6), from the session's origin.
 func rejectAll(offer, desc *sdp.Session, d *dialog) *sdp.Session {
 	a := offer.Clone()
-	a.Origin = desc.Origin
+	if d.origin == nil {
+		d.origin = &sdp.Origin{}
+		*d.origin = desc.Origin
+	}
+	a.Origin = *d.origin
 	d.version++
 	a.Origin.Version = d.version
 	a.Name = desc.Name
@@ -234,7 +328,7 @@ func (c *Controller) awaitACK(d *dialog, res *sip.Response) *sip.Request {
 	acked := d.acked
 	d.mu.Unlock()
 	reliable := d.transport != "UDP"
-	deadline := time.NewTimer(64 * sip.T1)
+	deadline := time.NewTimer(c.ackWait)
 	defer deadline.Stop()
 	interval := sip.T1
 	retransmit := time.NewTimer(interval)
@@ -310,7 +404,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		theirs, err := sdp.Parse(req.Body())
 		if err != nil {
 			d.mu.Unlock()
-			respond(tx, req, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+			respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 			return
 		}
 		cur := d.offered
@@ -396,6 +490,11 @@ func (c *Controller) onBye(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if _, ok := tagOf(req.To().Params); ok && c.lookup(req) == nil {
+		// In a dialog that does not exist (§12.2.2).
+		respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))

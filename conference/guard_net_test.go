@@ -1,0 +1,319 @@
+package conference
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// udpExchange sends one datagram to mcc and returns the first final
+// answer, or "" when none comes within wait.
+func udpExchange(t *testing.T, addr, m string, wait time.Duration) string {
+	t.Helper()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m = strings.ReplaceAll(m, "127.0.0.1:5999", conn.LocalAddr().String())
+	if _, err := conn.Write([]byte(m)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 8192)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return ""
+		}
+		if s := string(buf[:n]); !strings.HasPrefix(s, "SIP/2.0 100") {
+			return s
+		}
+	}
+}
+
+// TestNetworkCannotStopMCC sends, over real UDP, the datagrams that used
+// to kill the daemon (a BYE or ACK without To, a 2xx without From, To or
+// Call-ID) and the ones sipgo used to accept against RFC 3261; mcc
+// answers or drops each as the RFC says, and still answers OPTIONS.
+func TestNetworkCannotStopMCC(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	for _, tc := range []struct {
+		name, msg, want string
+	}{
+		{"BYE without To", msg("BYE sip:lecture@"+addr+" SIP/2.0", without(base("BYE"), "To"), ""), "SIP/2.0 400"},
+		{"ACK without To", msg("ACK sip:lecture@"+addr+" SIP/2.0", without(base("ACK"), "To"), ""), ""},
+		{"2xx without From, To, Call-ID", msg("SIP/2.0 200 OK", []string{"Via: SIP/2.0/UDP " + addr + ";branch=z9hG4bKx", "CSeq: 1 INVITE", "Content-Length: 0"}, ""), ""},
+		{"no Call-ID", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", without(base("OPTIONS"), "Call-ID"), ""), "SIP/2.0 400"},
+		{"CSeq method differs", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "CSeq"), "CSeq: 1 BYE"), ""), "SIP/2.0 400"},
+		{"SIP/7.0", msg("OPTIONS sip:lecture@"+addr+" SIP/7.0", base("OPTIONS"), ""), "SIP/7.0 505"},
+		{"NUL in a header", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(base("OPTIONS"), "Subject: \x00"), ""), "SIP/2.0 400"},
+		{"Require", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(base("OPTIONS"), "Require: nosuchext"), ""), "SIP/2.0 420"},
+		{"in-dialog OPTIONS for no dialog", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "To"), "To: <sip:lecture@127.0.0.1>;tag=nosuch"), ""), "SIP/2.0 481"},
+		{"INVITE with XML", msg("INVITE sip:lecture@"+addr+" SIP/2.0", with(base("INVITE"), "Content-Type: application/xml", "Content-Length: 4"), "<a/>"), "SIP/2.0 415"},
+	} {
+		got := udpExchange(t, addr, tc.msg, 700*time.Millisecond)
+		if tc.want == "" && got != "" {
+			t.Errorf("%s: answered %q, want a drop", tc.name, firstLine(got))
+		}
+		if tc.want != "" && !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: answered %q, want %s", tc.name, firstLine(got), tc.want)
+		}
+	}
+	p := e.peer(t, "udp")
+	res := p.do(t, sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", User: "lecture", Host: "127.0.0.1", Port: e.c.Addrs()[0].port()}))
+	if res.StatusCode != 200 {
+		t.Fatalf("OPTIONS afterwards: %d", res.StatusCode)
+	}
+	if m := e.c.Metrics(); m.Rejected[Rejection{"panic", true}]+m.Rejected[Rejection{"panic", false}] != 0 {
+		t.Fatalf("panics recovered: %v", m.Rejected)
+	}
+}
+
+// TestTCPIdleSlowAndKeepAlive: over TCP, a keep-alive ping gets its pong,
+// an idle connection is closed after TCPIdle, and one whose message
+// trickles in is closed TCPMessage after its first byte.
+func TestTCPIdleSlowAndKeepAlive(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) {
+		c.Limits.TCPIdle, c.Limits.TCPMessage = 400*time.Millisecond, 400*time.Millisecond
+	}, "tcp")
+	addr := e.c.Addrs()[0].Addr
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("\r\n\r\n"))
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	pong := make([]byte, 2)
+	if _, err := io.ReadFull(conn, pong); err != nil || string(pong) != "\r\n" {
+		t.Fatalf("keep-alive: %q, %v", pong, err)
+	}
+	start := time.Now()
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("an idle connection carried data")
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("an idle connection stayed open %v", d)
+	}
+
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	closed := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+		slow.Read(make([]byte, 1))
+		closed <- time.Since(start)
+	}()
+	line := "OPTIONS sip:lecture@" + addr + " SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKslow\r\n"
+	for i := 0; i < len(line); i++ { // a byte every 50 ms keeps no idle timer from firing
+		if _, err := slow.Write([]byte{line[i]}); err != nil {
+			break
+		}
+		select {
+		case d := <-closed:
+			if d > 1500*time.Millisecond {
+				t.Fatalf("a trickling message held the connection %v", d)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatal("a trickling message was never cut off")
+}
+
+// TestTCPConnectionLimits: past TCPConnsPerSource, a new connection is
+// closed at once; closing one makes room again, and SIP over TCP works.
+func TestTCPConnectionLimits(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Limits.TCPConnsPerSource = 3 }, "tcp")
+	addr := e.c.Addrs()[0].Addr
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	eventually(t, "three connections counted", func() bool { return e.c.Metrics().TCPConns == 3 })
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a fourth connection from one source: %v, want it closed", err)
+	}
+	conns[0].Close()
+	eventually(t, "the closed connection uncounted", func() bool { return e.c.Metrics().TCPConns == 2 })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opt := msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(base("OPTIONS"), "Content-Length: 0"), "")
+	opt = strings.Replace(opt, "SIP/2.0/UDP 127.0.0.1:5999", "SIP/2.0/TCP "+c.LocalAddr().String(), 1)
+	c.Write([]byte(opt))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	status, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "SIP/2.0 200") {
+		t.Fatalf("OPTIONS over TCP after the limit: %q, %v", status, err)
+	}
+}
+
+// flakyListener fails its first Accepts with EMFILE, as a process out of
+// file descriptors does.
+type flakyListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+// TestAcceptSurvivesEMFILE: sipgo's accept loop returns on the first
+// error; the guarded listener waits and accepts again.
+func TestAcceptSurvivesEMFILE(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	g := newGuard(Limits{}, handledMethods)
+	gl := &guardedListener{Listener: &flakyListener{Listener: ln, fails: 5}, g: g, transport: "TCP", log: slog.New(slog.DiscardHandler)}
+	got := make(chan error, 1)
+	go func() {
+		c, err := gl.Accept()
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Accept after five EMFILEs: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept never came back after EMFILE")
+	}
+	ln.Close()
+	if _, err := gl.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept on a closed listener: %v", err)
+	}
+}
+
+// TestDialInNeverACKed: a caller that never ACKs leaves nothing behind
+// (no participant, no dialog) and gets no BYE; past PendingPerSource its
+// next calls get 503 until the first ones time out.
+func TestDialInNeverACKed(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Limits.PendingPerSource, c.ackWait = 2, 600*time.Millisecond }, "udp")
+	addr := e.c.Addrs()[0].Addr
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raddr, _ := net.ResolveUDPAddr("udp", addr)
+	invite := func(i int) {
+		m := msg("INVITE sip:lecture@"+addr+" SIP/2.0", with(without(base("INVITE"), "Via"),
+			"Via: SIP/2.0/UDP "+conn.LocalAddr().String()+";branch=z9hG4bKnoack"+itoa(i),
+			"Contact: <sip:elsewhere@127.0.0.1:9>", "Content-Length: 0"), "")
+		conn.WriteTo([]byte(m), raddr)
+	}
+	statuses, seen := map[string]int{}, map[string]bool{}
+	byes := 0
+	for i := range 3 {
+		invite(i)
+		time.Sleep(50 * time.Millisecond)
+	}
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 8192)
+	for {
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		line := firstLine(string(buf[:n]))
+		if strings.HasPrefix(line, "BYE") {
+			byes++
+		}
+		if res, err := sip.ParseMessage(buf[:n]); err == nil && !seen[res.CallID().Value()+line] {
+			seen[res.CallID().Value()+line] = true // retransmissions count once
+			statuses[line]++
+		}
+	}
+	if statuses["SIP/2.0 503 Service Unavailable"] != 1 {
+		t.Errorf("the third unACKed dial-in from one source: %v, want one 503", statuses)
+	}
+	if byes != 0 {
+		t.Errorf("%d BYEs to callers that never ACKed", byes)
+	}
+	eventually(t, "the unACKed dial-ins forgotten", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		return len(ps) == 0 && e.c.Metrics().Pending == 0
+	})
+	e.c.mu.Lock()
+	n := len(e.c.dialogs) + len(e.c.byCallID)
+	e.c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d dialog entries kept for calls that never completed", n)
+	}
+}
+
+// TestEndedParticipantsBounded: a conference keeps only the newest
+// EndedKept participants that ended.
+func TestEndedParticipantsBounded(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Limits.EndedKept = 5 }, "udp")
+	for range 20 {
+		// Nobody listens on port 9: each invitation fails.
+		if _, err := e.c.Invite(e.name, "sip:nobody@127.0.0.1:9;transport=tcp"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the invitations end", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		for _, p := range ps {
+			if p.State < Declined {
+				return false
+			}
+		}
+		return true
+	})
+	e.c.Invite(e.name, "sip:nobody@127.0.0.1:9;transport=tcp")
+	ps, _ := e.c.Participants(e.name)
+	if len(ps) > 6 {
+		t.Fatalf("%d participants kept, want at most 5 ended and the new one", len(ps))
+	}
+}

@@ -1,0 +1,220 @@
+package conference
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// msg builds a request from its start line and header lines, with CRLFs.
+func msg(start string, headers []string, body string) string {
+	return start + "\r\n" + strings.Join(headers, "\r\n") + "\r\n\r\n" + body
+}
+
+// base are the six header fields RFC 3261 §8.1.1 makes every request carry.
+func base(method string) []string {
+	return []string{
+		"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK" + sip.GenerateTagN(8),
+		"Max-Forwards: 70",
+		"To: <sip:lecture@127.0.0.1>",
+		"From: <sip:alice@127.0.0.1>;tag=a1",
+		"Call-ID: " + sip.GenerateTagN(10),
+		"CSeq: 1 " + method,
+	}
+}
+
+func without(hs []string, name string) []string {
+	var out []string
+	for _, h := range hs {
+		if !strings.HasPrefix(h, name+":") {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func with(hs []string, more ...string) []string { return append(append([]string(nil), hs...), more...) }
+
+var testSrc = netip.MustParseAddrPort("127.0.0.9:5999")
+
+// TestGuardRFC3261 drives the guard's screen with one broken request per
+// rule it enforces, and checks the answer the RFC gives (or the drop).
+func TestGuardRFC3261(t *testing.T) {
+	invite := base("INVITE")
+	sdpBody := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	for _, tc := range []struct {
+		name   string
+		msg    string
+		status int    // 0: dropped
+		want   string // a header line or Warning text the answer must hold
+		reason string // the Rejection reason counted
+	}{
+		{"valid OPTIONS passes", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", base("OPTIONS"), ""), -1, "", ""},
+		{"keep-alive passes", "\r\n\r\n", -1, "", ""},
+		{"no To", msg("BYE sip:lecture@127.0.0.1 SIP/2.0", without(base("BYE"), "To"), ""), 400, "missing To header", "malformed"},
+		{"no From", msg("BYE sip:lecture@127.0.0.1 SIP/2.0", without(base("BYE"), "From"), ""), 400, "missing From header", "malformed"},
+		{"no Call-ID", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", without(base("OPTIONS"), "Call-ID"), ""), 400, "missing Call-ID header", "malformed"},
+		{"no CSeq", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", without(base("OPTIONS"), "CSeq"), ""), 400, "missing CSeq header", "malformed"},
+		{"no Max-Forwards passes (RFC 4475 §3.4.1)", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", without(base("OPTIONS"), "Max-Forwards"), ""), -1, "", ""},
+		{"two Max-Forwards", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Max-Forwards: 69"), ""), 400, "more than one Max-Forwards header", "malformed"},
+		{"unreadable Max-Forwards", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(without(base("OPTIONS"), "Max-Forwards"), "Max-Forwards: lots"), ""), 400, "unreadable Max-Forwards header", "malformed"},
+		{"INVITE that accepts no SDP", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Accept: text/plain"), ""), 406, "Accept: application/sdp", "media_type"},
+		{"no Via is dropped", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", without(base("OPTIONS"), "Via"), ""), 0, "", "malformed"},
+		{"unreadable CSeq", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(without(base("OPTIONS"), "CSeq"), "CSeq: one OPTIONS"), ""), 400, "unreadable CSeq header", "malformed"},
+		{"two To", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "To: <sip:x@127.0.0.1>"), ""), 400, "more than one To header", "malformed"},
+		{"CSeq method differs", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(without(base("OPTIONS"), "CSeq"), "CSeq: 1 INVITE"), ""), 400, "CSeq method INVITE does not match", "malformed"},
+		{"CSeq of 2**31", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(without(base("OPTIONS"), "CSeq"), "CSeq: 2147483648 OPTIONS"), ""), 400, "CSeq", "malformed"},
+		{"SIP/7.0", msg("OPTIONS sip:lecture@127.0.0.1 SIP/7.0", base("OPTIONS"), ""), 505, "", "version"},
+		{"NUL in a header", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Subject: a\x00b"), ""), 400, "control character 0x00", "malformed"},
+		{"NUL as a quoted-pair passes", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(without(base("OPTIONS"), "To"), "To: \"a\\\x00b\" <sip:lecture@127.0.0.1>"), ""), -1, "", ""},
+		{"bare LF", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Subject: a\nb"), ""), 400, "an LF that does not follow CR", "malformed"},
+		{"Require an unknown option", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Require: foo, 100rel"), ""), 420, "Unsupported: foo, 100rel", "extension"},
+		{"Require on ACK is ignored", msg("ACK sip:lecture@127.0.0.1 SIP/2.0", with(base("ACK"), "Require: foo"), ""), -1, "", ""},
+		{"INVITE with a text body", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Type: text/plain", "Content-Length: 5"), "hello"), 415, "Accept: application/sdp", "media_type"},
+		{"INVITE with gzip SDP", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Type: application/sdp", "Content-Encoding: gzip", "Content-Length: 5"), "hello"), 415, "Accept-Encoding: identity", "media_type"},
+		{"INVITE with a body and no type", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Length: 5"), "hello"), 400, "without Content-Type", "malformed"},
+		{"INVITE with SDP passes", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Type: Application/SDP; charset=utf-8", "Content-Length: "+strconv.Itoa(len(sdpBody))), sdpBody), -1, "", ""},
+		{"Content-Length past the end", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Type: application/sdp", "Content-Length: 9999"), sdpBody), 400, "shorter than Content-Length", "malformed"},
+		{"unknown method", msg("FROB sip:lecture@127.0.0.1 SIP/2.0", base("FROB"), ""), 501, "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS", "method"},
+		{"REGISTER", msg("REGISTER sip:127.0.0.1 SIP/2.0", base("REGISTER"), ""), 405, "Allow:", "method"},
+		{"tel: Request-URI", msg("OPTIONS tel:+15551234 SIP/2.0", base("OPTIONS"), ""), 416, "", "scheme"},
+		{"broken ACK is dropped", msg("ACK sip:lecture@127.0.0.1 SIP/2.0", without(base("ACK"), "To"), ""), 0, "", "malformed"},
+		{"not SIP at all", "\x00\x01\x02 hello", 0, "", "unparseable"},
+		{"half a request line", "INVITE sip:", 0, "", "unparseable"},
+		{"response without Call-ID", msg("SIP/2.0 200 OK", without(base("INVITE"), "Call-ID"), ""), 0, "", "response"},
+		{"response without To", msg("SIP/2.0 200 OK", without(base("INVITE"), "To"), ""), 0, "", "response"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGuard(Limits{}, handledMethods)
+			pass, reply := g.screen([]byte(tc.msg), "UDP", testSrc)
+			switch {
+			case tc.status == -1:
+				if !pass {
+					t.Fatalf("refused: %v", reply)
+				}
+				return
+			case pass:
+				t.Fatalf("passed, want %d", tc.status)
+			case tc.status == 0 && reply != nil:
+				t.Fatalf("answered %d, want a drop", reply.StatusCode)
+			case tc.status != 0 && reply == nil:
+				t.Fatalf("dropped, want %d", tc.status)
+			case reply != nil && reply.StatusCode != tc.status:
+				t.Fatalf("answered %s, want %d", reply.StartLine(), tc.status)
+			}
+			if reply != nil && !strings.Contains(reply.String(), tc.want) {
+				t.Errorf("answer lacks %q:\n%s", tc.want, reply)
+			}
+			if n := g.rejections()[Rejection{tc.reason, reply != nil}]; n != 1 {
+				t.Errorf("rejections[%s] = %d, want 1 (%v)", tc.reason, n, g.rejections())
+			}
+		})
+	}
+}
+
+// TestGuardRate: a source over its rate gets 503 with Retry-After, then is
+// dropped once it has been told ten times in a second; another source,
+// and a later second, go on.
+func TestGuardRate(t *testing.T) {
+	g := newGuard(Limits{SourceRate: 5, SourceBurst: 5}, handledMethods)
+	now := time.Unix(1000, 0)
+	g.now = func() time.Time { return now }
+	opt := func() []byte { return []byte(msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", base("OPTIONS"), "")) }
+	for i := range 5 {
+		if pass, _ := g.screen(opt(), "UDP", testSrc); !pass {
+			t.Fatalf("request %d of the burst refused", i)
+		}
+	}
+	for i := range 10 {
+		pass, reply := g.screen(opt(), "UDP", testSrc)
+		if pass || reply == nil || reply.StatusCode != 503 || reply.GetHeader("Retry-After") == nil {
+			t.Fatalf("request %d over the rate: pass %v, %v", i, pass, reply)
+		}
+	}
+	if pass, reply := g.screen(opt(), "UDP", testSrc); pass || reply != nil {
+		t.Fatalf("the 11th refusal in a second: pass %v, answer %v; want a drop", pass, reply)
+	}
+	other := netip.MustParseAddrPort("127.0.0.10:5999")
+	if pass, _ := g.screen(opt(), "UDP", other); !pass {
+		t.Fatal("another source was refused")
+	}
+	// IPv6 sources count by /64.
+	a := netip.MustParseAddrPort("[2001:db8::1]:5060")
+	b := netip.MustParseAddrPort("[2001:db8::ffff:2]:5060")
+	for range 5 {
+		g.screen(opt(), "UDP", a)
+	}
+	if pass, _ := g.screen(opt(), "UDP", b); pass {
+		t.Error("a second address of the same /64 got its own bucket")
+	}
+	now = now.Add(time.Second)
+	if pass, _ := g.screen(opt(), "UDP", testSrc); !pass {
+		t.Error("a second later the source is still refused")
+	}
+}
+
+// TestGuardSourceTable: the table of sources stays within MaxSources, and
+// sources past it share one bucket.
+func TestGuardSourceTable(t *testing.T) {
+	g := newGuard(Limits{MaxSources: 100, SourceRate: 1000}, handledMethods)
+	opt := []byte(msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", base("OPTIONS"), ""))
+	for i := range 5000 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 5060)
+		g.screen(opt, "UDP", src)
+	}
+	g.mu.Lock()
+	n := len(g.sources)
+	g.mu.Unlock()
+	if n > 100 {
+		t.Fatalf("%d sources kept, want at most 100", n)
+	}
+}
+
+// TestGuardHold bounds the dial-ins waiting for their ACK, per source and
+// in all.
+func TestGuardHold(t *testing.T) {
+	g := newGuard(Limits{PendingPerSource: 2, MaxPending: 3}, handledMethods)
+	a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	for range 2 {
+		if !g.hold(a) {
+			t.Fatal("one of two holds refused")
+		}
+	}
+	if g.hold(a) {
+		t.Fatal("a third hold from one source allowed")
+	}
+	if !g.hold(b) {
+		t.Fatal("another source refused")
+	}
+	if g.hold(netip.MustParseAddr("127.0.0.3")) {
+		t.Fatal("a fourth hold in all allowed")
+	}
+	g.unhold(a)
+	if !g.hold(a) {
+		t.Fatal("a hold after a release refused")
+	}
+}
+
+func TestContentLength(t *testing.T) {
+	for _, tc := range []struct {
+		head string
+		n    int
+		ok   bool
+	}{
+		{"INVITE x SIP/2.0\r\nContent-Length: 12\r\n", 12, true},
+		{"INVITE x SIP/2.0\r\nl: 3\r\n", 3, true},
+		{"INVITE x SIP/2.0\r\nVia: x\r\n", 0, true},
+		{"INVITE x SIP/2.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n", 0, false},
+		{"INVITE x SIP/2.0\r\nContent-Length: -1\r\n", 0, false},
+		{"INVITE x SIP/2.0\r\nContent-Length: 99999999999999999999\r\n", 0, false},
+	} {
+		n, ok := contentLength([]byte(tc.head))
+		if n != tc.n || ok != tc.ok {
+			t.Errorf("contentLength(%q) = %d, %v; want %d, %v", tc.head, n, ok, tc.n, tc.ok)
+		}
+	}
+}
