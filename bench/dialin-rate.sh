@@ -5,7 +5,8 @@
 # calls) and reports failed and successful calls and the rate sipp really
 # achieved; the figure is the highest achieved rate with 0 failures (where
 # sipp kept up with the target), and its ratio to sipp's UAS. Everything is
-# on 127.0.0.1.
+# on 127.0.0.1. All calls come from one sipp, so the per-source rate limit
+# is off (--sip-source-rate -1): this measures mcc, not its limiter.
 #
 #   bash bench/dialin-rate.sh [RATES...]       default: 250 500 1000 1500 2000 2500 3000
 set -euo pipefail
@@ -16,7 +17,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 go build -o "$work/mcc" ./cmd/mcc
-"$work/mcc" serve --data "$work/data" --sip udp:127.0.0.1:25060 --host 127.0.0.1 --api 127.0.0.1:0 --log-level warn 2>"$work/serve.log" &
+"$work/mcc" serve --data "$work/data" --sip udp:127.0.0.1:25060 --host 127.0.0.1 --sip-source-rate -1 --api 127.0.0.1:0 --log-level warn 2>"$work/serve.log" &
 for _ in $(seq 50); do [ -s "$work/data/api.addr" ] && break; sleep 0.1; done
 MCC_DATA="$work/data" "$work/mcc" session create lecture --media audio,video >/dev/null
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,8 +28,9 @@ import (
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	sipAddrs := fs.String("sip", "udp:0.0.0.0:5060,tcp:0.0.0.0:5060", "SIP listeners, comma-separated TRANSPORT:HOST:PORT (udp, tcp, tls)")
-	host := fs.String("host", "", "host name or address participants reach mcc at (default: this machine's first global address)")
+	sipAddrs := fs.String("sip", defaultSIP, "SIP listeners, comma-separated TRANSPORT:HOST:PORT (udp, tcp, tls); [::] listens on IPv6 only, 0.0.0.0 on IPv4 only")
+	host := fs.String("host", "", "host names or addresses participants reach mcc at, comma-separated, one per family; the first names conference URIs (default: this machine's first global IPv4 and IPv6 addresses, else loopback)")
+	sourceRate := fs.Float64("sip-source-rate", 200, "SIP requests per second one source (an IPv4 address, an IPv6 /64) may send before 503; -1: no limit")
 	apiAddr := fs.String("api", "127.0.0.1:8760", "control API address (keep it on loopback)")
 	cert := fs.String("tls-cert", "", "certificate file for tls listeners (PEM)")
 	key := fs.String("tls-key", "", "key file for tls listeners (PEM)")
@@ -75,6 +79,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *sipAddrs == defaultSIP && !ipv6Works() {
+		listeners = slices.DeleteFunc(listeners, func(l conference.Listener) bool { return strings.HasPrefix(l.Addr, "[") })
+		log.Warn("IPv6 is not available on this host: SIP listens on IPv4 only")
+	}
+	host4, host6, err := parseHosts(*host)
+	if err != nil {
+		return err
+	}
+	if *sourceRate == 0 || *sourceRate < -1 {
+		return usagef("--sip-source-rate %v: want a rate above 0, or -1 for no limit", *sourceRate)
+	}
 	var tlsConf *tls.Config
 	if *cert != "" || *key != "" {
 		c, err := tls.LoadX509KeyPair(*cert, *key)
@@ -103,15 +118,23 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	if *host == "" {
-		*host = localAddr(multicast.IPv4).String()
+	mc := sdp.ManagerConfig{Allocator: a}
+	if addr, err := netip.ParseAddr(cmp.Or(host4, host6)); err == nil {
+		mc.Origin = addr // o= names the host participants reach mcc at
+	} else {
+		mc.Host = cmp.Or(host4, host6)
 	}
-	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: localAddr(multicast.IPv4)})
+	m, err := sdp.NewManager(mc)
 	if err != nil {
 		return err
 	}
-	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: *host,
-		RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db})
+	uriHost := host4
+	if first, _, _ := strings.Cut(*host, ","); first != "" {
+		uriHost = strings.TrimSpace(first)
+	}
+	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: uriHost,
+		Host4: host4, Host6: host6, RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db,
+		Limits: conference.Limits{SourceRate: *sourceRate}})
 	if err != nil {
 		return err
 	}
@@ -186,7 +209,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	for _, l := range ctl.Addrs() {
 		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)
 	}
-	log.Info("control API listening", "addr", ln.Addr().String(), "data", dir, "host", *host)
+	log.Info("control API listening", "addr", ln.Addr().String(), "data", dir, "host4", host4, "host6", host6)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -206,6 +229,94 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	srv.Shutdown(shutdown)
 	<-errc
 	return nil
+}
+
+// defaultSIP listens for SIP on both families, UDP and TCP, port 5060.
+const defaultSIP = "udp:0.0.0.0:5060,udp:[::]:5060,tcp:0.0.0.0:5060,tcp:[::]:5060"
+
+// ipv6Works reports whether this host can open an IPv6 socket at all (a
+// kernel booted with ipv6.disable=1 cannot).
+func ipv6Works() bool {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
+}
+
+// parseHosts reads --host: up to one name or address per family. A name
+// serves the family without an address; the default for a family with
+// neither is this machine's first global address of that family, else its
+// loopback address.
+func parseHosts(s string) (host4, host6 string, err error) {
+	var names []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.Trim(strings.TrimSpace(part), "[]")
+		if part == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(part); err != nil && !isHostName(part) {
+			return "", "", usagef("--host %q: want a host name (letters, digits, '-' and '.') or an IP address", part)
+		}
+		a, err := netip.ParseAddr(part)
+		switch {
+		case err != nil:
+			if strings.Contains(part, ":") {
+				return "", "", usagef("--host %q: not an IP address", part)
+			}
+			names = append(names, part)
+		case a.IsUnspecified() || a.IsMulticast():
+			return "", "", usagef("--host %q: want an address participants can reach, not %v", part, a)
+		case a.Unmap().Is4():
+			if host4 != "" {
+				return "", "", usagef("--host %q: one IPv4 address only (%s is given)", part, host4)
+			}
+			host4 = a.Unmap().String()
+		default:
+			if host6 != "" {
+				return "", "", usagef("--host %q: one IPv6 address only (%s is given)", part, host6)
+			}
+			host6 = a.String()
+		}
+	}
+	if len(names) > 1 {
+		return "", "", usagef("--host %q: one host name at most; add addresses for the families", s)
+	}
+	if len(names) == 1 {
+		host4, host6 = cmp.Or(host4, names[0]), cmp.Or(host6, names[0])
+	}
+	if host4 == "" {
+		host4 = localAddr(multicast.IPv4).String()
+	}
+	if host6 == "" {
+		host6 = localAddr(multicast.IPv6).String()
+	}
+	return host4, host6, nil
+}
+
+// isHostName reports whether s is a DNS host name (RFC 1123 §2.1), as
+// SIP URIs and o= lines take one.
+func isHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	letter := false
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+				letter = true
+			case r >= '0' && r <= '9', r == '-':
+			default:
+				return false
+			}
+		}
+	}
+	return letter
 }
 
 func parseListeners(s string) ([]conference.Listener, error) {
