@@ -126,6 +126,8 @@ func TestSessionLifecycle(t *testing.T) {
 		`mcc_reinvite_duration_seconds_count 3`,
 		`mcc_reinvite_duration_seconds_bucket{le="+Inf"} 3`,
 		`mcc_leases{pool="ipv4-local"} 2`,
+		"# TYPE mcc_sip_rejected_total counter\n",
+		"# TYPE mcc_sip_server_transactions gauge\n",
 	} {
 		if !strings.Contains(string(mb), want) {
 			t.Errorf("metrics lack %q:\n%s", want, mb)

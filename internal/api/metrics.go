@@ -54,6 +54,28 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "mcc_sip_responses_total{direction=%q,method=%q,status=\"%d\"} %d\n", k.Direction, k.Method, k.Status, m.Responses[k])
 	}
 
+	metric("mcc_sip_rejected_total", "SIP messages mcc refused before or in a handler, by reason and whether they were answered; reason panic counts panics recovered.", "counter")
+	rej := make([]conference.Rejection, 0, len(m.Rejected))
+	for k := range m.Rejected {
+		rej = append(rej, k)
+	}
+	slices.SortFunc(rej, func(a, b conference.Rejection) int {
+		return strings.Compare(fmt.Sprint(a.Reason, a.Answered), fmt.Sprint(b.Reason, b.Answered))
+	})
+	for _, k := range rej {
+		action := "dropped"
+		if k.Answered {
+			action = "answered"
+		}
+		fmt.Fprintf(&b, "mcc_sip_rejected_total{reason=%q,action=%q} %d\n", k.Reason, action, m.Rejected[k])
+	}
+	metric("mcc_sip_server_transactions", "SIP server transactions alive.", "gauge")
+	fmt.Fprintf(&b, "mcc_sip_server_transactions %d\n", m.Transactions)
+	metric("mcc_sip_pending_dialins", "Dial-ins answered and waiting for their ACK.", "gauge")
+	fmt.Fprintf(&b, "mcc_sip_pending_dialins %d\n", m.Pending)
+	metric("mcc_sip_tcp_connections", "TCP and TLS connections accepted and open.", "gauge")
+	fmt.Fprintf(&b, "mcc_sip_tcp_connections %d\n", m.TCPConns)
+
 	metric("mcc_reinvite_duration_seconds", "Time from a re-INVITE to its final response.", "histogram")
 	for i, le := range conference.LatencyBuckets {
 		fmt.Fprintf(&b, "mcc_reinvite_duration_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(le, 'g', -1, 64), m.ReinviteBuckets[i])
@@ -81,6 +103,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"deletion\"} %d\n", st.Deletions)
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"dropped\"} %d\n", st.Dropped)
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"malformed\"} %d\n", st.Malformed)
+		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"over_limit\"} %d\n", st.OverLimit)
 	}
 	io.WriteString(w, b.String())
 }
