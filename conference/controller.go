@@ -281,6 +281,15 @@ func (c *Controller) originFor(desc *sdp.Session, external, v6 bool) *sdp.Origin
 
 const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 
+func init() {
+	// sipgo refuses to write a UDP message over UDPMTUSize-200 bytes,
+	// responses too; but a response goes where its request came from, on
+	// the same transport (RFC 3261 §18.2.2), so a large one is sent
+	// fragmented rather than not at all. mcc's own large requests still go
+	// over TCP where it can (udpLimit, §18.1.1).
+	sip.UDPMTUSize = 65535
+}
+
 // udpReadBuffer is the receive buffer asked for UDP listeners.
 const udpReadBuffer = 4 << 20
 

@@ -161,11 +161,11 @@ func (h *sipHarness) restore(t testing.TB) {
 // the guard, sipgo's parser, then mcc's dispatch for a request (with a
 // transaction that records its answers) or the stray-response handler.
 func (h *sipHarness) receive(data []byte) (pass bool, guardReply *sip.Response, answers []*sip.Response) {
-	pass, guardReply = h.c.guard.screen(data, "UDP", h.src)
-	if !pass {
+	out, guardReply := h.c.guard.forward(data, "UDP", h.src)
+	if out == nil {
 		return false, guardReply, nil
 	}
-	msg, err := sip.ParseMessage(data)
+	msg, err := sip.ParseMessage(out)
 	if err != nil {
 		return true, nil, nil // sipgo drops what it cannot parse
 	}

@@ -2,6 +2,8 @@ package conference
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net"
@@ -242,17 +244,38 @@ func (g *guard) closeConn(src netip.Addr) {
 // screen decides what becomes of one message from src: passed on to
 // sipgo (true), or refused, with the response to send back (nil: drop).
 func (g *guard) screen(data []byte, transport string, src netip.AddrPort) (pass bool, reply *sip.Response) {
+	pass, reply, _ = g.screenMsg(data, transport, src)
+	return pass, reply
+}
+
+// forward is screen for a message on its way to sipgo: it returns the
+// bytes to hand on (nil when refused), written again where sipgo would
+// misread them (see normalize).
+func (g *guard) forward(data []byte, transport string, src netip.AddrPort) ([]byte, *sip.Response) {
+	pass, reply, msg := g.screenMsg(data, transport, src)
+	if !pass {
+		return nil, reply
+	}
+	if req, ok := msg.(*sip.Request); ok {
+		if b := normalize(req); b != nil {
+			return b, nil
+		}
+	}
+	return data, nil
+}
+
+func (g *guard) screenMsg(data []byte, transport string, src netip.AddrPort) (pass bool, reply *sip.Response, msg sip.Message) {
 	if len(bytes.Trim(data, "\r\n")) == 0 {
-		return true, nil // a keep-alive (RFC 5626 §3.5.1): sipgo answers it
+		return true, nil, nil // a keep-alive (RFC 5626 §3.5.1): sipgo answers it
 	}
 	msg, err := g.parse(data)
 	switch m := msg.(type) {
 	case *sip.Response:
 		if err != nil || checkResponse(m) != nil {
 			g.count("response", false)
-			return false, nil
+			return false, nil, nil
 		}
-		return true, nil
+		return true, nil, m
 	case *sip.Request:
 		m.SetTransport(transport)
 		m.SetSource(src.String())
@@ -265,20 +288,73 @@ func (g *guard) screen(data []byte, transport string, src netip.AddrPort) (pass 
 				r = refuse("overload", sip.StatusServiceUnavailable, "Service Unavailable", "too many transactions in progress",
 					sip.NewHeader("Retry-After", "5"))
 			} else {
-				return true, nil
+				return true, nil, m
 			}
 		}
 		// No response to an ACK (§17.2.3), nor to a request whose Via
 		// says nowhere to send it (§18.2.2).
 		if r.Code == 0 || m.Method == sip.ACK || m.GetHeader("Via") == nil {
 			g.count(r.key, false)
-			return false, nil
+			return false, nil, nil
 		}
 		g.count(r.key, true)
-		return false, r.response(m)
+		return false, r.response(m), nil
 	}
 	g.count("unparseable", false)
-	return false, nil
+	return false, nil, nil
+}
+
+// normalize writes a request again, or returns nil when sipgo reads it
+// right as it came. Two things, both of RFC 4475, make sipgo's
+// transaction layer refuse a request mcc has passed:
+//
+//   - a parameter written with spaces around its "=" (§3.1.1.1: "branch =
+//     z9hG4bK...", "tag = ..."), which sipgo keeps in the name, so it finds
+//     no branch and no tag: the top Via's and From's and To's parameters
+//     are trimmed;
+//   - a top Via without an RFC 3261 branch, from an RFC 2543 client
+//     (§3.4.1), which sipgo matches by From tag and refuses when there is
+//     none: such a Via gets a branch derived from what RFC 3261 §17.2.3
+//     matches RFC 2543 requests by (Request-URI, From tag, Call-ID, CSeq
+//     number, Via), so a retransmission, its ACK and its CANCEL map to
+//     the same transaction. An RFC 2543 client matches responses by
+//     neither, so the branch it gets back in the Via does it no harm.
+func normalize(req *sip.Request) []byte {
+	changed := false
+	trim := func(p sip.HeaderParams) {
+		for i, kv := range p {
+			if k, v := strings.TrimSpace(kv.K), strings.TrimSpace(kv.V); k != kv.K || v != kv.V {
+				p[i], changed = sip.HeaderKV{K: strings.ToLower(k), V: v}, true
+			}
+		}
+	}
+	via := req.Via()
+	if via == nil {
+		return nil
+	}
+	trim(via.Params)
+	if from := req.From(); from != nil {
+		trim(from.Params)
+	}
+	if to := req.To(); to != nil {
+		trim(to.Params)
+	}
+	if b, _ := via.Params.Get("branch"); !strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) || len(b) == len(sip.RFC3261BranchMagicCookie) {
+		fromTag, _ := tagOf(req.From().Params)
+		h := sha256.New()
+		for _, part := range []string{req.Recipient.String(), fromTag, req.CallID().Value(),
+			strconv.FormatUint(uint64(req.CSeq().SeqNo), 10), via.Host, strconv.Itoa(via.Port)} {
+			h.Write([]byte(part))
+			h.Write([]byte{0})
+		}
+		via.Params.Remove("branch")
+		via.Params.Add("branch", sip.RFC3261BranchMagicCookie+"-2543-"+hex.EncodeToString(h.Sum(nil)[:8]))
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return []byte(req.String())
 }
 
 // parse reads a message with sipgo's parser, which must not take the
@@ -681,9 +757,9 @@ func (g *guard) udpFilter(info sip.TransportReadProps, data []byte) ([]byte, err
 		return data, nil // stream transports are screened by guardedConn
 	}
 	src := addrPortOf(info.RemoteAddr)
-	pass, reply := g.screen(data, "UDP", src)
-	if pass {
-		return data, nil
+	out, reply := g.forward(data, "UDP", src)
+	if out != nil {
+		return out, nil
 	}
 	if reply != nil {
 		g.mu.Lock()

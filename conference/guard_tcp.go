@@ -162,10 +162,9 @@ func (c *guardedConn) frame() error {
 		if len(c.in) < total {
 			return nil
 		}
-		msg := c.in[:total]
-		pass, reply := c.g.screen(msg, c.transport, c.src)
-		if pass {
-			c.out = append(c.out, msg...)
+		out, reply := c.g.forward(c.in[:total], c.transport, c.src)
+		if out != nil {
+			c.out = append(c.out, out...)
 		} else if reply != nil {
 			c.write([]byte(reply.String()))
 		}
