@@ -2,6 +2,7 @@ package conference
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"errors"
 	"io"
@@ -132,6 +133,15 @@ func newSIPHarness(t testing.TB) *sipHarness {
 	if _, err := c.Create("user", u.Origin.SessionID, Access{}); err != nil {
 		t.Fatal(err)
 	}
+	// A conference behind digest, for the Authorization seeds.
+	l, err := m.Create(sdp.SessionSpec{Name: "Locked", Pool: pool.Name, Media: []sdp.MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, _ := HashPasswords("locked", map[string]string{"Mufasa": "Circle of Life"})
+	if _, err := c.Create("locked", l.Origin.SessionID, Access{Mode: Digest, Users: users, Realm: "locked"}); err != nil {
+		t.Fatal(err)
+	}
 	h := &sipHarness{c: c, pc: pc, src: netip.MustParseAddrPort("127.0.0.1:5999")}
 	h.restore(t)
 	return h
@@ -221,6 +231,11 @@ func seeds(t testing.TB) [][]byte {
 	out = append(out, inDialog("INVITE", 40, hold))
 	dialIn := with(base("INVITE"), "Contact: <sip:alice@127.0.0.1:5999>", "Content-Type: application/sdp", "Content-Length: "+itoa(len(hold)))
 	out = append(out, []byte(msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", dialIn, hold)))
+	for _, auth := range []string{rfc7616Credentials,
+		`Digest username="Mufasa", realm="locked", nonce="AAAA", uri="sip:locked@127.0.0.1", response="00", qop=auth, nc=00000001, cnonce="x"`,
+		`Digest username="Mufasa", realm="locked", nonce="AAAA", uri="sip:locked@127.0.0.1", response="00", algorithm=MD5-sess`} {
+		out = append(out, []byte(msg("INVITE sip:locked@127.0.0.1 SIP/2.0", with(base("INVITE"), "Authorization: "+auth, "Content-Length: 0"), "")))
+	}
 	resp := func(code string, cseq string) []byte {
 		return []byte(msg("SIP/2.0 "+code, []string{
 			"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKresp",
@@ -346,3 +361,36 @@ func (c *chunkConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *chunkConn) Close() error                     { return nil }
 func (c *chunkConn) RemoteAddr() net.Addr             { return net.TCPAddrFromAddrPort(testSrc) }
 func (c *chunkConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060} }
+
+// rfc7616Credentials is the Authorization of RFC 7616 §3.9.1's example,
+// with SHA-256.
+const rfc7616Credentials = `Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", ` +
+	`algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc=00000001, ` +
+	`cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth, ` +
+	`response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1", ` +
+	`opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"`
+
+// FuzzCredentials reads arbitrary Authorization values: the parser never
+// panics, and what it accepts, written again with every value quoted,
+// reads back the same.
+func FuzzCredentials(f *testing.F) {
+	f.Add(rfc7616Credentials)
+	f.Add(`Digest username="a\\"b", realm=r, nonce=n, uri="sip:x", response=r, nc=00000001`)
+	f.Add(`digest  USERNAME = "u" ,realm="r",nonce="n",uri="u",response="r"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parseCredentials(s)
+		if err != nil {
+			return
+		}
+		again := fmt.Sprintf("Digest username=%s, realm=%s, nonce=%s, uri=%s, response=%s, algorithm=%s, cnonce=%s, opaque=%s, qop=%s, nc=%s, userhash=%v",
+			quote(c.username), quote(c.realm), quote(c.nonce), quote(c.uri), quote(c.response), quote(c.algorithm),
+			quote(c.cnonce), quote(c.opaque), quote(c.qop), quote(c.nc), c.userhash)
+		c2, err := parseCredentials(again)
+		if err != nil && len(again) <= maxCredentialsLen {
+			t.Fatalf("parseCredentials(%q) = %+v, but it does not read back: %v", s, c, err)
+		}
+		if err == nil && *c2 != *c {
+			t.Fatalf("parseCredentials(%q) = %+v; written again, %+v", s, c, c2)
+		}
+	})
+}
