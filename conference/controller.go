@@ -435,14 +435,18 @@ func (c *Controller) Close() error {
 }
 
 // goOwned runs f as a goroutine the controller owns and waits for on
-// Close; after Close it runs nothing and returns false.
+// Close, behind the same last-line barrier as the handlers; after Close
+// it runs nothing and returns false.
 func (c *Controller) goOwned(f func()) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return false
 	}
-	c.wg.Go(f)
+	c.wg.Go(func() {
+		defer c.recoverIn("a background task")
+		f()
+	})
 	return true
 }
 

@@ -317,3 +317,57 @@ func TestEndedParticipantsBounded(t *testing.T) {
 		t.Fatalf("%d participants kept, want at most 5 ended and the new one", len(ps))
 	}
 }
+
+// TestBadResponseOnOwnConnection: a participant mcc invites over TCP, on
+// a connection mcc opened (which the guard does not screen), answers
+// with a 200 that has no To, From or Call-ID: mcc drops it and counts it,
+// and goes on serving. (sipgo's transaction has taken the 200 as final by
+// then, so that invitation ends only when the transaction does, 64·T1
+// later: the peer spoils its own call, nobody else's.)
+func TestBadResponseOnOwnConnection(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp", "tcp")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(conn)
+		var via, cseq string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+			if n, v, ok := strings.Cut(strings.TrimRight(line, "\r\n"), ":"); ok {
+				switch strings.ToLower(strings.TrimSpace(n)) {
+				case "via":
+					via = strings.TrimSpace(v)
+				case "cseq":
+					cseq = strings.TrimSpace(v)
+				}
+			}
+		}
+		conn.Write([]byte("SIP/2.0 200 OK\r\nVia: " + via + "\r\nCSeq: " + cseq + "\r\nContent-Length: 0\r\n\r\n"))
+		io.Copy(io.Discard, r)
+	}()
+	if _, err := e.c.Invite(e.name, "sip:bob@"+ln.Addr().String()+";transport=tcp"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the broken 200 counted", func() bool { return e.c.Metrics().Rejected[Rejection{"response", false}] == 1 })
+	p := e.peer(t, "udp")
+	ps, err := e.c.Invite(e.name, p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.c, e.name, ps[0].ID, Joined)
+	if m := e.c.Metrics(); m.Rejected[Rejection{"panic", false}] != 0 {
+		t.Fatalf("panics: %v", m.Rejected)
+	}
+}

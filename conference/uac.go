@@ -168,6 +168,13 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 			}
 			return nil, fmt.Errorf("INVITE: %w", tx.Err())
 		case res := <-tx.Responses():
+			if checkResponse(res) != nil {
+				// From a connection mcc opened, which the guard does not
+				// screen: a response without the headers a dialog needs is
+				// dropped, as §17.1.3 would not match it.
+				c.guard.count("response", false)
+				continue
+			}
 			c.metrics.response("received", sip.INVITE, res.StatusCode)
 			switch {
 			case res.StatusCode < 200:
@@ -516,6 +523,13 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 			c.endDialog(d, p, Failed, "re-INVITE timed out")
 			return ctx.Err()
 		case res := <-tx.Responses():
+			if checkResponse(res) != nil {
+				// From a connection mcc opened, which the guard does not
+				// screen: a response without the headers a dialog needs is
+				// dropped, as §17.1.3 would not match it.
+				c.guard.count("response", false)
+				continue
+			}
 			c.metrics.response("received", sip.INVITE, res.StatusCode)
 			if res.StatusCode >= 200 {
 				c.metrics.reinvite(time.Since(sent))
