@@ -155,7 +155,13 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	for {
 		select {
 		case <-ringCtx.Done():
-			if !cancelled && c.ctx.Err() == nil {
+			if c.ctx.Err() != nil {
+				// Close: the invitation is left to its transaction, which
+				// sipgo's layers end as they close.
+				c.untrack(d)
+				return nil, ErrClosed
+			}
+			if !cancelled {
 				cancelled = true
 				c.sendCancel(cl, req)
 			}
