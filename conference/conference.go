@@ -229,6 +229,15 @@ func validName(s string) bool {
 	return true
 }
 
+// ValidName returns nil when s can name a conference, else an error that
+// wraps ErrBadName; callers check a name before they lease anything for it.
+func ValidName(s string) error {
+	if !validName(s) {
+		return fmt.Errorf("%w: %q", ErrBadName, s)
+	}
+	return nil
+}
+
 // checkHeaderValue refuses what would inject header lines (sipgo writes
 // values as they are).
 func checkHeaderValue(s string) error {
@@ -243,8 +252,8 @@ func checkHeaderValue(s string) error {
 // Create creates a conference named name around session sessionID of the
 // manager; sip:name@host is its conference URI.
 func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
-	if !validName(name) {
-		return Info{}, fmt.Errorf("%w: %q", ErrBadName, name)
+	if err := ValidName(name); err != nil {
+		return Info{}, err
 	}
 	desc, err := c.cfg.Manager.Get(sessionID)
 	if err != nil {
