@@ -86,6 +86,7 @@ type Manager struct {
 	mu       sync.Mutex // guards the fields below
 	sessions map[uint64]*managed
 	creating map[uint64]bool // IDs of sessions whose groups are being leased
+	lastID   uint64          // the highest ID Create gave out or Restore brought back
 }
 
 type managed struct {
@@ -176,10 +177,15 @@ func (m *Manager) Create(spec SessionSpec) (*Session, error) {
 	e := &managed{desc: desc, pool: pool.Name, sources: slices.Clone(spec.Sources), stop: spec.Stop, leases: map[netip.Addr]multicast.Lease{}}
 
 	m.mu.Lock()
-	id := NTPTime(now)
+	// RFC 8866 §5.2: the NTP time in seconds, but never an ID this Manager
+	// gave out before, even to a session since deleted: the o= identity
+	// names one session (SAP listeners take a same ID with version 1 for
+	// an older version of it), and so does a lease's owner.
+	id := max(NTPTime(now), m.lastID+1)
 	for m.sessions[id] != nil || m.creating[id] {
 		id++
 	}
+	m.lastID = id
 	desc.Origin.SessionID = id
 	m.creating[id] = true
 	m.mu.Unlock()
@@ -386,7 +392,20 @@ func (m *Manager) AddStream(id uint64, ms MediaSpec) (*Session, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	i := e.desc.AddMedia(md)
+	// What Save keeps must be what Restore brings back, after this change
+	// as after Create: one stream too many (past MaxSize, say) is refused
+	// and its group released.
+	next := e.desc.Clone()
+	i := next.AddMedia(md)
+	if err := restorable(next); err != nil {
+		g := md.Connection.Addr
+		delete(e.leases, g)
+		if rerr := m.cfg.Allocator.Release(g); rerr != nil && !errors.Is(rerr, multicast.ErrNotLeased) {
+			err = errors.Join(err, rerr)
+		}
+		return nil, 0, err
+	}
+	e.desc = next
 	return e.desc.Clone(), i, nil
 }
 
@@ -542,6 +561,9 @@ func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
 		return nil, fmt.Errorf("sdp: a session with ID %d exists already", desc.Origin.SessionID)
 	}
 	m.sessions[desc.Origin.SessionID] = e
+	if !s.External {
+		m.lastID = max(m.lastID, desc.Origin.SessionID)
+	}
 	return desc.Clone(), nil
 }
 

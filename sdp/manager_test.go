@@ -220,3 +220,75 @@ func TestRenewLeases(t *testing.T) {
 		t.Fatalf("the manager's copy of the lease: %+v", l)
 	}
 }
+
+// TestManagerSessionIDsNeverReused: sessions created and deleted within
+// one second each get their own ID (RFC 8866 §5.2), and so does one after
+// a restore.
+func TestManagerSessionIDsNeverReused(t *testing.T) {
+	pool := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, _ := newManager(t, pool)
+	now := time.Unix(1_800_000_000, 0)
+	m.cfg.Now = func() time.Time { return now }
+	seen := map[uint64]bool{}
+	for range 5 {
+		s, err := m.Create(SessionSpec{Name: "x", Pool: pool.Name, Media: []MediaSpec{{Kind: "audio"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[s.Origin.SessionID] {
+			t.Fatalf("session ID %d given out twice", s.Origin.SessionID)
+		}
+		seen[s.Origin.SessionID] = true
+		saved, _ := m.Save(s.Origin.SessionID)
+		if err := m.Delete(s.Origin.SessionID); err != nil {
+			t.Fatal(err)
+		}
+		// A restored session counts too.
+		m2, _ := newManager(t, pool)
+		m2.cfg.Now = m.cfg.Now
+		if _, err := m2.Restore(saved, nil); err != nil {
+			t.Fatal(err)
+		}
+		s2, err := m2.Create(SessionSpec{Name: "y", Pool: pool.Name, Media: []MediaSpec{{Kind: "audio"}}})
+		if err != nil || s2.Origin.SessionID <= s.Origin.SessionID {
+			t.Fatalf("after restoring %d, Create gave %d (%v)", s.Origin.SessionID, s2.Origin.SessionID, err)
+		}
+	}
+}
+
+// TestManagerAddStreamMustRestore: a stream that would make the
+// description too large to read back is refused and leases nothing.
+func TestManagerAddStreamMustRestore(t *testing.T) {
+	pool := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, a := newManager(t, pool)
+	s, err := m.Create(SessionSpec{Name: "big", Pool: pool.Name, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *Session
+	for i := 0; ; i++ {
+		next, _, err := m.AddStream(s.Origin.SessionID, MediaSpec{Kind: "audio"})
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "restart") && !strings.Contains(err.Error(), "bytes") {
+				t.Fatalf("stream %d refused with %v, want ErrInvalid naming the size", i, err)
+			}
+			break
+		}
+		if i > 2000 {
+			t.Fatal("2,000 streams added and none refused")
+		}
+		last = next
+	}
+	got, _ := m.Get(s.Origin.SessionID)
+	if got.Origin.Version != last.Origin.Version || len(got.Media) != len(last.Media) {
+		t.Fatalf("the refused stream changed the session: version %d, %d streams; want %d, %d",
+			got.Origin.Version, len(got.Media), last.Origin.Version, len(last.Media))
+	}
+	if n := len(a.Leases()); n != len(got.Media) {
+		t.Fatalf("%d leases for %d streams", n, len(got.Media))
+	}
+	saved, _ := m.Save(s.Origin.SessionID)
+	if _, err := Parse(saved.SDP); err != nil {
+		t.Fatalf("the saved description does not read back: %v", err)
+	}
+}
