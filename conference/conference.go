@@ -124,12 +124,14 @@ type Conference struct {
 	external     bool
 	generation   uint64 // goes up with every media change
 	participants []*participant
+	deleted      bool // Delete has begun: no one joins any more
 }
 
 type participant struct {
 	id     string
 	uri    string
 	dialIn bool
+	in     *Conference // the conference it belongs to
 	conf   string      // the conference's name, for events
 	c      *Controller // where its events go; nil in no conference
 
@@ -164,6 +166,12 @@ func (p *participant) set(s State, status int, reason string) {
 		snap := p.snapshot()
 		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
 	}
+}
+
+func (conf *Conference) isDeleted() bool {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	return conf.deleted
 }
 
 func (conf *Conference) isExternal() bool {

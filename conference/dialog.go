@@ -47,7 +47,13 @@ type dialog struct {
 	ended       bool
 }
 
-func (d *dialog) key() dialogKey { return dialogKey{d.callID, d.localTag, d.remoteTag} }
+// key is the dialog's key in the controller's table; the remote tag
+// arrives with the 2xx, so it is read under d.mu.
+func (d *dialog) key() dialogKey {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return dialogKey{d.callID, d.localTag, d.remoteTag}
+}
 
 type dialogKey struct{ callID, localTag, remoteTag string }
 

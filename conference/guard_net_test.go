@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
 )
 
 // udpExchange sends one datagram to mcc and returns the first final
@@ -370,4 +372,76 @@ func TestBadResponseOnOwnConnection(t *testing.T) {
 	if m := e.c.Metrics(); m.Rejected[Rejection{"panic", false}] != 0 {
 		t.Fatalf("panics: %v", m.Rejected)
 	}
+}
+
+// TestDeleteWhileInviting: invitations that are still out when their
+// conference is deleted neither join it nor leave a saved dialog behind,
+// and a new conference of the same name starts empty.
+func TestDeleteWhileInviting(t *testing.T) {
+	store := &memDialogs{m: map[string]any{}}
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Dialogs = store }, "udp")
+	p := e.peer(t, "udp")
+	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
+		time.Sleep(200 * time.Millisecond) // the answer comes after the Delete
+		return 200, sdp.Answer(offer, sdp.Origin{Username: "p", SessionID: 1, Version: 1, Host: "p.example"})
+	})
+	// Invitations go out before, during and after the Delete.
+	var wg sync.WaitGroup
+	stop := time.Now().Add(150 * time.Millisecond)
+	for range 8 {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				e.c.Invite(e.name, p.uri())
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := e.c.Delete(ctxT(t), e.name); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if _, err := e.c.Invite(e.name, p.uri()); err == nil {
+		t.Fatal("invited into a deleted conference")
+	}
+	time.Sleep(time.Second) // the 200s come, and are answered with BYE
+	if n := store.len(); n != 0 {
+		t.Fatalf("%d dialogs saved for a deleted conference", n)
+	}
+	s, err := e.m.Create(sdp.SessionSpec{Name: "again", Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Create(e.name, s.Origin.SessionID, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := e.c.Participants(e.name); len(ps) != 0 {
+		t.Fatalf("the new conference of the same name has %d participants", len(ps))
+	}
+}
+
+// memDialogs is a DialogStore in memory.
+type memDialogs struct {
+	mu sync.Mutex
+	m  map[string]any
+}
+
+func (s *memDialogs) PutRecord(k string, v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+
+func (s *memDialogs) DeleteRecord(k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+
+func (s *memDialogs) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }

@@ -19,13 +19,16 @@ type DialogStore interface {
 // SavedParticipant is what a restarted controller needs to go on with a
 // participant's dialog: re-INVITE it with the next CSeq, or BYE it.
 type SavedParticipant struct {
-	Conference string    `json:"conference"`
-	ID         string    `json:"id"`
-	URI        string    `json:"uri"`
-	DialIn     bool      `json:"dial_in,omitempty"`
-	Since      time.Time `json:"since"`
-	Streams    []string  `json:"streams,omitempty"`
-	Rejected   []int     `json:"rejected,omitempty"`
+	Conference string `json:"conference"`
+	// SessionID is the conference's session when the dialog was saved: a
+	// later conference of the same name is another session.
+	SessionID uint64    `json:"session_id,omitempty"`
+	ID        string    `json:"id"`
+	URI       string    `json:"uri"`
+	DialIn    bool      `json:"dial_in,omitempty"`
+	Since     time.Time `json:"since"`
+	Streams   []string  `json:"streams,omitempty"`
+	Rejected  []int     `json:"rejected,omitempty"`
 
 	CallID       string   `json:"call_id"`
 	Owner        bool     `json:"owner,omitempty"`
@@ -64,6 +67,9 @@ func (c *Controller) persistAs(p *participant, state State) {
 	p.mu.Lock()
 	d := p.dlg
 	sp := SavedParticipant{Conference: p.conf, ID: p.id, URI: p.uri, DialIn: p.dialIn, Since: p.since}
+	if p.in != nil {
+		sp.SessionID = p.in.sessionID
+	}
 	for _, s := range p.streams {
 		sp.Streams = append(sp.Streams, s.String())
 	}
@@ -72,7 +78,7 @@ func (c *Controller) persistAs(p *participant, state State) {
 	}
 	p.mu.Unlock()
 	key := participantKey(p.conf, p.id)
-	if d == nil || state != Joined {
+	if d == nil || state != Joined || p.in != nil && p.in.isDeleted() {
 		if err := c.cfg.Dialogs.DeleteRecord(key); err != nil {
 			c.log.Error("forget dialog", "participant", p.uri, "err", err)
 		}
@@ -139,7 +145,10 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 		gen = 0
 	}
 	conf.mu.Unlock()
-	p := &participant{id: sp.ID, uri: sp.URI, dialIn: sp.DialIn, conf: conf.name, c: c, state: Joined, status: 200,
+	if sp.SessionID != 0 && sp.SessionID != conf.sessionID {
+		return fmt.Errorf("conference: restore %s: saved for session %d, but %s is session %d now", sp.ID, sp.SessionID, conf.name, conf.sessionID)
+	}
+	p := &participant{id: sp.ID, uri: sp.URI, dialIn: sp.DialIn, in: conf, conf: conf.name, c: c, state: Joined, status: 200,
 		since: sp.Since, dlg: d, generation: gen, version: sp.Version, rejected: map[int]bool{}}
 	for _, s := range sp.Streams {
 		p.streams = append(p.streams, streamStates[s])

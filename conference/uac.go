@@ -42,8 +42,10 @@ func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) 
 	}
 	var out []Participant
 	for i, t := range targets {
-		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now(), conf: conf.name, c: c}
-		c.addParticipant(conf, p)
+		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now(), in: conf, conf: conf.name, c: c}
+		if !c.addParticipant(conf, p) {
+			return out, fmt.Errorf("%w: %q is being deleted", ErrUnknown, name)
+		}
 		out = append(out, p.snapshot())
 		if !c.goOwned(func() { c.dialOut(conf, p, t) }) {
 			p.set(Failed, 0, "controller closed")
@@ -113,6 +115,9 @@ func (c *Controller) dialOut(conf *Conference, p *participant, target sip.Uri) {
 // inviteOnce sends one INVITE and follows it to its final response. It
 // returns the next target for a 3xx.
 func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri) (*sip.Uri, error) {
+	if conf.isDeleted() {
+		return nil, errors.New("the conference ended before the invitation went out")
+	}
 	conf.mu.Lock()
 	desc, gen := conf.desc.Clone(), conf.generation
 	conf.mu.Unlock()
@@ -311,6 +316,12 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 	}
 	if res == nil {
 		c.hangUp(d, p, Failed, fmt.Sprintf("unacceptable answer: %v", err))
+		return
+	}
+	if initial && conf.isDeleted() {
+		// The conference ended while this participant was being invited
+		// or was dialling in: it is told at once, and nothing is kept.
+		c.hangUp(d, p, Removed, "conference ended")
 		return
 	}
 	accepted, invalid := 0, 0
@@ -647,15 +658,18 @@ func (c *Controller) track(d *dialog, conf *Conference, p *participant) {
 }
 
 // retrack files a dialog under its full key once both tags are known.
+// The key is read before c.mu is taken: d.mu is never held under c.mu.
 func (c *Controller) retrack(d *dialog) {
+	k := d.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.dialogs[d.key()] = d
+	c.dialogs[k] = d
 }
 
 func (c *Controller) untrack(d *dialog) {
+	k := d.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.dialogs, d.key())
+	delete(c.dialogs, k)
 	delete(c.byCallID, d.callID)
 }

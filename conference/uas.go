@@ -123,7 +123,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			d.routeSet = append(d.routeSet, *rr.Address.Clone())
 		}
 	}
-	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, conf: conf.name, c: c}
+	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, in: conf, conf: conf.name, c: c}
 
 	var answer *sdp.Session // nil: we offer in the 2xx
 	var ourOffer *sdp.Session
@@ -169,7 +169,11 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
-	c.addParticipant(conf, p)
+	if !c.addParticipant(conf, p) {
+		c.guard.unhold(src)
+		respond(tx, req, sip.StatusNotFound, "Not Found", warning("the conference is ending"))
+		return
+	}
 	c.track(d, conf, p)
 	c.retrack(d)
 	res := c.ok(req, d, b)
@@ -248,14 +252,18 @@ func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
 }
 
 // addParticipant adds p to conf, and forgets the oldest participants that
-// ended beyond Limits.EndedKept.
-func (c *Controller) addParticipant(conf *Conference, p *participant) {
+// ended beyond Limits.EndedKept. It reports false, adding nothing, once
+// conf is being deleted.
+func (c *Controller) addParticipant(conf *Conference, p *participant) bool {
 	conf.mu.Lock()
 	defer conf.mu.Unlock()
+	if conf.deleted {
+		return false
+	}
 	conf.participants = append(conf.participants, p)
 	keep := c.guard.lim.EndedKept
 	if unlimited(keep) {
-		return
+		return true
 	}
 	ended := 0
 	for _, x := range conf.participants {
@@ -264,7 +272,7 @@ func (c *Controller) addParticipant(conf *Conference, p *participant) {
 		}
 	}
 	if ended <= keep {
-		return
+		return true
 	}
 	kept := conf.participants[:0]
 	for _, x := range conf.participants {
@@ -276,6 +284,7 @@ func (c *Controller) addParticipant(conf *Conference, p *participant) {
 	}
 	clear(conf.participants[len(kept):])
 	conf.participants = kept
+	return true
 }
 
 func hasMulticast(s *sdp.Session) bool {
@@ -631,6 +640,7 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	delete(c.conferences, name)
 	c.mu.Unlock()
 	conf.mu.Lock()
+	conf.deleted = true // from here no one joins, and no join is saved
 	parts := slices_clone(conf.participants)
 	conf.mu.Unlock()
 	var wg sync.WaitGroup
