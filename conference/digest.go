@@ -344,7 +344,9 @@ func (t *nonceTable) issue(now time.Time) string {
 // not one this table's key made (forged, or from before a restart).
 func (t *nonceTable) verify(nonce string) (int64, bool) {
 	t.init()
-	b, err := base64.RawURLEncoding.DecodeString(nonce)
+	// Strict: one spelling per nonce, or each of the others would get an
+	// nc count of its own in the table.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
 	if err != nil || len(b) != nonceLen {
 		return 0, false
 	}

@@ -576,3 +576,24 @@ func TestDigestConcurrent(t *testing.T) {
 		t.Errorf("%d nonces in use, want 400", n)
 	}
 }
+
+// TestNonceOneSpelling: a nonce has one spelling; the base64 variants of
+// its last character, which carry the same bytes, are refused.
+func TestNonceOneSpelling(t *testing.T) {
+	var tab nonceTable
+	n := tab.issue(time.Now())
+	if _, ok := tab.verify(n); !ok {
+		t.Fatal("a nonce just issued does not verify")
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	accepted := 0
+	for _, r := range alphabet {
+		v := n[:len(n)-1] + string(r)
+		if _, ok := tab.verify(v); ok {
+			accepted++
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d spellings of one nonce verify, want 1", accepted)
+	}
+}
