@@ -181,7 +181,11 @@ func (t tally) minus(u tally) tally {
 	return tally{t.sessions - u.sessions, t.groups - u.groups, t.bytes - u.bytes}
 }
 
-func tallyOf(h *Heard) tally { return tally{1, len(h.Groups), len(h.SDP)} }
+func tallyOf(h *Heard) tally { return tally{1, len(h.Groups), heldBytes(h.ID, h.Name, h.SDP)} }
+
+// heldBytes is what a heard session keeps in bytes: its description, and
+// the copies of its o= identity and its name that key and list it.
+func heldBytes(id, name string, sdp []byte) int { return len(sdp) + len(id) + len(name) }
 
 // source is what one source announced.
 type source struct {
@@ -266,7 +270,7 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 	// What the session would hold, counted from the ends of each c= range
 	// (at most sdp.MaxAddresses each) before anything is expanded.
 	id := sessionID(desc)
-	need := tally{sessions: 1, bytes: len(p.Payload)}
+	need := tally{sessions: 1, bytes: heldBytes(id, desc.Name, p.Payload)}
 	for _, m := range desc.Media {
 		if c := desc.EffectiveConnection(m); c != nil && c.IsMulticast() && m.Port != 0 {
 			need.groups += c.Len()

@@ -60,7 +60,7 @@ func checkBounds(t testing.TB, d *Directory) {
 	var all tally
 	per := map[netip.Prefix]tally{}
 	for _, h := range d.List() {
-		n := tally{1, len(h.Groups), len(h.SDP)}
+		n := tallyOf(&h)
 		all = all.plus(n)
 		per[sourceKey(h.Source)] = per[sourceKey(h.Source)].plus(n)
 		if len(h.Groups) != len(h.Ports) {
