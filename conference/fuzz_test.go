@@ -306,6 +306,10 @@ func FuzzStream(f *testing.F) {
 		f.Add(s, uint8(7))
 		f.Add(append(append([]byte("\r\n\r\n"), s...), s...), uint8(200))
 	}
+	// Content-Lengths that overflow an int when added to the header size.
+	for _, cl := range []string{"9223372036854775807", "9223372036854775600", "4294967296", "2147483647"} {
+		f.Add([]byte(msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Content-Length: "+cl), "")), uint8(255))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		g := newGuard(Limits{SourceRate: -1, MaxMessage: 4096}, handledMethods)
 		raw := &chunkConn{data: data, size: int(cut) + 1}
@@ -318,6 +322,9 @@ func FuzzStream(f *testing.F) {
 			if err != nil {
 				break
 			}
+		}
+		if n := g.rejections()[Rejection{"panic", false}]; n > 0 {
+			t.Fatalf("the framing panicked on %q", data)
 		}
 		// What came out parses as a sequence of messages, each whole.
 		for len(got) > 0 {

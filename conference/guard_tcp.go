@@ -82,10 +82,22 @@ func newGuardedConn(c net.Conn, g *guard, src netip.AddrPort, transport string) 
 	return &guardedConn{Conn: c, g: g, src: src, transport: transport, tmp: make([]byte, 8<<10)}
 }
 
+// maxStreamMessage bounds a message on a stream when Limits.MaxMessage is
+// off: framing must never wait for, or buffer, more than this.
+const maxStreamMessage = 1 << 20
+
 // errFraming closes a stream whose message boundaries are lost.
 var errFraming = errors.New("conference: SIP framing lost on a stream")
 
-func (c *guardedConn) Read(p []byte) (int, error) {
+func (c *guardedConn) Read(p []byte) (n int, err error) {
+	// sipgo's read goroutine recovers nothing: a bug here must close one
+	// connection, not stop the process.
+	defer func() {
+		if r := recover(); r != nil {
+			c.g.count("panic", false)
+			n, err = 0, errFraming
+		}
+	}()
 	for len(c.out) == 0 {
 		if err := c.frame(); err != nil {
 			return 0, err
@@ -115,7 +127,7 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n := copy(p, c.out)
+	n = copy(p, c.out)
 	c.out = c.out[n:]
 	return n, nil
 }
@@ -152,8 +164,18 @@ func (c *guardedConn) frame() error {
 			c.g.count("malformed", false)
 			return errFraming // no way to tell where the next message starts
 		}
+		limit := c.g.lim.MaxMessage
+		if unlimited(limit) {
+			limit = maxStreamMessage
+		}
+		if n > limit-(end+4) { // compared before adding: n may be near MaxInt
+			if pass, reply := c.g.screen(c.in[:end+4], c.transport, c.src); !pass && reply != nil {
+				c.write([]byte(reply.String()))
+			}
+			return errFraming
+		}
 		total := end + 4 + n
-		if total > c.g.lim.MaxMessage && !unlimited(c.g.lim.MaxMessage) {
+		if total > limit {
 			if pass, reply := c.g.screen(c.in[:end+4], c.transport, c.src); !pass && reply != nil {
 				c.write([]byte(reply.String()))
 			}
@@ -181,7 +203,15 @@ func (c *guardedConn) frame() error {
 // guard answers such a message with 400.
 func contentLength(head []byte) (int, bool) {
 	n, seen := 0, false
-	for _, line := range strings.Split(string(head), "\r\n")[1:] {
+	var lines []string
+	for _, l := range strings.Split(string(head), "\r\n")[1:] {
+		if (strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t")) && len(lines) > 0 {
+			lines[len(lines)-1] += " " + strings.TrimSpace(l) // §7.3.1 folding
+			continue
+		}
+		lines = append(lines, l)
+	}
+	for _, line := range lines {
 		name, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue

@@ -207,6 +207,7 @@ func TestContentLength(t *testing.T) {
 	}{
 		{"INVITE x SIP/2.0\r\nContent-Length: 12\r\n", 12, true},
 		{"INVITE x SIP/2.0\r\nl: 3\r\n", 3, true},
+		{"INVITE x SIP/2.0\r\nContent-Length:\r\n 4\r\n", 4, true}, // folded (§7.3.1)
 		{"INVITE x SIP/2.0\r\nVia: x\r\n", 0, true},
 		{"INVITE x SIP/2.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n", 0, false},
 		{"INVITE x SIP/2.0\r\nContent-Length: -1\r\n", 0, false},
@@ -215,6 +216,24 @@ func TestContentLength(t *testing.T) {
 		n, ok := contentLength([]byte(tc.head))
 		if n != tc.n || ok != tc.ok {
 			t.Errorf("contentLength(%q) = %d, %v; want %d, %v", tc.head, n, ok, tc.n, tc.ok)
+		}
+	}
+}
+
+// TestStreamContentLengthOverflow: a Content-Length near the largest int
+// closes the stream (after a 513) instead of wrapping the frame size
+// negative, which took the process down.
+func TestStreamContentLengthOverflow(t *testing.T) {
+	for _, cl := range []string{"9223372036854775807", "9223372036854775617", "99999999999999999999", "2147483647"} {
+		g := newGuard(Limits{}, handledMethods)
+		raw := &chunkConn{data: []byte(msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Content-Length: "+cl), "")), size: 4096}
+		c := newGuardedConn(raw, g, testSrc, "TCP")
+		n, err := c.Read(make([]byte, 4096))
+		if err == nil || n != 0 {
+			t.Errorf("Content-Length %s: read %d bytes, %v; want the stream closed", cl, n, err)
+		}
+		if g.rejections()[Rejection{"panic", false}] != 0 {
+			t.Errorf("Content-Length %s: the framing panicked", cl)
 		}
 	}
 }
