@@ -4,10 +4,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
 )
 
 // msg builds a request from its start line and header lines, with CRLFs.
@@ -235,5 +238,39 @@ func TestStreamContentLengthOverflow(t *testing.T) {
 		if g.rejections()[Rejection{"panic", false}] != 0 {
 			t.Errorf("Content-Length %s: the framing panicked", cl)
 		}
+	}
+}
+
+// TestLockOrderDialogParticipant runs the two paths that take a
+// participant's and its dialog's locks, hasRejectedActive and offerFor
+// under d.mu (as reinviteOnce and onReinvite do), side by side: they used
+// to take them in opposite orders and deadlock the conference.
+func TestLockOrderDialogParticipant(t *testing.T) {
+	desc := sdp.MustParse("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.1.1/15\r\nm=video 5006 RTP/AVP 96\r\nc=IN IP4 239.255.1.2/15\r\n")
+	d := &dialog{offered: desc}
+	p := &participant{dlg: d, rejected: map[int]bool{1: true}}
+	c := &Controller{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for range 20000 {
+				c.hasRejectedActive(desc, p)
+			}
+		})
+		wg.Go(func() {
+			for range 20000 {
+				d.mu.Lock()
+				offerFor(desc, p)
+				d.mu.Unlock()
+			}
+		})
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("deadlock between hasRejectedActive and offerFor under d.mu")
 	}
 }

@@ -588,11 +588,19 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 	}
 }
 
+// hasRejectedActive reports whether p was last offered a stream it had
+// answered wrongly with a port other than 0. The locks are taken one at a
+// time: elsewhere d.mu is held while p.mu is taken (offerFor), so holding
+// p.mu while taking d.mu could deadlock the two.
 func (c *Controller) hasRejectedActive(desc *sdp.Session, p *participant) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	d := p.dlg
-	if d == nil {
+	rejected := make([]int, 0, len(p.rejected))
+	for i := range p.rejected {
+		rejected = append(rejected, i)
+	}
+	p.mu.Unlock()
+	if d == nil || len(rejected) == 0 {
 		return false
 	}
 	d.mu.Lock()
@@ -600,7 +608,7 @@ func (c *Controller) hasRejectedActive(desc *sdp.Session, p *participant) bool {
 	if d.offered == nil {
 		return false
 	}
-	for i := range p.rejected {
+	for _, i := range rejected {
 		if i < len(d.offered.Media) && d.offered.Media[i].Port != 0 {
 			return true
 		}
