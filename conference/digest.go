@@ -494,15 +494,16 @@ func (t *nonceTable) authenticate(a *Access, realm string, req *sip.Request) *re
 	if cred.qop != "auth" || cred.cnonce == "" || !isNC(cred.nc) || cred.userhash {
 		return retry(`credentials need qop=auth with nc and cnonce, and no userhash`, false)
 	}
-	if cred.opaque != t.opaque {
-		return retry("wrong opaque", false)
-	}
 	issued, ok := t.verify(cred.nonce)
-	if !ok {
-		return retry("not a nonce of this conference", false)
-	}
 	if !a.checkResponse(alg, cred, string(req.Method)) {
 		return retry("wrong credentials", false)
+	}
+	// RFC 7616 §3.3: a nonce (and opaque) that is not this table's, such
+	// as one issued before mcc restarted, with a valid response gets a
+	// fresh challenge with stale=true: the client retries without asking
+	// its user again.
+	if !ok || cred.opaque != t.opaque {
+		return retry("not a nonce of this conference (mcc restarted, or it is forged)", true)
 	}
 	// The credentials are right: from here on a refusal of the nonce is
 	// stale=true, but for a replay.

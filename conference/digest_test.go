@@ -228,8 +228,15 @@ func TestDigestChallenge(t *testing.T) {
 	och := challengesOf(t, r2)[0]
 	req := dialInRequest(t, boardURI, "sip:bob@example.org", "192.0.2.7:5060",
 		answer(t, och, "bob", "s3cret", boardURI, 1, func(c *digest.Credentials) { c.Opaque = chs[0].Opaque }))
+	// With the right password it is stale=true (RFC 7616 §3.3: an invalid
+	// nonce, a valid response), as after a restart; with a wrong one not.
+	if r := (&Controller{}).admit(conf, req); r == nil || r.Code != 401 || !strings.Contains(fmt.Sprint(r.Headers), "stale=true") {
+		t.Fatalf("a nonce of another conference: %+v, want 401 with stale=true", r)
+	}
+	req = dialInRequest(t, boardURI, "sip:bob@example.org", "192.0.2.7:5060",
+		answer(t, och, "bob", "wrong", boardURI, 1, func(c *digest.Credentials) { c.Opaque = chs[0].Opaque }))
 	if r := (&Controller{}).admit(conf, req); r == nil || r.Code != 401 || strings.Contains(fmt.Sprint(r.Headers), "stale") {
-		t.Fatalf("a nonce of another conference: %+v, want 401 without stale", r)
+		t.Fatalf("a nonce of another conference, wrong password: %+v, want 401 without stale", r)
 	}
 }
 
@@ -281,8 +288,9 @@ func TestDigestAdmit(t *testing.T) {
 		{"wrong password", answer(t, sha2, "bob", "secret", boardURI, 7, nil), "", 401},
 		{"unknown user", answer(t, sha2, "mallory", "s3cret", boardURI, 7, nil), "", 401},
 		{"wrong realm", answer(t, &other, "bob", "s3cret", boardURI, 7, nil), "", 401},
-		{"forged nonce", answer(t, &forged, "bob", "s3cret", boardURI, 1, nil), "", 401},
-		{"wrong opaque", answer(t, sha2, "bob", "s3cret", boardURI, 7, func(c *digest.Credentials) { c.Opaque = "x" }), "", 401},
+		// With the right password these are stale=true (TestDigestStale).
+		{"forged nonce", answer(t, &forged, "bob", "secret", boardURI, 1, nil), "", 401},
+		{"wrong opaque", answer(t, sha2, "bob", "secret", boardURI, 7, func(c *digest.Credentials) { c.Opaque = "x" }), "", 401},
 		{"no qop", answer(t, &digest.Challenge{Realm: "board", Nonce: sha2.Nonce, Opaque: sha2.Opaque, Algorithm: "SHA-256"}, "bob", "s3cret", boardURI, 7, nil), "", 401},
 		{"userhash", answer(t, sha2, "bob", "s3cret", boardURI, 7, func(c *digest.Credentials) { c.Userhash = true }), "", 401},
 		{"malformed", `Digest username="bob", realm="board"`, "", 401},
@@ -340,7 +348,8 @@ func TestDigestStale(t *testing.T) {
 		}{
 			{"right credentials, expired nonce", answer(t, ch, "bob", "s3cret", boardURI, 2, nil), true},
 			{"wrong password, expired nonce", answer(t, ch, "bob", "wrong", boardURI, 3, nil), false},
-			{"forged nonce", answer(t, &forged, "bob", "s3cret", boardURI, 1, nil), false},
+			{"forged nonce, right password", answer(t, &forged, "bob", "s3cret", boardURI, 1, nil), true},
+			{"forged nonce, wrong password", answer(t, &forged, "bob", "wrong", boardURI, 1, nil), false},
 		} {
 			r := c.admit(conf, dialInRequest(t, boardURI, "sip:bob@example.org", "", tc.auth))
 			chs := challengesOf(t, r)
@@ -356,9 +365,10 @@ func TestDigestStale(t *testing.T) {
 				}
 			}
 		}
-		// The expired nonce left the table when the new one came in.
-		if n := conf.nonces.inUse(); n != 1 {
-			t.Errorf("%d nonces in use, want 1", n)
+		// The expired nonce left the table when a new one came in; the
+		// two the stale challenges gave are in use.
+		if n := conf.nonces.inUse(); n != 2 {
+			t.Errorf("%d nonces in use, want 2", n)
 		}
 	})
 }
