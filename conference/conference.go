@@ -148,6 +148,9 @@ type participant struct {
 	rejected map[int]bool
 	// generation is the conference generation the participant has.
 	generation uint64
+	// source is where a dial-in came from while it counts against
+	// Limits.JoinedPerSource; invalid once it ended, or for a dial-out.
+	source netip.Addr
 }
 
 func (p *participant) set(s State, status int, reason string) {
@@ -161,7 +164,15 @@ func (p *participant) set(s State, status int, reason string) {
 	}
 	p.mu.Lock()
 	p.state, p.status, p.reason, p.since = s, status, reason, time.Now()
+	release := s >= Declined && p.source.IsValid()
+	src := p.source
+	if release {
+		p.source = netip.Addr{} // counted once
+	}
 	p.mu.Unlock()
+	if release && p.c != nil {
+		p.c.guard.unjoin(src)
+	}
 	if changed && p.c != nil {
 		snap := p.snapshot()
 		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})

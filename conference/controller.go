@@ -134,6 +134,7 @@ type closer interface{ Close() error }
 type participantRef struct {
 	conf *Conference
 	p    *participant
+	d    *dialog
 }
 
 // ErrClosed is returned after Close.
@@ -171,16 +172,25 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.guard = newGuard(cfg.Limits, handledMethods)
+	c.guard.hasConference = func(name string) bool { _, err := c.conference(name); return err == nil }
 	c.ackWait = cmp.Or(cfg.ackWait, 64*sip.T1)
+	stack := stackLogger(log)
+	// Every TCP and TLS connection, mcc's own outgoing ones too (which the
+	// guard does not see), is closed when idle and never blocks a write
+	// for ever.
+	tcp := func() *sip.TransportTCP {
+		return &sip.TransportTCP{ReadTimeout: c.guard.lim.TCPIdle, WriteTimeout: writeTimeout}
+	}
 	opts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("mcc"),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(c.onStrayResponse),
-			sip.WithTransactionLayerLogger(log.With("layer", "transaction")),
+			sip.WithTransactionLayerLogger(stack.With("layer", "transaction")),
 		),
 		sipgo.WithUserAgentTransportLayerOptions(
-			sip.WithTransportLayerLogger(log.With("layer", "transport")),
-			sip.WithTransportLayerReadFilter(c.guard.udpFilter),
+			sip.WithTransportLayerLogger(stack.With("layer", "transport")),
+			sip.WithTransportLayerReadFilter(c.guard.udpFilter), // before the transports, which copy it
+			sip.WithTransportLayerTransports(sip.TransportsConfig{TCP: tcp(), TLS: &sip.TransportTLS{TransportTCP: tcp()}}),
 		),
 	}
 	if cfg.TLS != nil {
@@ -194,7 +204,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("conference: %w", err)
 	}
 	c.ua = ua
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log.With("layer", "server")))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(stack.With("layer", "server")))
 	if err != nil {
 		ua.Close()
 		return nil, fmt.Errorf("conference: %w", err)
@@ -210,6 +220,24 @@ func New(cfg Config) (*Controller, error) {
 			c.Close()
 			return nil, err
 		}
+	}
+	// sipgo keeps a pool entry per UDP peer address for as long as the
+	// listener lives; the guard says which are idle, and they go.
+	if pool := ua.TransportLayer().Pool("udp"); pool != nil {
+		c.wg.Go(func() {
+			t := time.NewTicker(2 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-c.ctx.Done():
+					return
+				case now := <-t.C:
+					for _, a := range c.guard.pruneUDP(now) {
+						pool.Delete(a)
+					}
+				}
+			}
+		})
 	}
 	h, p, _ := net.SplitHostPort(c.addrs[0].Addr)
 	if p != "5060" {
@@ -337,7 +365,7 @@ func (c *Controller) listen(l Listener) error {
 		}
 		c.wg.Go(func() { serve(ln) })
 		if _, ok := c.clients[tr]; !ok {
-			cl, err := sipgo.NewClient(c.ua, sipgo.WithClientLogger(c.log.With("layer", "client")))
+			cl, err := sipgo.NewClient(c.ua, sipgo.WithClientLogger(stackLogger(c.log).With("layer", "client")))
 			if err != nil {
 				return err
 			}
@@ -393,7 +421,7 @@ func (c *Controller) serveUDP(pc net.PacketConn) error {
 	fam := familyOf(addr)
 	key := "udp" + fam
 	if _, ok := c.clients[key]; !ok {
-		cl, err := sipgo.NewClient(c.ua, sipgo.WithClientConnectionAddr(addr), sipgo.WithClientLogger(c.log.With("layer", "client")))
+		cl, err := sipgo.NewClient(c.ua, sipgo.WithClientConnectionAddr(addr), sipgo.WithClientLogger(stackLogger(c.log).With("layer", "client")))
 		if err != nil {
 			return err
 		}
@@ -457,7 +485,7 @@ func (c *Controller) client(transport, host string) (*sipgo.Client, error) {
 	key := tr
 	if tr == "udp" {
 		key = "udp4"
-		if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Is6() {
+		if c.isV6(host) {
 			key = "udp6"
 		}
 	}
@@ -468,14 +496,37 @@ func (c *Controller) client(transport, host string) (*sipgo.Client, error) {
 	return cl, nil
 }
 
+// isV6 reports whether mcc reaches host over IPv6: an address literal
+// says so itself; a name is looked up, and goes over IPv4 when it has an
+// IPv4 address, as sipgo's resolver prefers.
+func (c *Controller) isV6(host string) bool {
+	host = strings.Trim(host, "[]")
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Is6() && !a.Is4In6()
+	}
+	r := c.cfg.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			return false
+		}
+	}
+	return true
+}
+
 // contact returns our Contact for a transport and the family of the
 // destination host.
 func (c *Controller) contact(user, transport, host string) *sip.ContactHeader {
 	tr := strings.ToLower(transport)
-	want6 := false
-	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Is6() {
-		want6 = true
-	}
+	want6 := c.isV6(host)
 	var pick *Listener
 	for i, l := range c.addrs {
 		if l.Transport != tr {

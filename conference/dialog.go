@@ -2,6 +2,7 @@ package conference
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -45,6 +46,26 @@ type dialog struct {
 	// rebuilt from the dialog rather than kept, to keep dialogs small.
 	lastACKCSeq uint32
 	ended       bool
+	// fixTo, for a dial-in that reached mcc with no proxy in between, is
+	// the source address of its last request: a remote target on another
+	// host than that is set to it, host and port. A caller behind NAT is
+	// reached so (as kamailio's fix_nated_contact does), and a stranger
+	// cannot name a third party for mcc's requests to go to; a Contact on
+	// the source's own host is taken as it is (§12.2 target refresh).
+	fixTo netip.AddrPort
+}
+
+// fixTargetLocked points the remote target at fixTo, when set and the
+// target is on another host. Called with d.mu held.
+func (d *dialog) fixTargetLocked() {
+	if !d.fixTo.IsValid() {
+		return
+	}
+	if a, err := netip.ParseAddr(strings.Trim(d.remoteTarget.Host, "[]")); err == nil && a.Unmap() == d.fixTo.Addr().Unmap() {
+		return
+	}
+	d.remoteTarget.Host = hostForURI(d.fixTo.Addr().Unmap().String())
+	d.remoteTarget.Port = int(d.fixTo.Port())
 }
 
 // key is the dialog's key in the controller's table; the remote tag
@@ -142,4 +163,18 @@ func tagOf(params sip.HeaderParams) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// remoteTagIs reports whether the dialog's remote tag is tag.
+func (d *dialog) remoteTagIs(tag string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.remoteTag == tag
+}
+
+// live reports whether the dialog has not ended.
+func (d *dialog) live() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.ended
 }

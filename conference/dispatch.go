@@ -2,6 +2,7 @@ package conference
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime/debug"
 
 	"github.com/emiago/sipgo"
@@ -70,7 +71,16 @@ func (c *Controller) barrier(h sipgo.RequestHandler) sipgo.RequestHandler {
 				}
 			}
 		}()
-		if r := checkRequest(req); r != nil {
+		r := checkRequest(req)
+		if r == nil && !c.guard.screened(req) {
+			// On a connection mcc opened: the guard's rules and the
+			// source's rate apply here instead.
+			src, _ := netip.ParseAddrPort(req.Source())
+			if r = c.guard.take(src.Addr()); r == nil {
+				r = c.guard.check(req, []byte(req.String()), nil)
+			}
+		}
+		if r != nil {
 			answered := r.Code != 0 && req.Method != sip.ACK && tx != nil
 			c.guard.count(r.key, answered)
 			if answered {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,11 @@ type guard struct {
 	lim    Limits
 	parser *sip.Parser
 	allow  map[sip.RequestMethod]bool
-	now    func() time.Time
+	// hasConference says whether a conference of that name exists: a
+	// request to one that does not gets 404 before its Require and body
+	// are looked at (§8.2.2.1 comes first). Nil: every name exists.
+	hasConference func(name string) bool
+	now           func() time.Time
 
 	live    atomic.Int64 // server transactions alive
 	pending atomic.Int64 // dial-ins answered and not ACKed
@@ -40,7 +45,12 @@ type guard struct {
 	overflow  source    // the bucket new sources share when the table is full
 	lastSweep time.Time // sweeps of idle sources run at most once a second
 	udp       map[string]net.PacketConn
-	rejected  map[Rejection]uint64
+	accepted  map[string]int // remote addresses of the streams guardedConn screens
+	// udpPeers are the UDP addresses (ip:port) whose packets went on to
+	// sipgo, with when the last did: sipgo keeps a connection-pool entry
+	// for each, for ever, so pruneUDP removes the idle ones.
+	udpPeers map[string]time.Time
+	rejected map[Rejection]uint64
 }
 
 // source is one sender's token bucket and what it holds.
@@ -51,7 +61,14 @@ type source struct {
 	since   time.Time // start of that second
 	pending int       // its dial-ins answered and not ACKed
 	conns   int       // its accepted TCP and TLS connections
+	joined  int       // its dial-ins joined
+	// responses have a bucket of their own, ten times as large: a
+	// participant answers every re-INVITE of a fan-out at once.
+	rtokens float64
+	rlast   time.Time
 }
+
+func (s *source) holds() bool { return s.pending > 0 || s.conns > 0 || s.joined > 0 }
 
 // Rejection says what the guard did with a message it did not pass on.
 type Rejection struct {
@@ -81,6 +98,7 @@ func refuse(key string, code int, reason, warn string, hdrs ...sip.Header) *refu
 // response builds the stateless answer to req.
 func (r *refusal) response(req *sip.Request) *sip.Response {
 	res := sip.NewResponseFromRequest(req, r.Code, r.Reason, nil)
+	res.SipVersion = "SIP/2.0" // mcc's version, even to a request of another (§7.1, §21.5.10)
 	if r.Warning != "" {
 		res.AppendHeader(warning(r.Warning))
 	}
@@ -92,7 +110,7 @@ func (r *refusal) response(req *sip.Request) *sip.Response {
 
 func newGuard(lim Limits, allow []sip.RequestMethod) *guard {
 	g := &guard{lim: lim.withDefaults(), parser: sip.NewParser(), allow: map[sip.RequestMethod]bool{}, now: time.Now,
-		sources: map[netip.Prefix]*source{}, udp: map[string]net.PacketConn{}, rejected: map[Rejection]uint64{}}
+		sources: map[netip.Prefix]*source{}, udp: map[string]net.PacketConn{}, accepted: map[string]int{}, udpPeers: map[string]time.Time{}, rejected: map[Rejection]uint64{}}
 	g.parser.MaxMessageLength = math.MaxInt32 // sizes are ours to check, with an answer
 	for _, m := range allow {
 		g.allow[m] = true
@@ -137,13 +155,24 @@ func (g *guard) sourceLocked(src netip.Addr, now time.Time) *source {
 		return s
 	}
 	if len(g.sources) >= g.lim.MaxSources && !unlimited(g.lim.MaxSources) {
-		if now.Sub(g.lastSweep) < time.Second {
-			return &g.overflow
+		if now.Sub(g.lastSweep) >= time.Second {
+			g.lastSweep = now
+			full := float64(g.lim.SourceBurst) / max(g.lim.SourceRate, 1)
+			for k, s := range g.sources {
+				if !s.holds() && now.Sub(s.last).Seconds() > full {
+					delete(g.sources, k)
+				}
+			}
 		}
-		g.lastSweep = now
-		full := float64(g.lim.SourceBurst) / max(g.lim.SourceRate, 1)
+		// Still full (a flood from many addresses): one source that holds
+		// nothing makes room, the first the map's random order gives. A
+		// source evicted so comes back with a full bucket, so a flood of
+		// new addresses cannot lock the others out.
 		for k, s := range g.sources {
-			if s.pending == 0 && s.conns == 0 && now.Sub(s.last).Seconds() > full {
+			if len(g.sources) < g.lim.MaxSources {
+				break
+			}
+			if !s.holds() {
 				delete(g.sources, k)
 			}
 		}
@@ -151,7 +180,7 @@ func (g *guard) sourceLocked(src netip.Addr, now time.Time) *source {
 			return &g.overflow
 		}
 	}
-	s := &source{tokens: float64(g.lim.SourceBurst), last: now}
+	s := &source{tokens: float64(g.lim.SourceBurst), last: now, rtokens: 10 * float64(g.lim.SourceBurst), rlast: now}
 	g.sources[k] = s
 	return s
 }
@@ -183,6 +212,47 @@ func (g *guard) take(src netip.Addr) *refusal {
 	wait := int(math.Ceil((1 - s.tokens) / g.lim.SourceRate))
 	return refuse("rate", sip.StatusServiceUnavailable, "Service Unavailable", "too many requests from this source",
 		sip.NewHeader("Retry-After", strconv.Itoa(max(wait, 1))))
+}
+
+// takeResponse spends one of src's response tokens; false means drop it.
+func (g *guard) takeResponse(src netip.Addr) bool {
+	if g.lim.SourceRate < 0 {
+		return true
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.sourceLocked(src, now)
+	s.rtokens = min(10*float64(g.lim.SourceBurst), s.rtokens+now.Sub(s.rlast).Seconds()*10*g.lim.SourceRate)
+	s.rlast = now
+	if s.rtokens < 1 {
+		return false
+	}
+	s.rtokens--
+	return true
+}
+
+// join counts a dial-in from src that joined; it reports false when src
+// has Limits.JoinedPerSource joined already.
+func (g *guard) join(src netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.sourceLocked(src, g.now())
+	if !unlimited(g.lim.JoinedPerSource) && s.joined >= g.lim.JoinedPerSource {
+		return false
+	}
+	s.joined++
+	return true
+}
+
+func (g *guard) unjoin(src netip.Addr) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s := g.sources[sourceKey(src)]; s != nil && s.joined > 0 {
+		s.joined--
+	} else if g.overflow.joined > 0 {
+		g.overflow.joined--
+	}
 }
 
 // hold counts a dial-in from src answered and waiting for its ACK; it
@@ -230,6 +300,17 @@ func (g *guard) openConn(src netip.Addr) bool {
 	return true
 }
 
+// screened reports whether req came in where the guard reads: on UDP, or
+// on a stream it accepted. A request on a connection mcc opened did not.
+func (g *guard) screened(req *sip.Request) bool {
+	if strings.EqualFold(req.Transport(), "udp") {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.accepted[req.Source()] > 0
+}
+
 func (g *guard) closeConn(src netip.Addr) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -275,6 +356,10 @@ func (g *guard) screenMsg(data []byte, transport string, src netip.AddrPort) (pa
 			g.count("response", false)
 			return false, nil, nil
 		}
+		if !g.takeResponse(src.Addr()) {
+			g.count("rate", false)
+			return false, nil, nil
+		}
 		return true, nil, m
 	case *sip.Request:
 		m.SetTransport(transport)
@@ -305,8 +390,9 @@ func (g *guard) screenMsg(data []byte, transport string, src netip.AddrPort) (pa
 }
 
 // normalize writes a request again, or returns nil when sipgo reads it
-// right as it came. Two things, both of RFC 4475, make sipgo's
-// transaction layer refuse a request mcc has passed:
+// right as it came. It adds the received= of §18.2.1 (below), and mends
+// two things, both of RFC 4475, that make sipgo's transaction layer
+// refuse a request mcc has passed:
 //
 //   - a parameter written with spaces around its "=" (§3.1.1.1: "branch =
 //     z9hG4bK...", "tag = ..."), which sipgo keeps in the name, so it finds
@@ -333,6 +419,18 @@ func normalize(req *sip.Request) []byte {
 		return nil
 	}
 	trim(via.Params)
+	// §18.2.1: a sent-by that is a name or another address than the
+	// packet's source gets received=. sipgo answers to it (§18.2.2), and
+	// when a stream's connection is gone, dials it back: the source, never
+	// a host a stranger names.
+	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+		host, _ := netip.ParseAddr(strings.Trim(via.Host, "[]"))
+		if rcv, ok := via.Params.Get("received"); (host.Unmap() != src.Addr().Unmap() || ok) && rcv != src.Addr().Unmap().String() {
+			via.Params.Remove("received")
+			via.Params.Add("received", src.Addr().Unmap().String())
+			changed = true
+		}
+	}
 	if from := req.From(); from != nil {
 		trim(from.Params)
 	}
@@ -406,6 +504,12 @@ func (g *guard) check(req *sip.Request, data []byte, perr error) *refusal {
 	}
 	// §8.2.1: a method mcc knows but does not handle gets 405; one it
 	// does not know, 501 (§21.5.2, RFC 4475 §3.1.1.2). Both say Allow.
+	// Methods are case-sensitive (§7.1): sipgo upper-cases the request
+	// line's, so "invite" is checked here, as written.
+	if m, _, _ := bytes.Cut(data, []byte(" ")); len(data) > 0 && string(m) != string(req.Method) {
+		return refuse("method", sip.StatusNotImplemented, "Not Implemented", "",
+			sip.NewHeader("Allow", allowHeader))
+	}
 	if !g.allow[req.Method] {
 		if !knownMethods[req.Method] {
 			return refuse("method", sip.StatusNotImplemented, "Not Implemented", "",
@@ -416,6 +520,12 @@ func (g *guard) check(req *sip.Request, data []byte, perr error) *refusal {
 	}
 	if r := checkScheme(req); r != nil {
 		return r
+	}
+	// §8.2.2.1: a request outside a dialog to a conference that does not
+	// exist is answered 404 by its handler; its extensions and body do not
+	// matter then.
+	if _, inDialog := tagOf(req.To().Params); !inDialog && req.Method == sip.INVITE && g.hasConference != nil && !g.hasConference(req.Recipient.User) {
+		return nil
 	}
 	// §8.2.2.3: option tags mcc does not support. ACK and CANCEL carry
 	// none of their own.
@@ -759,6 +869,10 @@ func (g *guard) udpFilter(info sip.TransportReadProps, data []byte) ([]byte, err
 	src := addrPortOf(info.RemoteAddr)
 	out, reply := g.forward(data, "UDP", src)
 	if out != nil {
+		now := g.now()
+		g.mu.Lock()
+		g.udpPeers[info.RemoteAddr.String()] = now
+		g.mu.Unlock()
 		return out, nil
 	}
 	if reply != nil {
@@ -770,6 +884,41 @@ func (g *guard) udpFilter(info sip.TransportReadProps, data []byte) ([]byte, err
 		}
 	}
 	return nil, nil // an error would stop sipgo's read loop
+}
+
+// udpPeerIdle is how long a UDP peer's pool entry is kept after its last
+// packet: past any transaction of its (64·T1) and a margin. maxUDPPeers
+// bounds the entries kept; past it the oldest go first.
+var udpPeerIdle = 64*sip.T1 + 8*time.Second
+
+const maxUDPPeers = 50000
+
+// pruneUDP returns the UDP peers whose sipgo pool entries should go: idle
+// for udpPeerIdle, then the oldest beyond maxUDPPeers. It forgets them.
+// An entry is only sipgo's cache of where to answer from (the listener):
+// one pruned while still wanted is added again by the peer's next packet.
+func (g *guard) pruneUDP(now time.Time) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for a, t := range g.udpPeers {
+		if now.Sub(t) > udpPeerIdle {
+			out = append(out, a)
+			delete(g.udpPeers, a)
+		}
+	}
+	if extra := len(g.udpPeers) - maxUDPPeers; extra > 0 {
+		all := make([]string, 0, len(g.udpPeers))
+		for a := range g.udpPeers {
+			all = append(all, a)
+		}
+		slices.SortFunc(all, func(a, b string) int { return g.udpPeers[a].Compare(g.udpPeers[b]) })
+		for _, a := range all[:extra] {
+			out = append(out, a)
+			delete(g.udpPeers, a)
+		}
+	}
+	return out
 }
 
 // responseAddr is where a response to a request from src goes over UDP

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,7 +59,7 @@ func TestNetworkCannotStopMCC(t *testing.T) {
 		{"2xx without From, To, Call-ID", msg("SIP/2.0 200 OK", []string{"Via: SIP/2.0/UDP " + addr + ";branch=z9hG4bKx", "CSeq: 1 INVITE", "Content-Length: 0"}, ""), ""},
 		{"no Call-ID", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", without(base("OPTIONS"), "Call-ID"), ""), "SIP/2.0 400"},
 		{"CSeq method differs", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "CSeq"), "CSeq: 1 BYE"), ""), "SIP/2.0 400"},
-		{"SIP/7.0", msg("OPTIONS sip:lecture@"+addr+" SIP/7.0", base("OPTIONS"), ""), "SIP/7.0 505"},
+		{"SIP/7.0", msg("OPTIONS sip:lecture@"+addr+" SIP/7.0", base("OPTIONS"), ""), "SIP/2.0 505"},
 		{"NUL in a header", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(base("OPTIONS"), "Subject: \x00"), ""), "SIP/2.0 400"},
 		{"Require", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(base("OPTIONS"), "Require: nosuchext"), ""), "SIP/2.0 420"},
 		{"in-dialog OPTIONS for no dialog", msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "To"), "To: <sip:lecture@127.0.0.1>;tag=nosuch"), ""), "SIP/2.0 481"},
@@ -444,4 +445,232 @@ func (s *memDialogs) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m)
+}
+
+// rawUDP is a socket on loopback for hand-written SIP.
+func rawUDP(t *testing.T, addr string) *net.UDPConn {
+	t.Helper()
+	a, _ := net.ResolveUDPAddr("udp", addr)
+	c, err := net.ListenUDP("udp", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readSIP returns the next message on c whose first line has prefix, or
+// nil after wait.
+func readSIP(c *net.UDPConn, prefix string, wait time.Duration) sip.Message {
+	buf := make([]byte, 65536)
+	c.SetReadDeadline(time.Now().Add(wait))
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return nil
+		}
+		if strings.HasPrefix(string(buf[:n]), prefix) {
+			m, _ := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+			return m
+		}
+	}
+}
+
+// TestMergedRequest: an INVITE with the Call-ID, From tag and CSeq of a
+// dial-in in progress but another branch gets 482 (RFC 3261 §8.2.2.2).
+func TestMergedRequest(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	c := rawUDP(t, "127.0.0.1:0")
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	hdr := func(branch string) string {
+		return msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
+			"Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bK" + branch, "Max-Forwards: 70",
+			"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=merged", "Call-ID: merged-1",
+			"CSeq: 1 INVITE", "Contact: <sip:a@" + c.LocalAddr().String() + ">", "Content-Length: 0"}, "")
+	}
+	c.WriteTo([]byte(hdr("one")), to)
+	if readSIP(c, "SIP/2.0 200", 2*time.Second) == nil {
+		t.Fatal("no 200 to the first INVITE")
+	}
+	c.WriteTo([]byte(hdr("two")), to)
+	if readSIP(c, "SIP/2.0 482", 2*time.Second) == nil {
+		t.Fatal("the merged INVITE got no 482")
+	}
+}
+
+// TestDialInTargetIsSource: a caller that reaches mcc with no proxy is
+// sent mcc's requests at the address they came from, not at the host its
+// Contact names (a stranger could name a third party; a caller behind NAT
+// names an address nobody reaches).
+func TestDialInTargetIsSource(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	caller := rawUDP(t, "127.0.0.1:0")
+	victim := rawUDP(t, "127.0.0.9:0")
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	unicast := "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+	inv := msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
+		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKfix", "Max-Forwards: 70",
+		"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=fix", "Call-ID: fix-1", "CSeq: 1 INVITE",
+		"Contact: <sip:v@" + victim.LocalAddr().String() + ">", "Content-Type: application/sdp",
+		"Content-Length: " + strconv.Itoa(len(unicast))}, unicast)
+	caller.WriteTo([]byte(inv), to)
+	ok := readSIP(caller, "SIP/2.0 200", 2*time.Second)
+	if ok == nil {
+		t.Fatal("no 200")
+	}
+	res := ok.(*sip.Response)
+	toTag, _ := tagOf(res.To().Params)
+	ack := msg("ACK sip:lecture@"+addr+" SIP/2.0", []string{
+		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKfixack", "Max-Forwards: 70",
+		"To: <sip:lecture@" + addr + ">;tag=" + toTag, "From: <sip:a@127.0.0.1>;tag=fix", "Call-ID: fix-1",
+		"CSeq: 1 ACK", "Content-Length: 0"}, "")
+	caller.WriteTo([]byte(ack), to)
+	// The unicast offer's streams were rejected: mcc re-INVITEs with the
+	// session's, to the caller's source.
+	if readSIP(caller, "INVITE ", 3*time.Second) == nil {
+		t.Fatal("the re-INVITE did not come to the caller's source")
+	}
+	if m := readSIP(victim, "", 500*time.Millisecond); m != nil {
+		t.Fatalf("the Contact's host got %s", m.String())
+	}
+}
+
+// TestJoinedPerSource: past JoinedPerSource, a dial-in from that source
+// gets 486; one ending makes room.
+func TestJoinedPerSource(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Limits.JoinedPerSource = 2 }, "udp")
+	var calls []*call
+	for i := range 3 {
+		cl := e.peer(t, "udp").dialIn(t, e.c.URI(e.name), nil, echo)
+		want := 200
+		if i == 2 {
+			want = 486
+		}
+		if cl.res.StatusCode != want {
+			t.Fatalf("dial-in %d: %d, want %d", i, cl.res.StatusCode, want)
+		}
+		calls = append(calls, cl)
+	}
+	eventually(t, "two joined", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		n := 0
+		for _, p := range ps {
+			if p.State == Joined {
+				n++
+			}
+		}
+		return n == 2
+	})
+	bye := calls[0].p.inDialog(calls[0], sip.BYE, 2, nil)
+	if res := calls[0].p.do(t, bye); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	if cl := e.peer(t, "udp").dialIn(t, e.c.URI(e.name), nil, echo); cl.res.StatusCode != 200 {
+		t.Fatalf("a dial-in after one left: %d", cl.res.StatusCode)
+	}
+}
+
+// TestKeepAlivesDoNotHoldAConnection: a TCP connection that carries only
+// CRLF keep-alives, never a message, is closed after TCPIdle.
+func TestKeepAlivesDoNotHoldAConnection(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Limits.TCPIdle = 400 * time.Millisecond }, "tcp")
+	conn, err := net.Dial("tcp", e.c.Addrs()[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	go func() {
+		for range 40 {
+			if _, err := conn.Write([]byte("\r\n\r\n")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	conn.SetReadDeadline(time.Now().Add(4 * time.Second))
+	r := bufio.NewReader(conn)
+	for {
+		if _, err := r.ReadByte(); err != nil {
+			break // pongs until mcc closes
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("keep-alives held the connection %v", d)
+	}
+}
+
+// TestNoDialBackToVia: a stranger sends an OPTIONS over TCP naming a third
+// party in its Via and drops the connection; mcc does not connect there
+// to answer (RFC 3261 §18.2.1: it answers the received address).
+func TestNoDialBackToVia(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "tcp")
+	victim, err := net.Listen("tcp", "127.0.0.9:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	dialed := make(chan struct{}, 1)
+	go func() {
+		if c, err := victim.Accept(); err == nil {
+			c.Close()
+			dialed <- struct{}{}
+		}
+	}()
+	conn, err := net.Dial("tcp", e.c.Addrs()[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var burst strings.Builder // many, so some are answered after the reset
+	for i := range 50 {
+		burst.WriteString(msg("OPTIONS sip:lecture@"+e.c.Addrs()[0].Addr+" SIP/2.0", with(without(base("OPTIONS"), "Via"),
+			"Via: SIP/2.0/TCP "+victim.Addr().String()+";branch=z9hG4bKdialback"+strconv.Itoa(i), "Content-Length: 0"), ""))
+	}
+	conn.Write([]byte(burst.String()))
+	conn.(*net.TCPConn).SetLinger(0)
+	conn.Close()
+	select {
+	case <-dialed:
+		t.Fatal("mcc connected to the host a stranger's Via named")
+	case <-time.After(time.Second):
+	}
+}
+
+// TestUDPPeersPruned: sipgo adds a pool entry for every UDP peer address
+// (ip:port) it reads from and never removes one; the guard's pruning
+// removes the idle ones, and keeps at most maxUDPPeers.
+func TestUDPPeersPruned(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	pool := e.c.ua.TransportLayer().Pool("udp")
+	before := pool.Size()
+	for i := range 300 {
+		got := udpExchange(t, addr, msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "Via"),
+			"Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bKpeer"+strconv.Itoa(i)), ""), time.Second)
+		if !strings.HasPrefix(got, "SIP/2.0 200") {
+			t.Fatalf("OPTIONS %d: %q", i, firstLine(got))
+		}
+	}
+	if n := pool.Size(); n < before+250 { // ephemeral ports may repeat
+		t.Fatalf("the pool holds %d entries after 300 peers, want at least %d", n, before+250)
+	}
+	for _, a := range e.c.guard.pruneUDP(time.Now().Add(time.Minute)) {
+		pool.Delete(a)
+	}
+	if n := pool.Size(); n > before {
+		t.Fatalf("the pool holds %d entries after pruning, want %d", n, before)
+	}
+	// Past maxUDPPeers, the oldest go even when not idle.
+	now := time.Now()
+	e.c.guard.mu.Lock()
+	for i := range maxUDPPeers + 10 {
+		e.c.guard.udpPeers["10.0.0.1:"+strconv.Itoa(i)] = now.Add(time.Duration(i) * time.Millisecond)
+	}
+	e.c.guard.mu.Unlock()
+	gone := e.c.guard.pruneUDP(now)
+	if len(gone) != 10 || gone[0] != "10.0.0.1:0" {
+		t.Fatalf("pruned %d past the bound (first %v), want the 10 oldest", len(gone), gone[:min(len(gone), 1)])
+	}
 }

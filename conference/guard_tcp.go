@@ -55,7 +55,12 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if l.tls != nil {
 			conn = tls.Server(conn, l.tls)
 		}
-		return newGuardedConn(conn, l.g, src, l.transport), nil
+		gc := newGuardedConn(conn, l.g, src, l.transport)
+		l.g.mu.Lock()
+		l.g.accepted[gc.remote]++
+		l.g.mu.Unlock()
+		gc.registered = true
+		return gc, nil
 	}
 }
 
@@ -70,16 +75,25 @@ type guardedConn struct {
 	src       netip.AddrPort
 	transport string
 
+	remote     string // RemoteAddr().String(), as sipgo names the request's source
+	registered bool   // counted in guard.accepted
+
 	once sync.Once
 	// read side: only sipgo's one reading goroutine calls Read.
 	in      []byte    // bytes read, not yet a whole message
 	out     []byte    // screened messages for sipgo
 	started time.Time // when the first byte of the message in `in` came
-	tmp     []byte
+	// idleFrom is when the connection last carried a message: accept,
+	// then each message; a keep-alive counts only once a message has
+	// come, so CRLFs alone cannot hold a connection.
+	idleFrom   time.Time
+	sawMessage bool
+	tmp        []byte
 }
 
 func newGuardedConn(c net.Conn, g *guard, src netip.AddrPort, transport string) *guardedConn {
-	return &guardedConn{Conn: c, g: g, src: src, transport: transport, tmp: make([]byte, 8<<10)}
+	return &guardedConn{Conn: c, g: g, src: src, transport: transport, remote: c.RemoteAddr().String(),
+		idleFrom: time.Now(), tmp: make([]byte, 8<<10)}
 }
 
 // maxStreamMessage bounds a message on a stream when Limits.MaxMessage is
@@ -105,7 +119,7 @@ func (c *guardedConn) Read(p []byte) (n int, err error) {
 		if len(c.out) > 0 {
 			break
 		}
-		deadline := time.Now().Add(c.g.lim.TCPIdle)
+		deadline := c.idleFrom.Add(c.g.lim.TCPIdle)
 		reason := "tcp_idle"
 		if len(c.in) > 0 {
 			deadline, reason = c.started.Add(c.g.lim.TCPMessage), "tcp_slow"
@@ -144,6 +158,9 @@ func (c *guardedConn) frame() error {
 		if crlf > 0 {
 			if crlf >= 4 {
 				c.write([]byte("\r\n"))
+			}
+			if c.sawMessage {
+				c.idleFrom = time.Now()
 			}
 			c.in = c.in[crlf:]
 		}
@@ -192,6 +209,7 @@ func (c *guardedConn) frame() error {
 		}
 		c.in = c.in[total:]
 		c.started = time.Now()
+		c.idleFrom, c.sawMessage = c.started, true
 		if len(c.out) > 0 {
 			return nil
 		}
@@ -248,6 +266,15 @@ func (c *guardedConn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDea
 
 func (c *guardedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.g.closeConn(c.src.Addr()) })
+	c.once.Do(func() {
+		c.g.closeConn(c.src.Addr())
+		if c.registered {
+			c.g.mu.Lock()
+			if c.g.accepted[c.remote]--; c.g.accepted[c.remote] <= 0 {
+				delete(c.g.accepted, c.remote)
+			}
+			c.g.mu.Unlock()
+		}
+	})
 	return err
 }

@@ -40,6 +40,10 @@ type Limits struct {
 	// answered but not yet ACKed; MaxPending bounds them in all. Past
 	// them a new dial-in gets 503. Zero means 32 and 2,048.
 	PendingPerSource, MaxPending int
+	// JoinedPerSource bounds the dial-ins from one source joined at once:
+	// each is saved, restored at every start and re-INVITEd at every
+	// change. Past it a dial-in gets 486. Zero means 64.
+	JoinedPerSource int
 	// EndedKept is how many participants that declined, failed, left or
 	// were removed a conference keeps in its list, the newest. Zero means
 	// 256.
@@ -56,7 +60,7 @@ func (l Limits) withDefaults() Limits {
 	if l.SourceRate == 0 {
 		l.SourceRate = 200
 	}
-	def(&l.SourceBurst, int(2*l.SourceRate))
+	def(&l.SourceBurst, max(1, int(2*l.SourceRate)))
 	def(&l.MaxSources, 65536)
 	def(&l.MaxTransactions, 20000)
 	def(&l.TCPConns, 4096)
@@ -70,6 +74,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.PendingPerSource, 32)
 	def(&l.MaxPending, 2048)
 	def(&l.EndedKept, 256)
+	def(&l.JoinedPerSource, 64)
 	return l
 }
 

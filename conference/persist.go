@@ -2,6 +2,7 @@ package conference
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -41,8 +42,11 @@ type SavedParticipant struct {
 	RemoteCSeq   uint32   `json:"remote_cseq"`
 	RemoteTarget string   `json:"remote_target"`
 	RouteSet     []string `json:"route_set,omitempty"`
-	Offered      []byte   `json:"offered,omitempty"`
-	Version      uint64   `json:"version"`
+	// FixTo is the source a dial-in's requests came from, which mcc's go
+	// to (see dialog.fixTo); empty for others.
+	FixTo   string `json:"fix_to,omitempty"`
+	Offered []byte `json:"offered,omitempty"`
+	Version uint64 `json:"version"`
 }
 
 func participantKey(conf, id string) string { return "p/" + conf + "/" + id }
@@ -91,6 +95,9 @@ func (c *Controller) persistAs(p *participant, state State) {
 	for _, r := range d.routeSet {
 		sp.RouteSet = append(sp.RouteSet, r.String())
 	}
+	if d.fixTo.IsValid() {
+		sp.FixTo = d.fixTo.String()
+	}
 	if d.offered != nil {
 		sp.Offered, _ = d.offered.Marshal()
 	}
@@ -120,6 +127,11 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 	}{{sp.Local, &d.local}, {sp.Remote, &d.remote}, {sp.RemoteTarget, &d.remoteTarget}} {
 		if err := sip.ParseUri(u.s, u.dst); err != nil {
 			return fmt.Errorf("conference: restore %s: %q: %w", sp.ID, u.s, err)
+		}
+	}
+	if sp.FixTo != "" {
+		if d.fixTo, err = netip.ParseAddrPort(sp.FixTo); err != nil {
+			return fmt.Errorf("conference: restore %s: fix_to %q: %w", sp.ID, sp.FixTo, err)
 		}
 	}
 	for _, r := range sp.RouteSet {

@@ -126,7 +126,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}
 	d.remoteTarget = target
-	d.origin = c.originFor(desc, conf.isExternal(), isIPv6Host(target.Host))
+	d.origin = c.originFor(desc, conf.isExternal(), c.isV6(target.Host))
 	offer := d.nextOfferLocked(desc)
 	body, err := offer.Marshal()
 	if err != nil {
@@ -662,7 +662,7 @@ func (c *Controller) onStrayResponse(res *sip.Response) {
 func (c *Controller) track(d *dialog, conf *Conference, p *participant) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.byCallID[d.callID] = &participantRef{conf, p}
+	c.byCallID[d.callID] = &participantRef{conf, p, d}
 }
 
 // retrack files a dialog under its full key once both tags are known.
@@ -679,5 +679,7 @@ func (c *Controller) untrack(d *dialog) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.dialogs, k)
-	delete(c.byCallID, d.callID)
+	if r := c.byCallID[d.callID]; r != nil && r.d == d {
+		delete(c.byCallID, d.callID) // not another dialog's of that Call-ID
+	}
 }

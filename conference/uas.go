@@ -102,6 +102,17 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	// §8.2.2.2: an INVITE with the Call-ID and From tag of a dial-in in
+	// progress, but not its transaction, is a request that forked and
+	// merged again.
+	fromTag, _ := tagOf(req.From().Params)
+	c.mu.Lock()
+	r := c.byCallID[req.CallID().Value()]
+	c.mu.Unlock()
+	if r != nil && r.d != nil && r.d.live() && r.d.remoteTagIs(fromTag) {
+		respond(tx, req, sip.StatusLoopDetected, "Loop Detected")
+		return
+	}
 	conf.mu.Lock()
 	desc, gen := conf.desc.Clone(), conf.generation
 	conf.mu.Unlock()
@@ -122,6 +133,12 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
 			d.routeSet = append(d.routeSet, *rr.Address.Clone())
 		}
+	}
+	if len(d.routeSet) == 0 {
+		// Straight from the caller: its requests come from its source, and
+		// so mcc's go there (below).
+		d.fixTo, _ = netip.ParseAddrPort(req.Source())
+		d.fixTargetLocked()
 	}
 	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, in: conf, conf: conf.name, c: c}
 
@@ -159,6 +176,13 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			warning("too many calls from this source wait for their ACK"))
 		return
 	}
+	if !c.guard.join(src) {
+		c.guard.unhold(src)
+		c.guard.count("joined", true)
+		respond(tx, req, sip.StatusBusyHere, "Busy Here", warning("too many calls from this source are in conferences"))
+		return
+	}
+	p.source = src // released when p ends (participant.set) or is abandoned
 	body := ourOffer
 	if body == nil {
 		body = answer
@@ -166,11 +190,13 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	b, err := body.Marshal()
 	if err != nil {
 		c.guard.unhold(src)
+		c.guard.unjoin(src)
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
 	if !c.addParticipant(conf, p) {
 		c.guard.unhold(src)
+		c.guard.unjoin(src)
 		respond(tx, req, sip.StatusNotFound, "Not Found", warning("the conference is ending"))
 		return
 	}
@@ -240,6 +266,13 @@ func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
 	d.mu.Lock()
 	d.ended = true
 	d.mu.Unlock()
+	p.mu.Lock()
+	src := p.source
+	p.source = netip.Addr{}
+	p.mu.Unlock()
+	if src.IsValid() {
+		c.guard.unjoin(src)
+	}
 	c.untrack(d)
 	conf.mu.Lock()
 	for i, x := range conf.participants {
@@ -323,7 +356,13 @@ func (c *Controller) ok(req *sip.Request, d *dialog, body []byte) *sip.Response 
 		to.Params.Remove("tag")
 		to.Params.Add("tag", d.localTag)
 	}
-	res.AppendHeader(c.contact(d.local.User, d.transport, d.remoteTarget.Host))
+	// The Contact of the family the request came in on: its source is
+	// the peer mcc talks to (a proxy, or the caller).
+	peer := d.remoteTarget.Host
+	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+		peer = src.Addr().String()
+	}
+	res.AppendHeader(c.contact(d.local.User, d.transport, peer))
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
@@ -406,6 +445,10 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		return
 	}
 	d.refreshTargetLocked(req)
+	if src, err := netip.ParseAddrPort(req.Source()); err == nil && d.fixTo.IsValid() {
+		d.fixTo = src
+	}
+	d.fixTargetLocked()
 	var body *sdp.Session
 	var ourOffer *sdp.Session
 	var gen uint64

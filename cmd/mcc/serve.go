@@ -79,13 +79,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *sipAddrs == defaultSIP && !ipv6Works() {
+	noIPv6 := *sipAddrs == defaultSIP && !ipv6Works()
+	if noIPv6 {
 		listeners = slices.DeleteFunc(listeners, func(l conference.Listener) bool { return strings.HasPrefix(l.Addr, "[") })
 		log.Warn("IPv6 is not available on this host: SIP listens on IPv4 only")
 	}
 	host4, host6, err := parseHosts(*host)
 	if err != nil {
 		return err
+	}
+	if noIPv6 && *host == "" {
+		host6 = ""
 	}
 	if *sourceRate == 0 || *sourceRate < -1 {
 		return usagef("--sip-source-rate %v: want a rate above 0, or -1 for no limit", *sourceRate)
@@ -132,6 +136,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if first, _, _ := strings.Cut(*host, ","); first != "" {
 		uriHost = strings.TrimSpace(first)
 	}
+	conference.SetStackLogger(log)
 	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: uriHost,
 		Host4: host4, Host6: host6, RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db,
 		Limits: conference.Limits{SourceRate: *sourceRate}})
@@ -255,6 +260,9 @@ func parseHosts(s string) (host4, host6 string, err error) {
 		part = strings.Trim(strings.TrimSpace(part), "[]")
 		if part == "" {
 			continue
+		}
+		if strings.Contains(part, "%") {
+			return "", "", usagef("--host %q: an address with a zone is reached by no one else; give a global address or a name", part)
 		}
 		if _, err := netip.ParseAddr(part); err != nil && !isHostName(part) {
 			return "", "", usagef("--host %q: want a host name (letters, digits, '-' and '.') or an IP address", part)
