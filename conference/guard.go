@@ -136,12 +136,16 @@ func (g *guard) rejections() map[Rejection]uint64 {
 }
 
 // sourceKey is what a sender is counted by: an IPv4 address, or the /64 of
-// an IPv6 one.
+// an IPv6 one (a link-local one by itself).
 func sourceKey(a netip.Addr) netip.Prefix {
 	a = a.Unmap()
 	bits := 32
-	if a.Is6() {
+	if a.Is6() && !a.IsLinkLocalUnicast() { // every link's fe80::/64 is the same prefix
 		bits = 64
+	}
+	if a.Is6() && a.IsLinkLocalUnicast() {
+		bits = 128
+		a = a.WithZone("")
 	}
 	p, _ := a.Prefix(bits)
 	return p
