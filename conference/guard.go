@@ -242,7 +242,7 @@ func (g *guard) join(src netip.Addr) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.sourceLocked(src, g.now())
-	if !unlimited(g.lim.JoinedPerSource) && s.joined >= g.lim.JoinedPerSource {
+	if !unlimited(g.lim.JoinedPerSource) && g.lim.SourceRate >= 0 && s.joined >= g.lim.JoinedPerSource {
 		return false
 	}
 	s.joined++
@@ -268,7 +268,7 @@ func (g *guard) hold(src netip.Addr) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.sourceLocked(src, g.now())
-	if !unlimited(g.lim.PendingPerSource) && s.pending >= g.lim.PendingPerSource {
+	if !unlimited(g.lim.PendingPerSource) && g.lim.SourceRate >= 0 && s.pending >= g.lim.PendingPerSource {
 		return false
 	}
 	s.pending++
@@ -296,7 +296,7 @@ func (g *guard) openConn(src netip.Addr) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.sourceLocked(src, g.now())
-	if !unlimited(g.lim.TCPConnsPerSource) && s.conns >= g.lim.TCPConnsPerSource {
+	if !unlimited(g.lim.TCPConnsPerSource) && g.lim.SourceRate >= 0 && s.conns >= g.lim.TCPConnsPerSource {
 		return false
 	}
 	s.conns++

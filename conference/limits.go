@@ -13,7 +13,9 @@ type Limits struct {
 	// SourceRate is how many requests per second one source may send: an
 	// IPv4 address, or an IPv6 /64 (one host holds a whole /64). Beyond it
 	// a request gets 503 with Retry-After, or is dropped once the source
-	// keeps on. Zero means 200/s.
+	// keeps on. Zero means 200/s. A negative rate tells sources apart no
+	// more (behind a proxy, every request comes from it): every per-source
+	// bound is off, and only the bounds in all hold.
 	SourceRate float64
 	// SourceBurst is how many requests a source may send at once above
 	// its rate. Zero means twice SourceRate.
