@@ -1,7 +1,7 @@
 // Package conference is mcc's SIP endpoint: it invites participants into
 // multicast sessions, accepts dial-in to conference URIs, and changes the
 // media of everyone at once by re-INVITE (RFC 3261, RFC 3264, RFC 4579's
-// dial-in and dial-out).
+// dial-in and dial-out), with digest as RFC 7616 and RFC 8760 say.
 //
 // # Layers
 //
@@ -24,6 +24,23 @@
 //     in 2.1-4 s when mcc owns the Call-ID, 0-2 s otherwise (§14.1);
 //   - a request too large for UDP sent over TCP (§18.1.1), and no CR or LF
 //     from a user reaching a header (sipgo writes values as they are).
+//
+// # In front of every handler
+//
+// Every message on mcc's listeners passes a guard before sipgo builds a
+// transaction for it (guard.go; over TCP and TLS it frames the stream by
+// Content-Length itself). It applies RFC 3261 §7.1 (505), §8.1.1 and §18.3
+// (400 naming the header; a body shorter than Content-Length), §8.2 in its
+// order (405 or 501 with Allow, 416, 404, 482, 420 with Unsupported, 415
+// or 406 with Accept), adds received= to a Via that names another host
+// (§18.2.1), and drops what cannot be answered, counting each outcome. It
+// bounds what a stranger can make mcc hold (Limits): requests and responses
+// per source, sources, transactions, message size, TCP connections and
+// their idle and trickle times, unACKed and joined dial-ins, the UDP
+// peers sipgo keeps, ended participants. Handlers run behind a barrier
+// that checks the headers again for requests the guard did not see (on
+// connections mcc opened), and answers a panic with 500 (RFC 4475 and RFC
+// 5118 messages are its table tests; FuzzSIP runs the whole path).
 //
 // # Offers and answers
 //
