@@ -342,7 +342,9 @@ func (g *guard) forward(data []byte, transport string, src netip.AddrPort) ([]by
 		return nil, reply
 	}
 	if req, ok := msg.(*sip.Request); ok {
-		if b := normalize(req); b != nil {
+		// A rewrite that sipgo's parser would not read back (a header it
+		// took leniently, written out as it holds it) is not used.
+		if b := normalize(req); b != nil && g.reads(b) {
 			return b, nil
 		}
 	}
@@ -457,6 +459,14 @@ func normalize(req *sip.Request) []byte {
 		return nil
 	}
 	return []byte(req.String())
+}
+
+// reads reports whether sipgo's parser takes b, and the guard would pass
+// it as it is.
+func (g *guard) reads(b []byte) bool {
+	msg, err := g.parse(b)
+	req, ok := msg.(*sip.Request)
+	return err == nil && ok && checkControl(b) == nil && checkRequest(req) == nil
 }
 
 // parse reads a message with sipgo's parser, which must not take the
