@@ -119,6 +119,7 @@ type Controller struct {
 	metrics    counters
 	hub        hub
 	guard      *guard
+	muxes      []*udpMux // one per UDP listener, set up by New
 	ackWait    time.Duration // Config.ackWait, or 64·T1
 	handlerMap map[sip.RequestMethod]sipgo.RequestHandler
 
@@ -221,24 +222,27 @@ func New(cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
-	// sipgo keeps a pool entry per UDP peer address for as long as the
-	// listener lives; the guard says which are idle, and they go.
-	if pool := ua.TransportLayer().Pool("udp"); pool != nil {
-		c.wg.Go(func() {
-			t := time.NewTicker(2 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-c.ctx.Done():
-					return
-				case now := <-t.C:
-					for _, a := range c.guard.pruneUDP(now) {
-						pool.Delete(a)
-					}
+	// sipgo keeps a pool entry and a map entry per UDP peer address for as
+	// long as its read loop runs: when the guard has passed on packets
+	// from udpRotateAfter addresses, each socket gets a new loop.
+	c.wg.Go(func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-t.C:
+				if c.guard.udpPeersSeen() < udpRotateAfter {
+					continue
 				}
+				for _, m := range c.muxes {
+					m.rotate(c.serving)
+				}
+				c.guard.resetUDPPeers()
 			}
-		})
-	}
+		}
+	})
 	h, p, _ := net.SplitHostPort(c.addrs[0].Addr)
 	if p != "5060" {
 		c.uriPort = p
@@ -376,6 +380,44 @@ func (c *Controller) listen(l Listener) error {
 	return fmt.Errorf("conference: transport %q: want udp, tcp or tls", l.Transport)
 }
 
+// udpRotateAfter is how many UDP peer addresses sipgo's read loop may
+// come to hold before it is replaced (see udpMux): some 100 bytes each.
+const udpRotateAfter = 20000
+
+// serving reports whether sipgo has taken session s as its listener for
+// s's address, so that requests leave from it.
+func (c *Controller) serving(s *udpSession) bool {
+	conn, err := c.ua.TransportLayer().GetConnection("udp", s.LocalAddr().String())
+	if err != nil || conn == nil {
+		return false
+	}
+	defer conn.TryClose()
+	uc, ok := conn.(*sip.UDPConnection)
+	return ok && uc.PacketConn == net.PacketConn(s)
+}
+
+// writeResponse sends a response again, such as a 2xx retransmission
+// (§13.3.1.4): over UDP from the listener of its family, whatever sipgo's
+// pool holds for the peer (a new read loop forgets its peers).
+func (c *Controller) writeResponse(res *sip.Response) error {
+	if !strings.EqualFold(res.Transport(), "udp") {
+		return c.srv.WriteResponse(res)
+	}
+	v6 := familyOf(res.Destination()) == "6"
+	for _, l := range c.addrs {
+		if l.Transport != "udp" || (familyOf(l.Addr) == "6") != v6 {
+			continue
+		}
+		conn, err := c.ua.TransportLayer().GetConnection("udp", l.Addr)
+		if err != nil || conn == nil {
+			continue
+		}
+		defer conn.TryClose()
+		return conn.WriteMsg(res)
+	}
+	return c.srv.WriteResponse(res)
+}
+
 // network is the network to listen on for an address: one family only for
 // an address literal, so that a wildcard [::] socket does not take IPv4
 // too (Go sets IPV6_V6ONLY for "udp6" and "tcp6"), and each family has its
@@ -406,7 +448,18 @@ func (c *Controller) serveUDP(pc net.PacketConn) error {
 	c.guard.udp[addr] = pc // the guard answers what it refuses from here
 	c.guard.mu.Unlock()
 	c.addrs = append(c.addrs, Listener{Transport: "udp", Addr: addr})
-	c.wg.Go(func() { c.srv.ServeUDP(pc) })
+	m := &udpMux{pc: pc}
+	m.serve = func(s *udpSession) {
+		c.wg.Go(func() {
+			c.srv.ServeUDP(s)
+			if c.ctx.Err() == nil && !m.replaced(s) {
+				c.log.Error("SIP over UDP stopped", "addr", addr)
+			}
+		})
+	}
+	c.muxes = append(c.muxes, m)
+	m.start()
+	c.wg.Go(m.run)
 	// Requests leave from this socket: wait until sipgo has it in its pool,
 	// or the first one would try to bind the address again.
 	for i := 0; ; i++ {

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,9 +46,8 @@ type guard struct {
 	udp       map[string]net.PacketConn
 	accepted  map[string]int // remote addresses of the streams guardedConn screens
 	// udpPeers are the UDP addresses (ip:port) whose packets went on to
-	// sipgo, with when the last did: sipgo keeps a connection-pool entry
-	// for each, for ever, so pruneUDP removes the idle ones.
-	udpPeers map[string]time.Time
+	// sipgo since its read loops were last replaced (see udpMux).
+	udpPeers map[string]struct{}
 	rejected map[Rejection]uint64
 }
 
@@ -110,7 +108,7 @@ func (r *refusal) response(req *sip.Request) *sip.Response {
 
 func newGuard(lim Limits, allow []sip.RequestMethod) *guard {
 	g := &guard{lim: lim.withDefaults(), parser: sip.NewParser(), allow: map[sip.RequestMethod]bool{}, now: time.Now,
-		sources: map[netip.Prefix]*source{}, udp: map[string]net.PacketConn{}, accepted: map[string]int{}, udpPeers: map[string]time.Time{}, rejected: map[Rejection]uint64{}}
+		sources: map[netip.Prefix]*source{}, udp: map[string]net.PacketConn{}, accepted: map[string]int{}, udpPeers: map[string]struct{}{}, rejected: map[Rejection]uint64{}}
 	g.parser.MaxMessageLength = math.MaxInt32 // sizes are ours to check, with an answer
 	for _, m := range allow {
 		g.allow[m] = true
@@ -883,9 +881,10 @@ func (g *guard) udpFilter(info sip.TransportReadProps, data []byte) ([]byte, err
 	src := addrPortOf(info.RemoteAddr)
 	out, reply := g.forward(data, "UDP", src)
 	if out != nil {
-		now := g.now()
 		g.mu.Lock()
-		g.udpPeers[info.RemoteAddr.String()] = now
+		if len(g.udpPeers) < maxUDPPeers {
+			g.udpPeers[info.RemoteAddr.String()] = struct{}{}
+		}
 		g.mu.Unlock()
 		return out, nil
 	}
@@ -900,40 +899,22 @@ func (g *guard) udpFilter(info sip.TransportReadProps, data []byte) ([]byte, err
 	return nil, nil // an error would stop sipgo's read loop
 }
 
-// udpPeerIdle is how long a UDP peer's pool entry is kept after its last
-// packet: past any transaction of its (64·T1) and a margin. maxUDPPeers
-// bounds the entries kept; past it the oldest go first.
-var udpPeerIdle = 64*sip.T1 + 8*time.Second
-
-const maxUDPPeers = 50000
-
-// pruneUDP returns the UDP peers whose sipgo pool entries should go: idle
-// for udpPeerIdle, then the oldest beyond maxUDPPeers. It forgets them.
-// An entry is only sipgo's cache of where to answer from (the listener):
-// one pruned while still wanted is added again by the peer's next packet.
-func (g *guard) pruneUDP(now time.Time) []string {
+// udpPeersSeen is how many UDP peer addresses the guard passed packets
+// from since resetUDPPeers; past maxUDPPeers it stops counting.
+func (g *guard) udpPeersSeen() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []string
-	for a, t := range g.udpPeers {
-		if now.Sub(t) > udpPeerIdle {
-			out = append(out, a)
-			delete(g.udpPeers, a)
-		}
-	}
-	if extra := len(g.udpPeers) - maxUDPPeers; extra > 0 {
-		all := make([]string, 0, len(g.udpPeers))
-		for a := range g.udpPeers {
-			all = append(all, a)
-		}
-		slices.SortFunc(all, func(a, b string) int { return g.udpPeers[a].Compare(g.udpPeers[b]) })
-		for _, a := range all[:extra] {
-			out = append(out, a)
-			delete(g.udpPeers, a)
-		}
-	}
-	return out
+	return len(g.udpPeers)
 }
+
+func (g *guard) resetUDPPeers() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.udpPeers = map[string]struct{}{} // a new map: Go's maps do not shrink
+}
+
+// maxUDPPeers bounds the addresses udpPeers counts.
+const maxUDPPeers = 4 * udpRotateAfter
 
 // responseAddr is where a response to a request from src goes over UDP
 // (RFC 3261 §18.2.2, RFC 3581 §4): src's address, at the top Via's port

@@ -638,11 +638,12 @@ func TestNoDialBackToVia(t *testing.T) {
 	}
 }
 
-// TestUDPPeersPruned: sipgo adds a pool entry for every UDP peer address
-// (ip:port) it reads from and never removes one; the guard's pruning
-// removes the idle ones, and keeps at most maxUDPPeers.
-func TestUDPPeersPruned(t *testing.T) {
-	e := newEnv(t, "127.0.0.1", "udp")
+// TestUDPLoopReplaced: sipgo's UDP read loop keeps pool and map entries
+// for every peer address it reads from; replacing the loop (udpMux) drops
+// them, while a peer that goes on is answered from the listener's port,
+// and a 2xx waiting for its ACK is still retransmitted from it.
+func TestUDPLoopReplaced(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.ackWait = 5 * time.Second }, "udp")
 	addr := e.c.Addrs()[0].Addr
 	pool := e.c.ua.TransportLayer().Pool("udp")
 	before := pool.Size()
@@ -656,21 +657,49 @@ func TestUDPPeersPruned(t *testing.T) {
 	if n := pool.Size(); n < before+250 { // ephemeral ports may repeat
 		t.Fatalf("the pool holds %d entries after 300 peers, want at least %d", n, before+250)
 	}
-	for _, a := range e.c.guard.pruneUDP(time.Now().Add(time.Minute)) {
-		pool.Delete(a)
+	if n := e.c.guard.udpPeersSeen(); n < 250 {
+		t.Fatalf("the guard counted %d peers", n)
 	}
-	if n := pool.Size(); n > before {
-		t.Fatalf("the pool holds %d entries after pruning, want %d", n, before)
+	// A caller dials in and does not ACK yet; another peer goes on.
+	caller := rawUDP(t, "127.0.0.1:0")
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	caller.WriteTo([]byte(msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
+		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKrot", "Max-Forwards: 70",
+		"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=rot", "Call-ID: rot-1", "CSeq: 1 INVITE",
+		"Contact: <sip:a@" + caller.LocalAddr().String() + ">", "Content-Length: 0"}, "")), to)
+	if readSIP(caller, "SIP/2.0 200", 2*time.Second) == nil {
+		t.Fatal("no 200 to the dial-in")
 	}
-	// Past maxUDPPeers, the oldest go even when not idle.
-	now := time.Now()
-	e.c.guard.mu.Lock()
-	for i := range maxUDPPeers + 10 {
-		e.c.guard.udpPeers["10.0.0.1:"+strconv.Itoa(i)] = now.Add(time.Duration(i) * time.Millisecond)
+	for _, m := range e.c.muxes {
+		m.rotate(e.c.serving)
 	}
-	e.c.guard.mu.Unlock()
-	gone := e.c.guard.pruneUDP(now)
-	if len(gone) != 10 || gone[0] != "10.0.0.1:0" {
-		t.Fatalf("pruned %d past the bound (first %v), want the 10 oldest", len(gone), gone[:min(len(gone), 1)])
+	e.c.guard.resetUDPPeers()
+	eventually(t, "the old loop's peers forgotten", func() bool { return pool.Size() <= before+2 })
+	// The 2xx retransmission after the replacement leaves from the
+	// listener's own port.
+	buf := make([]byte, 65536)
+	caller.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, from, err := caller.ReadFrom(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+		t.Fatalf("no 2xx retransmission after the loop was replaced: %v", err)
+	}
+	if from.String() != addr {
+		t.Fatalf("the retransmission came from %v, want the listener %s", from, addr)
+	}
+	// A peer that goes on is answered from the listener too.
+	c2 := rawUDP(t, "127.0.0.1:0")
+	for i := range 2 {
+		c2.WriteTo([]byte(msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "Via"),
+			"Via: SIP/2.0/UDP "+c2.LocalAddr().String()+";branch=z9hG4bKon"+strconv.Itoa(i)), "")), to)
+		c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := c2.ReadFrom(buf)
+		if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") || from.String() != addr {
+			t.Fatalf("OPTIONS %d after the replacement: %q from %v (%v)", i, firstLine(string(buf[:max(n, 0)])), from, err)
+		}
+		if i == 0 {
+			for _, m := range e.c.muxes {
+				m.rotate(e.c.serving)
+			}
+		}
 	}
 }

@@ -390,7 +390,7 @@ func (c *Controller) awaitACK(d *dialog, res *sip.Response) *sip.Request {
 			return ack
 		case <-retransmit.C:
 			if !reliable {
-				if err := c.srv.WriteResponse(res); err != nil {
+				if err := c.writeResponse(res); err != nil {
 					c.log.Debug("2xx retransmission", "call_id", d.callID, "err", err)
 				}
 			}

@@ -1,0 +1,139 @@
+package conference
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// udpMux reads one UDP listening socket and hands its datagrams to sipgo
+// through a session it can replace. sipgo's UDP read loop keeps, for as
+// long as it runs, a connection-pool entry and a map entry for every
+// peer address (ip:port) it ever read from; a stranger who changes port
+// or IPv6 address with every packet grows both without end. Replacing
+// the session ends that loop, which cleans up after itself, while the
+// socket, and every transaction sending on it, stays.
+type udpMux struct {
+	pc    net.PacketConn
+	serve func(*udpSession) // starts sipgo's read loop on a session
+
+	mu     sync.RWMutex // held for reading while a packet is handed to cur; for writing to replace it
+	cur    *udpSession
+	closed bool // the socket closed: run has ended cur, and no session follows
+}
+
+// udpSession is what one sipgo read loop reads from.
+type udpSession struct {
+	pc   net.PacketConn
+	in   chan udpPacket // closed when the session is replaced or the socket closes
+	done chan struct{}  // closed by Close
+	once sync.Once
+}
+
+type udpPacket struct {
+	b    []byte
+	addr net.Addr
+}
+
+// udpQueue is how many datagrams may wait for sipgo's loop; past it the
+// reader waits, and the kernel's buffer (udpReadBuffer) holds the rest.
+const udpQueue = 256
+
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65536); return &b }}
+
+func newUDPSession(pc net.PacketConn) *udpSession {
+	return &udpSession{pc: pc, in: make(chan udpPacket, udpQueue), done: make(chan struct{})}
+}
+
+func (s *udpSession) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case p, ok := <-s.in:
+		if !ok {
+			return 0, nil, net.ErrClosed
+		}
+		n := copy(b, p.b)
+		buf := p.b[:cap(p.b)]
+		udpBufs.Put(&buf)
+		return n, p.addr, nil
+	case <-s.done:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (s *udpSession) WriteTo(b []byte, addr net.Addr) (int, error) { return s.pc.WriteTo(b, addr) }
+func (s *udpSession) LocalAddr() net.Addr                          { return s.pc.LocalAddr() }
+
+// Close ends the session, not the socket: that is the mux's.
+func (s *udpSession) Close() error {
+	s.once.Do(func() { close(s.done) })
+	return nil
+}
+
+func (s *udpSession) SetDeadline(time.Time) error      { return nil }
+func (s *udpSession) SetReadDeadline(time.Time) error  { return nil }
+func (s *udpSession) SetWriteDeadline(time.Time) error { return nil }
+
+// start runs the first session; run must be running (or about to) too.
+func (m *udpMux) start() {
+	m.cur = newUDPSession(m.pc)
+	m.serve(m.cur)
+}
+
+// run reads the socket until it is closed, handing each datagram to the
+// current session. Its caller owns it (Controller.wg).
+func (m *udpMux) run() {
+	defer func() {
+		m.mu.Lock()
+		close(m.cur.in)
+		m.closed = true
+		m.mu.Unlock()
+	}()
+	for {
+		bp := udpBufs.Get().(*[]byte)
+		n, addr, err := m.pc.ReadFrom(*bp)
+		if err != nil {
+			udpBufs.Put(bp)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a transient error; don't spin
+			continue
+		}
+		p := udpPacket{b: (*bp)[:n], addr: addr}
+		m.mu.RLock()
+		select {
+		case m.cur.in <- p:
+		case <-m.cur.done:
+			udpBufs.Put(bp)
+		}
+		m.mu.RUnlock()
+	}
+}
+
+// rotate starts a new session and its sipgo loop, and ends the current
+// one once the new one serves: the old loop reads what it was handed,
+// then stops and forgets its peers.
+func (m *udpMux) rotate(ready func(*udpSession) bool) {
+	next := newUDPSession(m.pc)
+	m.serve(next)
+	for i := 0; i < 1000 && !ready(next); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		close(next.in) // the socket went meanwhile: its loop ends too
+		return
+	}
+	old := m.cur
+	m.cur = next
+	close(old.in)
+}
+
+// replaced reports whether s is no longer the current session.
+func (m *udpMux) replaced(s *udpSession) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cur != s
+}
