@@ -119,7 +119,7 @@ type Controller struct {
 	metrics    counters
 	hub        hub
 	guard      *guard
-	muxes      []*udpMux // one per UDP listener, set up by New
+	muxes      []*udpMux     // one per UDP listener, set up by New
 	ackWait    time.Duration // Config.ackWait, or 64·T1
 	handlerMap map[sip.RequestMethod]sipgo.RequestHandler
 
