@@ -46,26 +46,36 @@ type dialog struct {
 	// rebuilt from the dialog rather than kept, to keep dialogs small.
 	lastACKCSeq uint32
 	ended       bool
-	// fixTo, for a dial-in that reached mcc with no proxy in between, is
-	// the source address of its last request: a remote target on another
-	// host than that is set to it, host and port. A caller behind NAT is
-	// reached so (as kamailio's fix_nated_contact does), and a stranger
-	// cannot name a third party for mcc's requests to go to; a Contact on
-	// the source's own host is taken as it is (§12.2 target refresh).
+	// fixTo, for a dial-in, is the source address of its last request,
+	// the hop mcc's own requests then go to first: the top Record-Route
+	// entry when there is one, else the remote target (RFC 3261 §12.2.1.1).
+	// When that hop names another host than fixTo, it is set to fixTo, so
+	// a stranger cannot aim mcc's requests at a third party (by Contact or
+	// by Record-Route), and a caller behind NAT is reached (as kamailio's
+	// fix_nated_contact does). A hop on the source's own host is taken as
+	// it is (§12.2 target refresh may move to another port). Over UDP the
+	// source's port goes with it; over TCP the hop's own port (the source's
+	// is the caller's ephemeral one); TLS is left alone, its certificate
+	// names the host. A proxy in front of mcc must record-route.
 	fixTo netip.AddrPort
 }
 
-// fixTargetLocked points the remote target at fixTo, when set and the
-// target is on another host. Called with d.mu held.
+// fixTargetLocked applies fixTo to the first hop. Called with d.mu held.
 func (d *dialog) fixTargetLocked() {
-	if !d.fixTo.IsValid() {
+	if !d.fixTo.IsValid() || strings.EqualFold(d.transport, "TLS") {
 		return
 	}
-	if a, err := netip.ParseAddr(strings.Trim(d.remoteTarget.Host, "[]")); err == nil && a.Unmap() == d.fixTo.Addr().Unmap() {
+	hop := &d.remoteTarget
+	if len(d.routeSet) > 0 {
+		hop = &d.routeSet[0]
+	}
+	if a, err := netip.ParseAddr(strings.Trim(hop.Host, "[]")); err == nil && a.Unmap() == d.fixTo.Addr().Unmap() {
 		return
 	}
-	d.remoteTarget.Host = hostForURI(d.fixTo.Addr().Unmap().String())
-	d.remoteTarget.Port = int(d.fixTo.Port())
+	hop.Host = hostForURI(d.fixTo.Addr().Unmap().WithZone("").String())
+	if !strings.EqualFold(d.transport, "TCP") || hop.Port == 0 {
+		hop.Port = int(d.fixTo.Port())
+	}
 }
 
 // key is the dialog's key in the controller's table; the remote tag

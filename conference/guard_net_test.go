@@ -504,36 +504,45 @@ func TestMergedRequest(t *testing.T) {
 // Contact names (a stranger could name a third party; a caller behind NAT
 // names an address nobody reaches).
 func TestDialInTargetIsSource(t *testing.T) {
-	e := newEnv(t, "127.0.0.1", "udp")
-	addr := e.c.Addrs()[0].Addr
-	caller := rawUDP(t, "127.0.0.1:0")
-	victim := rawUDP(t, "127.0.0.9:0")
-	to, _ := net.ResolveUDPAddr("udp", addr)
-	unicast := "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
-	inv := msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
-		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKfix", "Max-Forwards: 70",
-		"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=fix", "Call-ID: fix-1", "CSeq: 1 INVITE",
-		"Contact: <sip:v@" + victim.LocalAddr().String() + ">", "Content-Type: application/sdp",
-		"Content-Length: " + strconv.Itoa(len(unicast))}, unicast)
-	caller.WriteTo([]byte(inv), to)
-	ok := readSIP(caller, "SIP/2.0 200", 2*time.Second)
-	if ok == nil {
-		t.Fatal("no 200")
-	}
-	res := ok.(*sip.Response)
-	toTag, _ := tagOf(res.To().Params)
-	ack := msg("ACK sip:lecture@"+addr+" SIP/2.0", []string{
-		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKfixack", "Max-Forwards: 70",
-		"To: <sip:lecture@" + addr + ">;tag=" + toTag, "From: <sip:a@127.0.0.1>;tag=fix", "Call-ID: fix-1",
-		"CSeq: 1 ACK", "Content-Length: 0"}, "")
-	caller.WriteTo([]byte(ack), to)
-	// The unicast offer's streams were rejected: mcc re-INVITEs with the
-	// session's, to the caller's source.
-	if readSIP(caller, "INVITE ", 3*time.Second) == nil {
-		t.Fatal("the re-INVITE did not come to the caller's source")
-	}
-	if m := readSIP(victim, "", 500*time.Millisecond); m != nil {
-		t.Fatalf("the Contact's host got %s", m.String())
+	for _, via := range []string{"Contact", "Record-Route"} {
+		t.Run(via, func(t *testing.T) {
+			e := newEnv(t, "127.0.0.1", "udp")
+			addr := e.c.Addrs()[0].Addr
+			caller := rawUDP(t, "127.0.0.1:0")
+			victim := rawUDP(t, "127.0.0.9:0")
+			to, _ := net.ResolveUDPAddr("udp", addr)
+			contact := "Contact: <sip:v@" + victim.LocalAddr().String() + ">"
+			var extra []string
+			if via == "Record-Route" {
+				contact = "Contact: <sip:a@" + caller.LocalAddr().String() + ">"
+				extra = []string{"Record-Route: <sip:" + victim.LocalAddr().String() + ";lr>"}
+			}
+			unicast := "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+			inv := msg("INVITE sip:lecture@"+addr+" SIP/2.0", append([]string{
+				"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKfix", "Max-Forwards: 70",
+				"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=fix", "Call-ID: fix-1", "CSeq: 1 INVITE",
+				contact, "Content-Type: application/sdp", "Content-Length: " + strconv.Itoa(len(unicast))}, extra...), unicast)
+			caller.WriteTo([]byte(inv), to)
+			ok := readSIP(caller, "SIP/2.0 200", 2*time.Second)
+			if ok == nil {
+				t.Fatal("no 200")
+			}
+			res := ok.(*sip.Response)
+			toTag, _ := tagOf(res.To().Params)
+			ack := msg("ACK sip:lecture@"+addr+" SIP/2.0", []string{
+				"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKfixack", "Max-Forwards: 70",
+				"To: <sip:lecture@" + addr + ">;tag=" + toTag, "From: <sip:a@127.0.0.1>;tag=fix", "Call-ID: fix-1",
+				"CSeq: 1 ACK", "Content-Length: 0"}, "")
+			caller.WriteTo([]byte(ack), to)
+			// The unicast offer's streams were rejected: mcc re-INVITEs with
+			// the session's, to the caller's source.
+			if readSIP(caller, "INVITE ", 3*time.Second) == nil {
+				t.Fatal("the re-INVITE did not come to the caller's source")
+			}
+			if m := readSIP(victim, "", 500*time.Millisecond); m != nil {
+				t.Fatalf("the host the %s named got %s", via, m.String())
+			}
+		})
 	}
 }
 

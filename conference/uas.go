@@ -134,12 +134,10 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			d.routeSet = append(d.routeSet, *rr.Address.Clone())
 		}
 	}
-	if len(d.routeSet) == 0 {
-		// Straight from the caller: its requests come from its source, and
-		// so mcc's go there (below).
-		d.fixTo, _ = netip.ParseAddrPort(req.Source())
-		d.fixTargetLocked()
-	}
+	// mcc's requests go to the next hop the dial-in came from: the
+	// caller, or the proxy that record-routed (see dialog.fixTo).
+	d.fixTo, _ = netip.ParseAddrPort(req.Source())
+	d.fixTargetLocked()
 	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, in: conf, conf: conf.name, c: c}
 
 	var answer *sdp.Session // nil: we offer in the 2xx
