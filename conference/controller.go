@@ -174,6 +174,7 @@ func New(cfg Config) (*Controller, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.guard = newGuard(cfg.Limits, handledMethods)
 	c.guard.hasConference = func(name string) bool { _, err := c.conference(name); return err == nil }
+	c.guard.hasDialog = func(req *sip.Request) bool { return c.lookup(req) != nil }
 	c.ackWait = cmp.Or(cfg.ackWait, 64*sip.T1)
 	stack := stackLogger(log)
 	// Every TCP and TLS connection, mcc's own outgoing ones too (which the

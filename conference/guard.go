@@ -33,6 +33,9 @@ type guard struct {
 	// request to one that does not gets 404 before its Require and body
 	// are looked at (§8.2.2.1 comes first). Nil: every name exists.
 	hasConference func(name string) bool
+	// hasDialog says whether a request belongs to a dialog mcc holds (for
+	// an RFC 2543 ACK, see normalize). Nil: none does.
+	hasDialog func(req *sip.Request) bool
 	now           func() time.Time
 
 	live    atomic.Int64 // server transactions alive
@@ -340,9 +343,15 @@ func (g *guard) forward(data []byte, transport string, src netip.AddrPort) ([]by
 		return nil, reply
 	}
 	if req, ok := msg.(*sip.Request); ok {
-		// A rewrite that sipgo's parser would not read back (a header it
-		// took leniently, written out as it holds it) is not used.
-		if b := normalize(req); b != nil && g.reads(b) {
+		ack2xx := req.Method == sip.ACK && g.hasDialog != nil && g.hasDialog(req)
+		if b := normalize(req, ack2xx); b != nil {
+			// A rewrite sipgo's parser would not read back (a header it took
+			// leniently, written out as it holds it) is refused: handing on
+			// the original instead would lose its received=.
+			if !g.reads(b) {
+				g.count("malformed", true)
+				return nil, refuse("malformed", sip.StatusBadRequest, "Bad Request", "a header mcc cannot write back as it reads it").response(req)
+			}
 			return b, nil
 		}
 	}
@@ -409,7 +418,7 @@ func (g *guard) screenMsg(data []byte, transport string, src netip.AddrPort) (pa
 //     number, Via), so a retransmission, its ACK and its CANCEL map to
 //     the same transaction. An RFC 2543 client matches responses by
 //     neither, so the branch it gets back in the Via does it no harm.
-func normalize(req *sip.Request) []byte {
+func normalize(req *sip.Request, ack2xx bool) []byte {
 	changed := false
 	trim := func(p sip.HeaderParams) {
 		for i, kv := range p {
@@ -441,11 +450,22 @@ func normalize(req *sip.Request) []byte {
 	if to := req.To(); to != nil {
 		trim(to.Params)
 	}
+	// §20.16: LWS may surround the CSeq method, which sipgo keeps.
+	if cs := req.CSeq(); cs != nil && strings.TrimSpace(string(cs.MethodName)) != string(cs.MethodName) {
+		cs.MethodName = sip.RequestMethod(strings.TrimSpace(string(cs.MethodName)))
+		changed = true
+	}
 	if b, _ := via.Params.Get("branch"); !strings.HasPrefix(b, sip.RFC3261BranchMagicCookie) || len(b) == len(sip.RFC3261BranchMagicCookie) {
 		fromTag, _ := tagOf(req.From().Params)
 		h := sha256.New()
+		// The ACK of a 2xx is a transaction of its own (§17.1.1.3), not the
+		// INVITE's, whose ACK of a non-2xx it would otherwise look like.
+		salt := ""
+		if ack2xx {
+			salt = "ack-2xx"
+		}
 		for _, part := range []string{req.Recipient.String(), fromTag, req.CallID().Value(),
-			strconv.FormatUint(uint64(req.CSeq().SeqNo), 10), via.Host, strconv.Itoa(via.Port)} {
+			strconv.FormatUint(uint64(req.CSeq().SeqNo), 10), via.Host, strconv.Itoa(via.Port), salt} {
 			h.Write([]byte(part))
 			h.Write([]byte{0})
 		}
@@ -667,7 +687,7 @@ func checkRequest(req *sip.Request) *refusal {
 	cseq := req.CSeq()
 	// §8.1.1.5: the method matches, and the number is below 2**31.
 	// sipgo upper-cases the request line's method, not CSeq's.
-	if !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
+	if !strings.EqualFold(strings.TrimSpace(string(cseq.MethodName)), string(req.Method)) {
 		return refuse("malformed", sip.StatusBadRequest, "Bad Request",
 			fmt.Sprintf("CSeq method %s does not match the request's %s", cseq.MethodName, req.Method))
 	}

@@ -712,3 +712,37 @@ func TestUDPLoopReplaced(t *testing.T) {
 		}
 	}
 }
+
+// TestRFC2543DialIn: a caller that writes no RFC 3261 branch (RFC 4475
+// §3.4.1) dials in, ACKs the 200 with the same Request-URI, and joins:
+// its ACK is not taken for the INVITE's own.
+func TestRFC2543DialIn(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	caller := rawUDP(t, "127.0.0.1:0")
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	uri := "sip:lecture@" + addr
+	hdr := func(method, toTag string) []string {
+		return []string{"Via: SIP/2.0/UDP " + caller.LocalAddr().String(), "To: <" + uri + ">" + toTag,
+			"From: <sip:old@127.0.0.1>;tag=2543", "Call-ID: rfc2543-1", "CSeq: 1 " + method,
+			"Contact: <sip:old@" + caller.LocalAddr().String() + ">", "Content-Length: 0"}
+	}
+	caller.WriteTo([]byte(msg("INVITE "+uri+" SIP/2.0", hdr("INVITE", ""), "")), to)
+	ok := readSIP(caller, "SIP/2.0 200", 2*time.Second)
+	if ok == nil {
+		t.Fatal("no 200")
+	}
+	offer, err := sdp.Parse(ok.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := string(echo(offer))
+	toTag, _ := tagOf(ok.(*sip.Response).To().Params)
+	ack := hdr("ACK", ";tag="+toTag)
+	ack = append(ack[:len(ack)-1], "Content-Type: application/sdp", "Content-Length: "+strconv.Itoa(len(answer)))
+	caller.WriteTo([]byte(msg("ACK "+uri+" SIP/2.0", ack, answer)), to)
+	eventually(t, "the RFC 2543 caller joined", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		return len(ps) == 1 && ps[0].State == Joined
+	})
+}
