@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -148,6 +149,8 @@ type participant struct {
 	rejected map[int]bool
 	// generation is the conference generation the participant has.
 	generation uint64
+	// cancelRing, while a dial-out rings, cancels it (CANCEL, §9.1).
+	cancelRing context.CancelFunc
 	// source is where a dial-in came from while it counts against
 	// Limits.JoinedPerSource; invalid once it ended, or for a dial-out.
 	source netip.Addr

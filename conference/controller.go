@@ -126,7 +126,8 @@ type Controller struct {
 	mu          sync.Mutex // guards the fields below
 	conferences map[string]*Conference
 	dialogs     map[dialogKey]*dialog
-	byCallID    map[string]*participantRef
+	byCallID    map[string]*participantRef // the newest dialog of each Call-ID, for §8.2.2.2
+	byDialog    map[*dialog]*participantRef
 	closed      bool
 }
 
@@ -168,6 +169,7 @@ func New(cfg Config) (*Controller, error) {
 		conferences: map[string]*Conference{},
 		dialogs:     map[dialogKey]*dialog{},
 		byCallID:    map[string]*participantRef{},
+		byDialog:    map[*dialog]*participantRef{},
 		clients:     map[string]*sipgo.Client{},
 		sem:         make(chan struct{}, cfg.Fanout),
 	}

@@ -46,6 +46,9 @@ type dialog struct {
 	// rebuilt from the dialog rather than kept, to keep dialogs small.
 	lastACKCSeq uint32
 	ended       bool
+	// early is a dial-in's dialog until its 200 is ACKed (or given up on):
+	// no BYE before that (§15).
+	early bool
 	// fixTo, for a dial-in, is the source address of its last request,
 	// the hop mcc's own requests then go to first: the top Record-Route
 	// entry when there is one, else the remote target (RFC 3261 §12.2.1.1).

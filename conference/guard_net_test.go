@@ -746,3 +746,120 @@ func TestRFC2543DialIn(t *testing.T) {
 		return len(ps) == 1 && ps[0].State == Joined
 	})
 }
+
+// TestRemoveWhileRinging: removing a participant whose invitation still
+// rings cancels it; no BYE goes out of a dialog that does not exist, and
+// nothing is left behind.
+func TestRemoveWhileRinging(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	p := e.peer(t, "udp")
+	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
+		time.Sleep(500 * time.Millisecond)
+		return 200, sdp.Answer(offer, sdp.Origin{Username: "p", SessionID: 1, Version: 1, Host: "p.example"})
+	})
+	ps, err := e.c.Invite(e.name, p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the INVITE to arrive", func() bool { n, _, _ := p.counts(); return n == 1 })
+	if err := e.c.Remove(e.name, ps[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, _, byes := p.counts(); byes != 0 {
+		t.Fatalf("%d BYEs", byes)
+	}
+	got, _ := e.c.Participants(e.name)
+	if got[0].State != Removed {
+		t.Fatalf("the participant is %v, want removed", got[0].State)
+	}
+	e.c.mu.Lock()
+	n := len(e.c.dialogs)
+	e.c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d dialogs kept", n)
+	}
+}
+
+// TestRemoveBeforeACK: a dial-in removed while its 200 waits for the ACK
+// gets its BYE after the ACK, not before (RFC 3261 §15).
+func TestRemoveBeforeACK(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	caller := rawUDP(t, "127.0.0.1:0")
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	caller.WriteTo([]byte(msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
+		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKrm", "Max-Forwards: 70",
+		"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=rm", "Call-ID: rm-1", "CSeq: 1 INVITE",
+		"Contact: <sip:a@" + caller.LocalAddr().String() + ">", "Content-Length: 0"}, "")), to)
+	ok := readSIP(caller, "SIP/2.0 200", 2*time.Second)
+	if ok == nil {
+		t.Fatal("no 200")
+	}
+	ps, _ := e.c.Participants(e.name)
+	if err := e.c.Remove(e.name, ps[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if m := readSIP(caller, "BYE ", 700*time.Millisecond); m != nil {
+		t.Fatal("BYE before the ACK")
+	}
+	offer, _ := sdp.Parse(ok.Body())
+	answer := string(echo(offer))
+	toTag, _ := tagOf(ok.(*sip.Response).To().Params)
+	caller.WriteTo([]byte(msg("ACK sip:lecture@"+addr+" SIP/2.0", []string{
+		"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKrmack", "Max-Forwards: 70",
+		"To: <sip:lecture@" + addr + ">;tag=" + toTag, "From: <sip:a@127.0.0.1>;tag=rm", "Call-ID: rm-1",
+		"CSeq: 1 ACK", "Content-Type: application/sdp", "Content-Length: " + strconv.Itoa(len(answer))}, answer)), to)
+	if readSIP(caller, "BYE ", 3*time.Second) == nil {
+		t.Fatal("no BYE after the ACK")
+	}
+}
+
+// TestSameCallIDTwoDialIns: two dial-ins that share a Call-ID but not a
+// From tag are two dialogs: a BYE in one ends that one.
+func TestSameCallIDTwoDialIns(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	addr := e.c.Addrs()[0].Addr
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	type leg struct {
+		c     *net.UDPConn
+		tag   string
+		toTag string
+	}
+	var legs []*leg
+	for i, tag := range []string{"one", "two"} {
+		c := rawUDP(t, "127.0.0.1:0")
+		c.WriteTo([]byte(msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
+			"Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bKsame" + tag, "Max-Forwards: 70",
+			"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=" + tag, "Call-ID: same-1", "CSeq: 1 INVITE",
+			"Contact: <sip:a@" + c.LocalAddr().String() + ">", "Content-Length: 0"}, "")), to)
+		ok := readSIP(c, "SIP/2.0 200", 2*time.Second)
+		if ok == nil {
+			t.Fatalf("leg %d: no 200", i)
+		}
+		offer, _ := sdp.Parse(ok.Body())
+		answer := string(echo(offer))
+		toTag, _ := tagOf(ok.(*sip.Response).To().Params)
+		c.WriteTo([]byte(msg("ACK sip:lecture@"+addr+" SIP/2.0", []string{
+			"Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bKsameack" + tag, "Max-Forwards: 70",
+			"To: <sip:lecture@" + addr + ">;tag=" + toTag, "From: <sip:a@127.0.0.1>;tag=" + tag, "Call-ID: same-1",
+			"CSeq: 1 ACK", "Content-Type: application/sdp", "Content-Length: " + strconv.Itoa(len(answer))}, answer)), to)
+		legs = append(legs, &leg{c, tag, toTag})
+	}
+	eventually(t, "both joined", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		return len(ps) == 2 && ps[0].State == Joined && ps[1].State == Joined
+	})
+	l := legs[0]
+	l.c.WriteTo([]byte(msg("BYE sip:lecture@"+addr+" SIP/2.0", []string{
+		"Via: SIP/2.0/UDP " + l.c.LocalAddr().String() + ";branch=z9hG4bKsamebye", "Max-Forwards: 70",
+		"To: <sip:lecture@" + addr + ">;tag=" + l.toTag, "From: <sip:a@127.0.0.1>;tag=" + l.tag, "Call-ID: same-1",
+		"CSeq: 2 BYE", "Content-Length: 0"}, "")), to)
+	if readSIP(l.c, "SIP/2.0 200", 2*time.Second) == nil {
+		t.Fatal("no 200 to the BYE")
+	}
+	ps, _ := e.c.Participants(e.name)
+	if ps[0].State != Left || ps[1].State != Joined {
+		t.Fatalf("after a BYE in the first dialog: %v and %v, want left and joined", ps[0].State, ps[1].State)
+	}
+}

@@ -118,6 +118,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	if conf.isDeleted() {
 		return nil, errors.New("the conference ended before the invitation went out")
 	}
+	if p.ended() {
+		return nil, nil // removed before its invitation went out
+	}
 	conf.mu.Lock()
 	desc, gen := conf.desc.Clone(), conf.generation
 	conf.mu.Unlock()
@@ -150,6 +153,14 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 
 	ringCtx, stopRing := context.WithTimeout(c.ctx, c.cfg.RingTimeout)
 	defer stopRing()
+	p.mu.Lock()
+	p.cancelRing = stopRing // Remove and Delete cancel through it
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.cancelRing = nil
+		p.mu.Unlock()
+	}()
 	tx, err := cl.TransactionRequest(c.ctx, req)
 	if err != nil {
 		c.untrack(d)
@@ -174,7 +185,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		case <-tx.Done():
 			c.untrack(d)
 			if cancelled {
-				p.set(Failed, sip.StatusRequestTimeout, "no answer before the ring timeout")
+				if !p.ended() {
+					p.set(Failed, sip.StatusRequestTimeout, "no answer before the ring timeout")
+				}
 				return nil, nil
 			}
 			return nil, fmt.Errorf("INVITE: %w", tx.Err())
@@ -221,7 +234,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 				if res.StatusCode == sip.StatusRequestTimeout || (cancelled && res.StatusCode == sip.StatusRequestTerminated) {
 					state = Failed
 				}
-				p.set(state, res.StatusCode, res.Reason)
+				if !p.ended() { // removed meanwhile: it stays so
+					p.set(state, res.StatusCode, res.Reason)
+				}
 				return nil, nil
 			}
 		}
@@ -318,10 +333,13 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 		c.hangUp(d, p, Failed, fmt.Sprintf("unacceptable answer: %v", err))
 		return
 	}
-	if initial && conf.isDeleted() {
-		// The conference ended while this participant was being invited
-		// or was dialling in: it is told at once, and nothing is kept.
-		c.hangUp(d, p, Removed, "conference ended")
+	if initial && (conf.isDeleted() || p.ended()) {
+		// The conference ended, or the participant was removed, while it
+		// was being invited: it is told at once, and nothing is kept.
+		c.sendBye(d)
+		if !p.ended() {
+			p.set(Removed, 0, "conference ended")
+		}
 		return
 	}
 	accepted, invalid := 0, 0
@@ -662,7 +680,9 @@ func (c *Controller) onStrayResponse(res *sip.Response) {
 func (c *Controller) track(d *dialog, conf *Conference, p *participant) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.byCallID[d.callID] = &participantRef{conf, p, d}
+	r := &participantRef{conf, p, d}
+	c.byCallID[d.callID] = r
+	c.byDialog[d] = r
 }
 
 // retrack files a dialog under its full key once both tags are known.
@@ -679,6 +699,7 @@ func (c *Controller) untrack(d *dialog) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.dialogs, k)
+	delete(c.byDialog, d)
 	if r := c.byCallID[d.callID]; r != nil && r.d == d {
 		delete(c.byCallID, d.callID) // not another dialog's of that Call-ID
 	}

@@ -59,7 +59,7 @@ func (c *Controller) lookup(req *sip.Request) *dialog {
 func (c *Controller) participantOf(d *dialog) (*Conference, *participant) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if r := c.byCallID[d.callID]; r != nil {
+	if r := c.byDialog[d]; r != nil {
 		return r.conf, r.p
 	}
 	return nil, nil
@@ -117,7 +117,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	desc, gen := conf.desc.Clone(), conf.generation
 	conf.mu.Unlock()
 
-	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{})}
+	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{}), early: true}
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = *req.From().Address.Clone()
 	d.remoteTag, _ = tagOf(req.From().Params)
@@ -226,10 +226,17 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	started := c.goOwned(func() {
 		ack := c.awaitACK(d, res)
 		c.guard.unhold(src)
+		d.mu.Lock()
+		d.early = false
+		d.mu.Unlock()
 		if ack == nil {
 			// The call never completed: no BYE (it would go wherever the
 			// caller's Contact says), and nothing kept of it.
 			c.abandon(conf, p, d)
+			return
+		}
+		if p.ended() || conf.isDeleted() {
+			c.sendBye(d) // removed while its ACK was on the way
 			return
 		}
 		if ourOffer != nil {
@@ -658,16 +665,40 @@ func (c *Controller) Remove(name, id string) error {
 	if p == nil {
 		return fmt.Errorf("%w: %q", ErrNoParticipant, id)
 	}
+	c.end(p, "removed by the operator")
+	return nil
+}
+
+// end removes participant p as its dialog allows (RFC 3261 §15): BYE in
+// a confirmed dialog; an invitation still ringing is cancelled (its 2xx,
+// should one cross the CANCEL, gets BYE); a dial-in whose 200 waits for
+// its ACK gets BYE once the ACK comes, and nothing if it never does.
+func (c *Controller) end(p *participant, reason string) {
 	p.mu.Lock()
-	d := p.dlg
+	d, ring := p.dlg, p.cancelRing
 	p.mu.Unlock()
-	if d != nil {
+	p.set(Removed, 0, reason) // first: what answers later finds p ended
+	if d == nil {
+		if ring != nil {
+			ring()
+		}
+		return
+	}
+	d.mu.Lock()
+	confirmed, waitingACK := d.remoteTag != "" && !d.early, d.inviteRx && d.early
+	d.mu.Unlock()
+	switch {
+	case waitingACK:
+		// the ACK goroutine of onDialIn sends the BYE
+	case !confirmed:
+		if ring != nil {
+			ring()
+		}
+	default:
 		if err := c.sendBye(d); err != nil {
 			c.log.Info("BYE", "participant", p.uri, "err", err)
 		}
 	}
-	p.set(Removed, 0, "removed by the operator")
-	return nil
 }
 
 // Delete ends conference name: BYE to everyone, then the session and its
@@ -692,12 +723,7 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 		if d == nil || (state != Joined && state != Invited && state != Ringing) {
 			continue
 		}
-		wg.Go(func() {
-			if err := c.sendBye(d); err != nil {
-				c.log.Info("BYE", "participant", p.uri, "err", err)
-			}
-			p.set(Removed, 0, "conference ended")
-		})
+		wg.Go(func() { c.end(p, "conference ended") })
 	}
 	wg.Wait()
 	return errors.Join(c.cfg.Manager.Delete(conf.sessionID), ctx.Err())
