@@ -36,7 +36,7 @@ type guard struct {
 	// hasDialog says whether a request belongs to a dialog mcc holds (for
 	// an RFC 2543 ACK, see normalize). Nil: none does.
 	hasDialog func(req *sip.Request) bool
-	now           func() time.Time
+	now       func() time.Time
 
 	live    atomic.Int64 // server transactions alive
 	pending atomic.Int64 // dial-ins answered and not ACKed
