@@ -537,17 +537,22 @@ func (c *Controller) goOwned(f func()) bool {
 // client returns the client for a transport and the family of the
 // destination host.
 func (c *Controller) client(transport, host string) (*sipgo.Client, error) {
+	return c.clientFor(transport, c.isV6(host))
+}
+
+// clientFor returns the client for a transport and a family.
+func (c *Controller) clientFor(transport string, v6 bool) (*sipgo.Client, error) {
 	tr := strings.ToLower(transport)
 	key := tr
 	if tr == "udp" {
 		key = "udp4"
-		if c.isV6(host) {
+		if v6 {
 			key = "udp6"
 		}
 	}
 	cl, ok := c.clients[key]
 	if !ok {
-		return nil, fmt.Errorf("conference: no %s listener to send from (to %s)", strings.ToUpper(key), host)
+		return nil, fmt.Errorf("conference: no %s listener to send from", strings.ToUpper(key))
 	}
 	return cl, nil
 }
@@ -581,8 +586,12 @@ func (c *Controller) isV6(host string) bool {
 // contact returns our Contact for a transport and the family of the
 // destination host.
 func (c *Controller) contact(user, transport, host string) *sip.ContactHeader {
+	return c.contactFor(user, transport, c.isV6(host))
+}
+
+// contactFor is contact for a family.
+func (c *Controller) contactFor(user, transport string, want6 bool) *sip.ContactHeader {
 	tr := strings.ToLower(transport)
-	want6 := c.isV6(host)
 	var pick *Listener
 	for i, l := range c.addrs {
 		if l.Transport != tr {

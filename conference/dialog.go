@@ -46,6 +46,10 @@ type dialog struct {
 	// rebuilt from the dialog rather than kept, to keep dialogs small.
 	lastACKCSeq uint32
 	ended       bool
+	// v6 says the dialog's next hop (first route, else remote target) is
+	// reached over IPv6. Looked up once, since a name costs a DNS query:
+	// never under d.mu.
+	v6 bool
 	// early is a dial-in's dialog until its 200 is ACKed (or given up on):
 	// no BYE before that (§15).
 	early bool

@@ -134,6 +134,18 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 			return fmt.Errorf("conference: restore %s: fix_to %q: %w", sp.ID, sp.FixTo, err)
 		}
 	}
+	// The next hop's family, looked up once (not under d.mu later).
+	next := d.remoteTarget.Host
+	if d.fixTo.IsValid() {
+		next = d.fixTo.Addr().String()
+	}
+	if len(sp.RouteSet) > 0 {
+		var first sip.Uri
+		if err := sip.ParseUri(sp.RouteSet[0], &first); err == nil {
+			next = first.Host
+		}
+	}
+	d.v6 = c.isV6(next)
 	for _, r := range sp.RouteSet {
 		var u sip.Uri
 		if err := sip.ParseUri(r, &u); err != nil {

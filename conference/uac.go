@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 
 	"strings"
 	"time"
@@ -129,7 +130,8 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}
 	d.remoteTarget = target
-	d.origin = c.originFor(desc, conf.isExternal(), c.isV6(target.Host))
+	d.v6 = c.isV6(target.Host) // the one lookup of this invitation
+	d.origin = c.originFor(desc, conf.isExternal(), d.v6)
 	offer := d.nextOfferLocked(desc)
 	body, err := offer.Marshal()
 	if err != nil {
@@ -142,7 +144,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		req = c.newInvite(d, target, tr, body)
 	}
 	d.transport = tr
-	cl, err := c.client(tr, target.Host)
+	cl, err := c.clientFor(tr, d.v6)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +257,7 @@ func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte
 	req.AppendHeader(&callID)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.localCSeq, MethodName: sip.INVITE})
 	req.AppendHeader(&mf)
-	req.AppendHeader(c.contact(d.local.User, tr, target.Host))
+	req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
 	req.AppendHeader(sip.NewHeader("Allow", allowHeader))
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
@@ -298,6 +300,12 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 	for i := len(rr) - 1; i >= 0; i-- { // the UAC's route set is the reverse (§12.1.2)
 		if h, ok := rr[i].(*sip.RecordRouteHeader); ok {
 			d.routeSet = append(d.routeSet, *h.Address.Clone())
+		}
+	}
+	if len(d.routeSet) > 0 {
+		// The next hop is the first route's now (§12.2.1.1).
+		if a, err := netip.ParseAddr(strings.Trim(d.routeSet[0].Host, "[]")); err == nil {
+			d.v6 = a.Is6() && !a.Is4In6()
 		}
 	}
 	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
@@ -415,10 +423,10 @@ func (c *Controller) sendBye(d *dialog) error {
 	}
 	d.ended = true
 	req := d.newRequestLocked(sip.BYE, nil, 0)
-	host := d.remoteTarget.Host
+	v6 := d.v6
 	d.mu.Unlock()
 	defer c.untrack(d)
-	cl, err := c.client(d.transport, host)
+	cl, err := c.clientFor(d.transport, v6)
 	if err != nil {
 		return err
 	}
@@ -519,16 +527,16 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 		d.mu.Unlock()
 		return err
 	}
-	req := d.newRequestLocked(sip.INVITE, c.contact(d.local.User, d.transport, d.remoteTarget.Host), 0)
+	req := d.newRequestLocked(sip.INVITE, c.contactFor(d.local.User, d.transport, d.v6), 0)
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
 	req.SetBody(body)
 	if tr := c.pickTransport(req, strings.ToUpper(d.transport)); tr != strings.ToUpper(d.transport) {
 		req.SetTransport(tr)
 		req.RemoveHeader("Contact")
-		req.AppendHeader(c.contact(d.local.User, tr, d.remoteTarget.Host))
+		req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
 	}
-	host := d.remoteTarget.Host
+	v6 := d.v6
 	d.mu.Unlock()
 	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
 	defer func() {
@@ -536,7 +544,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 		d.inviteTx = false
 		d.mu.Unlock()
 	}()
-	cl, err := c.client(req.Transport(), host)
+	cl, err := c.clientFor(req.Transport(), v6)
 	if err != nil {
 		return err
 	}
@@ -669,9 +677,9 @@ func (c *Controller) onStrayResponse(res *sip.Response) {
 		return
 	}
 	ack := d.newRequestLocked(sip.ACK, nil, d.lastACKCSeq)
-	host := d.remoteTarget.Host
+	v6 := d.v6
 	d.mu.Unlock()
-	if cl, err := c.client(ack.Transport(), host); err == nil {
+	if cl, err := c.clientFor(ack.Transport(), v6); err == nil {
 		c.sendACK(cl, ack)
 	}
 }

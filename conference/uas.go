@@ -128,7 +128,8 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	if d.remoteTarget.Host == "" {
 		d.remoteTarget = d.remote
 	}
-	d.origin = c.originFor(desc, conf.isExternal(), sourceOf(req).Is6())
+	d.v6 = sourceOf(req).Is6() // the next hop is where the request came from
+	d.origin = c.originFor(desc, conf.isExternal(), d.v6)
 	for _, h := range req.GetHeaders("Record-Route") { // the UAS keeps their order (§12.1.1)
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
 			d.routeSet = append(d.routeSet, *rr.Address.Clone())
