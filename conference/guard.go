@@ -47,6 +47,7 @@ type guard struct {
 	overflow  source    // the bucket new sources share when the table is full
 	lastSweep time.Time // sweeps of idle sources run at most once a second
 	udp       map[string]net.PacketConn
+	joined    int // dial-ins joined, from every source
 	accepted  map[string]int // remote addresses of the streams guardedConn screens
 	// udpPeers are the UDP addresses (ip:port) whose packets went on to
 	// sipgo since its read loops were last replaced (see udpMux).
@@ -242,11 +243,15 @@ func (g *guard) takeResponse(src netip.Addr) bool {
 func (g *guard) join(src netip.Addr) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if !unlimited(g.lim.MaxJoined) && g.joined >= g.lim.MaxJoined {
+		return false
+	}
 	s := g.sourceLocked(src, g.now())
 	if !unlimited(g.lim.JoinedPerSource) && g.lim.SourceRate >= 0 && s.joined >= g.lim.JoinedPerSource {
 		return false
 	}
 	s.joined++
+	g.joined++
 	return true
 }
 
@@ -258,16 +263,17 @@ func (g *guard) unjoin(src netip.Addr) {
 	} else if g.overflow.joined > 0 {
 		g.overflow.joined--
 	}
+	g.joined--
 }
 
 // hold counts a dial-in from src answered and waiting for its ACK; it
 // reports false when src or everyone holds too many already.
 func (g *guard) hold(src netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if !unlimited(g.lim.MaxPending) && g.pending.Load() >= int64(g.lim.MaxPending) {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	s := g.sourceLocked(src, g.now())
 	if !unlimited(g.lim.PendingPerSource) && g.lim.SourceRate >= 0 && s.pending >= g.lim.PendingPerSource {
 		return false
@@ -291,11 +297,11 @@ func (g *guard) unhold(src netip.Addr) {
 // openConn counts a TCP or TLS connection accepted from src; it reports
 // false when src or everyone has too many already.
 func (g *guard) openConn(src netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if !unlimited(g.lim.TCPConns) && g.conns.Load() >= int64(g.lim.TCPConns) {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	s := g.sourceLocked(src, g.now())
 	if !unlimited(g.lim.TCPConnsPerSource) && g.lim.SourceRate >= 0 && s.conns >= g.lim.TCPConnsPerSource {
 		return false

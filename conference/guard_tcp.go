@@ -170,7 +170,11 @@ func (c *guardedConn) frame() error {
 		}
 		end := bytes.Index(c.in, []byte("\r\n\r\n"))
 		if end < 0 {
-			if len(c.in) > c.g.lim.MaxMessage && !unlimited(c.g.lim.MaxMessage) {
+			limit := c.g.lim.MaxMessage
+			if unlimited(limit) {
+				limit = maxStreamMessage
+			}
+			if len(c.in) > limit {
 				c.g.count("too_large", false)
 				return errFraming
 			}

@@ -44,8 +44,9 @@ type Limits struct {
 	PendingPerSource, MaxPending int
 	// JoinedPerSource bounds the dial-ins from one source joined at once:
 	// each is saved, restored at every start and re-INVITEd at every
-	// change. Past it a dial-in gets 486. Zero means 64.
-	JoinedPerSource int
+	// change. Past it a dial-in gets 486. Zero means 64. MaxJoined bounds
+	// them in all: zero means 20,000.
+	JoinedPerSource, MaxJoined int
 	// EndedKept is how many participants that declined, failed, left or
 	// were removed a conference keeps in its list, the newest. Zero means
 	// 256.
@@ -77,6 +78,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxPending, 2048)
 	def(&l.EndedKept, 256)
 	def(&l.JoinedPerSource, 64)
+	def(&l.MaxJoined, 20000)
 	return l
 }
 

@@ -180,6 +180,16 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 	for _, i := range sp.Rejected {
 		p.rejected[i] = true
 	}
+	// A dial-in counts against its source's bound again, past it or not:
+	// it is in the conference already.
+	if sp.DialIn && d.fixTo.IsValid() {
+		src := d.fixTo.Addr().Unmap()
+		c.guard.mu.Lock()
+		c.guard.sourceLocked(src, c.guard.now()).joined++
+		c.guard.joined++
+		c.guard.mu.Unlock()
+		p.source = src
+	}
 	conf.mu.Lock()
 	conf.participants = append(conf.participants, p)
 	conf.mu.Unlock()
