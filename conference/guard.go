@@ -47,7 +47,7 @@ type guard struct {
 	overflow  source    // the bucket new sources share when the table is full
 	lastSweep time.Time // sweeps of idle sources run at most once a second
 	udp       map[string]net.PacketConn
-	joined    int // dial-ins joined, from every source
+	joined    int            // dial-ins joined, from every source
 	accepted  map[string]int // remote addresses of the streams guardedConn screens
 	// udpPeers are the UDP addresses (ip:port) whose packets went on to
 	// sipgo since its read loops were last replaced (see udpMux).
