@@ -954,6 +954,10 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, badf("lease %q: want a positive duration such as 2h", req.Lease))
 		return
 	}
+	if err := s.notASessions(g); err != nil {
+		s.fail(w, err)
+		return
+	}
 	l, err := s.Allocator.Renew(g, time.Now().Add(d))
 	if err != nil {
 		s.fail(w, err)
@@ -968,11 +972,29 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if err := s.notASessions(g); err != nil {
+		s.fail(w, err)
+		return
+	}
 	if err := s.Allocator.Release(g); err != nil {
 		s.fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// notASessions refuses to renew or release the lease of g when one of
+// mcc's own sessions holds it (owner "session N"): its conference
+// advertises the group until the stream or the session goes, which
+// releases it, and the manager renews it meanwhile. Only the owner tells
+// the two kinds apart (allocate refuses that prefix to the API's
+// callers).
+func (s *Server) notASessions(g netip.Addr) error {
+	l, ok := s.Allocator.Lease(g)
+	if ok && strings.HasPrefix(l.Owner, ownerOfMcc) {
+		return conflictf("lease %v belongs to %s of mcc: it is released when its stream or session goes (remove the stream, or delete the session)", l.Group, l.Owner)
+	}
+	return nil
 }
 
 func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, CodeNotFound
 	case errors.Is(err, conference.ErrExists), errors.Is(err, sdp.ErrSessionExists):
 		return http.StatusConflict, CodeConflict
+	case isConflict(err):
+		return http.StatusConflict, CodeConflict
 	case errors.Is(err, sdp.ErrNotModifiable):
 		return http.StatusConflict, CodeNotModifiable
 	case errors.Is(err, multicast.ErrPoolExhausted), errors.Is(err, conference.ErrClosed), errors.Is(err, multicast.ErrClosed):
@@ -70,6 +72,19 @@ type badRequest struct{ msg string }
 func (e *badRequest) Error() string { return e.msg }
 
 func badf(format string, args ...any) error { return &badRequest{fmt.Sprintf(format, args...)} }
+
+// conflict is a request the API refuses because of the state of what it
+// names, before anything changes (409).
+type conflict struct{ msg string }
+
+func (e *conflict) Error() string { return e.msg }
+
+func conflictf(format string, args ...any) error { return &conflict{fmt.Sprintf(format, args...)} }
+
+func isConflict(err error) bool {
+	_, ok := errors.AsType[*conflict](err)
+	return ok
+}
 
 // Limits on what a request may name, beyond the 1 MiB body.
 const (

@@ -247,6 +247,7 @@ func TestErrorMapping(t *testing.T) {
 		{fmt.Errorf("sdp: %w %q", multicast.ErrUnknownPool, "p"), 400, CodeBadRequest},
 		{fmt.Errorf("%w: %q", conference.ErrExists, "x"), 409, CodeConflict},
 		{fmt.Errorf("%w: 7", sdp.ErrSessionExists), 409, CodeConflict},
+		{conflictf("lease 239.1.1.1 belongs to session 1 of mcc"), 409, CodeConflict},
 		{fmt.Errorf("session 1: %w", sdp.ErrNotModifiable), 409, CodeNotModifiable},
 		{fmt.Errorf("%w: %q", conference.ErrUnknown, "x"), 404, CodeNotFound},
 		{fmt.Errorf("%w 3", sdp.ErrUnknownSession), 404, CodeNotFound},
