@@ -110,6 +110,11 @@ type Record struct {
 	// migrated marks a record read in an older form (see UnmarshalJSON):
 	// Restore saves it again in the new one.
 	migrated bool
+	// dropped and badRealm say what the migration left out (users it
+	// could not hash, a realm it replaced with the name), for Restore to
+	// log; they name no password.
+	dropped  []droppedUser
+	badRealm string
 }
 
 // Save writes conference name's record; a failure is logged, since the
@@ -256,6 +261,7 @@ func (s *Server) Restore() (conferences, participants int) {
 		return 0, 0
 	}
 	var confs []Record
+	var keys []string // of confs
 	var parts []conference.SavedParticipant
 	s.Store.Records(func(key string, v []byte) error {
 		var err error
@@ -264,6 +270,7 @@ func (s *Server) Restore() (conferences, participants int) {
 			var r Record
 			if err = json.Unmarshal(v, &r); err == nil {
 				confs = append(confs, r)
+				keys = append(keys, key)
 			}
 		case strings.HasPrefix(key, "p/"):
 			var p conference.SavedParticipant
@@ -277,13 +284,27 @@ func (s *Server) Restore() (conferences, participants int) {
 		return nil
 	})
 	leases := s.Allocator.Leases()
-	for _, r := range confs {
+	for i, r := range confs {
+		if r.badRealm != "" {
+			s.log().Warn("restore conference: the saved digest realm cannot travel in a challenge, the conference name is the realm now",
+				"conference", r.Name, "realm", r.badRealm)
+		}
+		for _, u := range r.dropped {
+			s.log().Warn("restore conference: a digest user of the old record is dropped (set the users again)",
+				"conference", r.Name, "user", u.name, "err", u.why)
+		}
 		desc, err := s.Manager.Restore(r.Session, leases)
 		if err == nil {
 			_, err = s.Controller.Create(r.Name, desc.Origin.SessionID, r.Access)
 		}
 		if err != nil {
 			s.log().Error("restore conference", "conference", r.Name, "err", err)
+			if r.migrated {
+				// Kept for another try, but without its passwords.
+				if err := s.Store.PutRecord(keys[i], r); err != nil {
+					s.log().Error("save a migrated record", "conference", r.Name, "err", err)
+				}
+			}
 			continue
 		}
 		if r.migrated {

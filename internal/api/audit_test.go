@@ -1,12 +1,18 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"mcc/conference"
 	"mcc/multicast"
+	"mcc/sdp"
 )
 
 // TestSessionLeasesNotTheAPIs: the leases of mcc's own sessions (owner
@@ -58,5 +64,114 @@ func TestSessionLeasesNotTheAPIs(t *testing.T) {
 	}
 	if _, ok := ts.alloc.Lease(mine[0].Group); ok {
 		t.Fatal("the API's own lease is still there")
+	}
+}
+
+// TestRestoreMigratesOddPasswords: records the previous version accepted
+// but HashPasswords refuses (an empty password or user name, a control
+// character in a user name or in the realm) still come back: what can be
+// hashed is, the users that cannot be are dropped and logged without
+// their passwords, a realm that cannot be used becomes the conference
+// name, and every record is saved again without a clear password. The
+// sessions keep their leases.
+func TestRestoreMigratesOddPasswords(t *testing.T) {
+	a, _ := multicast.NewAllocator(multicast.Config{})
+	m, _ := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
+	store := newMemStore()
+	type legacy struct {
+		Mode  int
+		Allow []string
+		Users map[string]string
+		Realm string
+	}
+	tests := []struct {
+		conf   string
+		old    legacy
+		want   conference.Access
+		logged []string // on a line of the log about this conference
+	}{
+		{"empty-pass", legacy{2, nil, map[string]string{"bob": "", "alice": "MARKER-alice"}, ""},
+			conference.Access{Mode: conference.Digest, Realm: "empty-pass", Users: map[string]conference.HA1{
+				"alice": conference.NewHA1("alice", "empty-pass", "MARKER-alice")}}, []string{"user=bob"}},
+		{"empty-name", legacy{2, nil, map[string]string{"": "MARKER-nobody", "carol": "MARKER-carol"}, "room"},
+			conference.Access{Mode: conference.Digest, Realm: "room", Users: map[string]conference.HA1{
+				"carol": conference.NewHA1("carol", "room", "MARKER-carol")}}, []string{`user=""`}},
+		{"ctl-name", legacy{2, nil, map[string]string{"eve\r\nX-Evil: 1": "MARKER-eve", "dave": "MARKER-dave"}, ""},
+			conference.Access{Mode: conference.Digest, Realm: "ctl-name", Users: map[string]conference.HA1{
+				"dave": conference.NewHA1("dave", "ctl-name", "MARKER-dave")}}, []string{"X-Evil: 1"}},
+		{"ctl-realm", legacy{2, nil, map[string]string{"frank": "MARKER-frank"}, "club\x01"},
+			conference.Access{Mode: conference.Digest, Realm: "ctl-realm", Users: map[string]conference.HA1{
+				"frank": conference.NewHA1("frank", "ctl-realm", "MARKER-frank")}}, []string{`realm="club\x01"`}},
+		{"none-left", legacy{2, nil, map[string]string{"gina": ""}, ""},
+			conference.Access{Mode: conference.Digest, Realm: "none-left", Users: map[string]conference.HA1{}}, []string{"user=gina"}},
+	}
+	for _, tc := range tests {
+		d, err := m.Create(sdp.SessionSpec{Name: tc.conf, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := m.Save(d.Origin.SessionID)
+		sess, _ := json.Marshal(s)
+		acc, _ := json.Marshal(tc.old)
+		store.m["c/"+tc.conf] = []byte(`{"name":"` + tc.conf + `","session_id":1,"access":` + string(acc) + `,"session":` + string(sess) + `}`)
+	}
+	leases := len(a.Leases())
+	ts := newServer(t, a, store, nil)
+	var logs bytes.Buffer
+	ts.srv.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if n, _ := ts.srv.Restore(); n != len(tests) {
+		t.Fatalf("restored %d conferences, want %d:\n%s", n, len(tests), logs.String())
+	}
+	if n := len(a.Leases()); n != leases {
+		t.Fatalf("%d leases after restore, had %d:\n%s", n, leases, logs.String())
+	}
+	if strings.Contains(logs.String(), "MARKER") {
+		t.Fatalf("the log names a password:\n%s", logs.String())
+	}
+	for _, tc := range tests {
+		got, err := ts.srv.Controller.AccessOf(tc.conf)
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(tc.want)
+		if err != nil || !bytes.Equal(g, w) {
+			t.Errorf("%s after restore: %s, %v; want %s", tc.conf, g, err, w)
+		}
+		store.mu.Lock()
+		rec := store.m["c/"+tc.conf]
+		store.mu.Unlock()
+		if bytes.Contains(rec, []byte("MARKER")) {
+			t.Errorf("%s: the record still holds a password: %s", tc.conf, rec)
+		}
+		var r Record
+		if err := json.Unmarshal(rec, &r); err != nil || r.migrated {
+			t.Errorf("%s: re-read record: migrated %v, %v", tc.conf, r.migrated, err)
+		}
+		for _, want := range tc.logged {
+			found := false
+			for _, line := range strings.Split(logs.String(), "\n") {
+				found = found || strings.Contains(line, want) && strings.Contains(line, "level=WARN") && strings.Contains(line, "conference="+tc.conf)
+			}
+			if !found {
+				t.Errorf("%s: no warning with %s:\n%s", tc.conf, want, logs.String())
+			}
+		}
+	}
+}
+
+// TestRestoreSavesMigratedUnrestored: a migrated record whose conference
+// cannot come back (its session does not restore) is still saved again
+// without its passwords.
+func TestRestoreSavesMigratedUnrestored(t *testing.T) {
+	store := newMemStore()
+	store.m["c/lost"] = []byte(`{"name":"lost","session_id":1,"access":{"Mode":2,"Users":{"bob":"MARKER-bob"}},"session":{}}`)
+	ts := newServer(t, nil, store, nil)
+	if n, _ := ts.srv.Restore(); n != 0 {
+		t.Fatalf("restored %d conferences, want 0", n)
+	}
+	store.mu.Lock()
+	rec := store.m["c/lost"]
+	store.mu.Unlock()
+	var r Record
+	if bytes.Contains(rec, []byte("MARKER")) || json.Unmarshal(rec, &r) != nil || r.Access.Users["bob"] != conference.NewHA1("bob", "lost", "MARKER-bob") {
+		t.Fatalf("the record of a conference that did not come back: %s", rec)
 	}
 }
