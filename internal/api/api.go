@@ -101,6 +101,12 @@ type RecordStore interface {
 	Records(f func(key string, v []byte) error) error
 }
 
+// compacter is a RecordStore that can rewrite its file without what it
+// freed (internal/store's DB).
+type compacter interface {
+	Compact() error
+}
+
 // Record is what is kept of a conference across restarts.
 type Record struct {
 	Name      string            `json:"name"`
@@ -255,7 +261,10 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 // Restore brings back the conferences of the records in the store, with
 // their sessions and leases, then their joined participants' dialogs. It
 // returns how many conferences and participants came back; a record that
-// cannot is logged and left out.
+// cannot is logged and left out. Records of an older form are saved again
+// in the new one; when there were any, a store that has a Compact method
+// is compacted, so that what they held (clear passwords) leaves its free
+// pages too.
 func (s *Server) Restore() (conferences, participants int) {
 	if s.Store == nil {
 		return 0, 0
@@ -284,7 +293,9 @@ func (s *Server) Restore() (conferences, participants int) {
 		return nil
 	})
 	leases := s.Allocator.Leases()
+	migrated := false
 	for i, r := range confs {
+		migrated = migrated || r.migrated
 		if r.badRealm != "" {
 			s.log().Warn("restore conference: the saved digest realm cannot travel in a challenge, the conference name is the realm now",
 				"conference", r.Name, "realm", r.badRealm)
@@ -311,6 +322,15 @@ func (s *Server) Restore() (conferences, participants int) {
 			s.save(r.Name) // its passwords are gone from the store too
 		}
 		conferences++
+	}
+	if c, ok := s.Store.(compacter); ok && migrated {
+		// The clear passwords the records held are still in the pages
+		// the store freed when they were saved again.
+		if err := c.Compact(); err != nil {
+			s.log().Error("restore: compact the store, which still holds the clear passwords of old records in its free pages", "err", err)
+		} else {
+			s.log().Info("restore: old records migrated, the store is compacted")
+		}
 	}
 	// Leases of sessions that have no record (deleted, or created, when the
 	// process stopped) are used by nobody.

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"mcc/conference"
+	"mcc/internal/store"
 	"mcc/multicast"
 	"mcc/sdp"
 )
@@ -174,4 +179,101 @@ func TestRestoreSavesMigratedUnrestored(t *testing.T) {
 	if bytes.Contains(rec, []byte("MARKER")) || json.Unmarshal(rec, &r) != nil || r.Access.Users["bob"] != conference.NewHA1("bob", "lost", "MARKER-bob") {
 		t.Fatalf("the record of a conference that did not come back: %s", rec)
 	}
+}
+
+// TestRestoreCompactsStore: after a restore that migrated records, the
+// clear passwords they held are nowhere in the raw database file, not in
+// its free pages either; what was restored is still there.
+func TestRestoreCompactsStore(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	a, err := multicast.NewAllocator(multicast.Config{Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
+	const marker = "MARKER-7f3a9c"
+	for i, name := range []string{"board", "club", "lost"} {
+		sess := []byte("{}") // lost: no session, not restored, saved again all the same
+		if name != "lost" {
+			d, err := m.Create(sdp.SessionSpec{Name: name, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := m.Save(d.Origin.SessionID)
+			sess, _ = json.Marshal(s)
+		}
+		acc := fmt.Sprintf(`{"Mode":2,"Allow":null,"Users":{"bob":"%s-%d","":"%s-empty","eve\r\n":"%s-ctl"},"Realm":""}`, marker, i, marker, marker)
+		rec := []byte(`{"name":"` + name + `","session_id":1,"access":` + acc + `,"session":` + string(sess) + `}`)
+		if err := db.PutRecord("c/"+name, json.RawMessage(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if raw, _ := os.ReadFile(filepath.Join(dir, store.FileName)); !bytes.Contains(raw, []byte(marker)) {
+		t.Fatal("the marker is not in the file before the restore: the test shows nothing")
+	}
+	leases := a.Leases()
+	ts := newServerOn(t, a, db)
+	if n, _ := ts.srv.Restore(); n != 2 {
+		t.Fatalf("restored %d conferences, want 2", n)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.Index(raw, []byte(marker)); i >= 0 {
+		t.Fatalf("the raw file still holds a password at byte %d: %q", i, raw[max(0, i-40):min(len(raw), i+40)])
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("files in the data directory after the restore: %v", entries)
+	}
+	// The store in use is the compacted file: what it holds is all there,
+	// and it takes writes.
+	var keys []string
+	db.Records(func(k string, v []byte) error { keys = append(keys, k); return nil })
+	if len(keys) != 3 {
+		t.Fatalf("records after compaction: %v", keys)
+	}
+	got, err := db.LoadLeases()
+	if err != nil || len(got) != len(leases) {
+		t.Fatalf("leases after compaction: %d, %v; want %d", len(got), err, len(leases))
+	}
+	if err := ts.cl.Do(context.Background(), "POST", "/v1/sessions", SessionRequest{Name: "after", Media: []string{"audio"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = store.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	keys = nil
+	db.Records(func(k string, v []byte) error { keys = append(keys, k); return nil })
+	if len(keys) != 4 {
+		t.Fatalf("records after a reopen: %v", keys)
+	}
+}
+
+// newServerOn is newServer on a given store of any kind, such as
+// internal/store's.
+func newServerOn(t *testing.T, a *multicast.Allocator, st RecordStore) *testServer {
+	t.Helper()
+	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := conference.New(conference.Config{Listeners: []conference.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
+		Manager: m, RingTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	srv := &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: st}
+	t.Cleanup(ctl.OnChange(srv.Save))
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &testServer{cl: &Client{Base: hs.URL, Token: "sesame", HTTP: hs.Client()}, srv: srv, alloc: a}
 }

@@ -5,12 +5,15 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,15 +33,26 @@ var (
 // ErrLocked is returned by Open when another process holds the database.
 var ErrLocked = errors.New("store: the data directory is in use by another mcc process")
 
-// DB is the open store.
+// DB is the open store. Its methods may be called from any goroutine;
+// Compact swaps the file underneath while they wait.
 type DB struct {
+	path string
+
+	mu sync.RWMutex // guards db: held shared by every use, exclusively by Compact
 	db *bolt.DB
 }
 
 var _ multicast.LeaseStore = (*DB)(nil)
 
+// compactSuffix names the file Compact writes next to the database before
+// it renames it over the database.
+const compactSuffix = ".compact"
+
 // Open opens (creating if needed) the store in dir. It waits at most a
 // second for another process to let go of the file, then returns ErrLocked.
+// A file that an interrupted Compact left behind is removed, and the
+// database compacted again: what that Compact was to clear from the free
+// pages is still in them.
 func Open(dir string) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -63,21 +77,113 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return &DB{db: db}, nil
+	d := &DB{path: path, db: db}
+	// Only under the lock of the database is the file ours to look at.
+	if _, err := os.Lstat(path + compactSuffix); err == nil {
+		if err := d.Compact(); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Compact rewrites the database into a new file, key by key, and puts it
+// in the old one's place: bbolt does not zero the pages it frees, so what
+// was deleted or overwritten (clear passwords of old records) stays in
+// the file until then. The new file is written next to the old one,
+// synced, and renamed over it (then the directory is synced), so that a
+// crash at any point leaves the old file or the new one, whole; the old
+// file stays until the rename. The new file is opened, and locked, before
+// the rename, so no other process gets in between. Every other use of the
+// store waits meanwhile. On an error the old file is still in use.
+func (d *DB) Compact() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tmp := d.path + compactSuffix
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	fail := func(err error) error {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("store: compact %s: %w", d.path, err)
+	}
+	// One transaction (txMaxSize 0): the store is small, and a new file
+	// that holds only part of it is never committed.
+	if err := bolt.Compact(dst, d.db, 0); err != nil {
+		return fail(err)
+	}
+	if err := dst.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, d.path); err != nil {
+		return fail(err)
+	}
+	// From here on the new file is the database, whatever happens: a
+	// failure to sync the directory only means a crash may bring back
+	// the old one (and the leftover makes Open compact again).
+	old := d.db
+	d.db = dst
+	old.Close()
+	if err := syncDir(filepath.Dir(d.path)); err != nil {
+		return fmt.Errorf("store: compact: sync %s: %w", filepath.Dir(d.path), err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Close closes the file.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.db.Close()
+}
 
 // Path returns the database file's path.
-func (d *DB) Path() string { return d.db.Path() }
+func (d *DB) Path() string { return d.path }
+
+// view and update run f in a read or a read-write transaction, batch in
+// a batched one, of the current file.
+func (d *DB) view(f func(*bolt.Tx) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.db.View(f)
+}
+
+func (d *DB) update(f func(*bolt.Tx) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.db.Update(f)
+}
+
+func (d *DB) batch(f func(*bolt.Tx) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.db.Batch(f)
+}
 
 func groupKey(g netip.Addr) []byte { return g.Unmap().AsSlice() }
 
 // LoadLeases implements multicast.LeaseStore.
 func (d *DB) LoadLeases() ([]multicast.Lease, error) {
 	var ls []multicast.Lease
-	err := d.db.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
 			var l multicast.Lease
 			if err := json.Unmarshal(v, &l); err != nil {
@@ -96,7 +202,7 @@ func (d *DB) LoadLeases() ([]multicast.Lease, error) {
 // PutLeases implements multicast.LeaseStore: one transaction, synced to
 // disk before it returns.
 func (d *DB) PutLeases(ls []multicast.Lease) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLeases)
 		for _, l := range ls {
 			v, err := json.Marshal(l)
@@ -113,7 +219,7 @@ func (d *DB) PutLeases(ls []multicast.Lease) error {
 
 // DeleteLeases implements multicast.LeaseStore.
 func (d *DB) DeleteLeases(groups []netip.Addr) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLeases)
 		for _, g := range groups {
 			if err := b.Delete(groupKey(g)); err != nil {
@@ -133,17 +239,34 @@ func (d *DB) PutRecord(key string, v any) error {
 	if err != nil {
 		return err
 	}
-	return d.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Put([]byte(key), b) })
+	return d.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Put([]byte(key), b) })
 }
 
 // DeleteRecord removes key from the sessions bucket, batched as PutRecord.
 func (d *DB) DeleteRecord(key string) error {
-	return d.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(key)) })
+	return d.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(key)) })
 }
 
-// Records calls f with every key and JSON value of the sessions bucket.
+// Records calls f with every key and JSON value of the sessions bucket,
+// copied out of the file: f runs outside the transaction, so it may use
+// the store itself.
 func (d *DB) Records(f func(key string, v []byte) error) error {
-	return d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error { return f(string(k), v) })
+	var keys []string
+	var vals [][]byte
+	err := d.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			keys = append(keys, string(k))
+			vals = append(vals, bytes.Clone(v))
+			return nil
+		})
 	})
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		if err := f(k, vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
