@@ -534,12 +534,6 @@ func (c *Controller) goOwned(f func()) bool {
 	return true
 }
 
-// client returns the client for a transport and the family of the
-// destination host.
-func (c *Controller) client(transport, host string) (*sipgo.Client, error) {
-	return c.clientFor(transport, c.isV6(host))
-}
-
 // clientFor returns the client for a transport and a family.
 func (c *Controller) clientFor(transport string, v6 bool) (*sipgo.Client, error) {
 	tr := strings.ToLower(transport)

@@ -30,6 +30,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	sipAddrs := fs.String("sip", defaultSIP, "SIP listeners, comma-separated TRANSPORT:HOST:PORT (udp, tcp, tls); [::] listens on IPv6 only, 0.0.0.0 on IPv4 only")
 	host := fs.String("host", "", "host names or addresses participants reach mcc at, comma-separated, one per family; the first names conference URIs (default: this machine's first global IPv4 and IPv6 addresses, else loopback)")
+	maxTx := fs.Int("sip-max-transactions", 0, "SIP server transactions alive at once before new requests get 503 (each lives up to 32 s; 0: the default, 200000; -1: no bound)")
 	sourceRate := fs.Float64("sip-source-rate", 200, "SIP requests per second one source (an IPv4 address, an IPv6 /64) may send before 503; -1: sources are not told apart (behind a proxy): no per-source bound at all")
 	apiAddr := fs.String("api", "127.0.0.1:8760", "control API address (keep it on loopback)")
 	cert := fs.String("tls-cert", "", "certificate file for tls listeners (PEM)")
@@ -139,7 +140,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	conference.SetStackLogger(log)
 	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: uriHost,
 		Host4: host4, Host6: host6, RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db,
-		Limits: conference.Limits{SourceRate: *sourceRate}})
+		Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}})
 	if err != nil {
 		return err
 	}
