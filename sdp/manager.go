@@ -160,6 +160,9 @@ func (m *Manager) Create(spec SessionSpec) (*Session, error) {
 	if spec.Type == "" {
 		spec.Type = "broadcast"
 	}
+	if spec.Name == " " {
+		spec.Name = "" // "s= " is the stand-in for no name (RFC 8866 §5.3): both are written so
+	}
 	now := m.cfg.Now()
 	o := Origin{Username: m.cfg.Username, Version: 1, Addr: m.cfg.Origin, Host: m.cfg.Host}
 	if !o.Addr.IsValid() && pool.Family() == multicast.IPv6 {

@@ -32,6 +32,11 @@ func TestCreateRefusesText(t *testing.T) {
 		{"info DEL", SessionSpec{Info: "a\x7f"}, "information (i=)"},
 		{"info C1", SessionSpec{Info: "a\u0085b"}, "information (i=)"},
 		{"info not UTF-8", SessionSpec{Info: "caf\xe9"}, "information (i=)"},
+		{"name line separator", SessionSpec{Name: "a\u2028b"}, "session name (s=)"},
+		{"name paragraph separator", SessionSpec{Name: "a\u2029b"}, "session name (s=)"},
+		{"name bidi override", SessionSpec{Name: "lecture\u202egpj.exe"}, "session name (s=)"},
+		{"info bidi isolate", SessionSpec{Info: "a\u2067b"}, "information (i=)"},
+		{"info BOM", SessionSpec{Info: "\ufeffhello"}, "information (i=)"},
 		{"info too long", SessionSpec{Info: long}, "information (i=)"},
 		{"type LF", SessionSpec{Type: "meeting\r\na=sendrecv"}, "type (a=type)"},
 		{"type NUL", SessionSpec{Type: "test\x00"}, "type (a=type)"},
@@ -216,8 +221,11 @@ func FuzzCreateInfo(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if name == " " {
+			name = "" // the stand-in for no name (RFC 8866 §5.3)
+		}
 		back, err := Parse(saved.SDP)
-		if err != nil || back.Name != name || back.Info != info || len(back.Media) != 1 {
+		if err != nil || s.Name != name || back.Name != name || back.Info != info || len(back.Media) != 1 {
 			t.Fatalf("Create(%q, %q) saved text that reads back as %+v, %v", name, info, back, err)
 		}
 	})
