@@ -75,8 +75,31 @@ func checkText(field, s string, limit int) error {
 		case r != '\t' && unicode.IsControl(r):
 			return bad("control character %U is not allowed", r)
 		}
+		if why := Hidden(r); why != "" {
+			return bad("%U is %s", r, why)
+		}
 	}
 	return nil
+}
+
+// Hidden says why r is refused in text that people read (s=, i=, names,
+// users) though it is no control character, or "" when it is not: line
+// and paragraph separators (Unicode Zl, Zp), which terminals and some
+// parsers take for a line break, the explicit bidirectional embeddings,
+// overrides and isolates (U+202A-U+202E, U+2066-U+2069), which make a
+// name read differently from what it is, and the byte order mark U+FEFF.
+// Other format characters (ZWJ, ZWNJ, LRM, RLM) are kept: scripts and
+// emoji need them.
+func Hidden(r rune) string {
+	switch {
+	case r == '\u2028', r == '\u2029':
+		return "a line or paragraph separator"
+	case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+		return "a bidirectional override, which makes text read other than it is"
+	case r == '\ufeff':
+		return "a byte order mark"
+	}
+	return ""
 }
 
 // checkToken refuses what is not an RFC 8866 §9 token, such as a media

@@ -91,6 +91,8 @@ const (
 	maxURI     = 1024 // one participant's SIP URI
 	maxURIs    = 1000 // participants in one invitation request
 	maxID      = 256  // a SAP directory ID, a lease owner, a pool name
+	maxEntries = 1000 // allow entries, digest users or sources of one conference
+	maxSecret  = 1024 // one digest password
 	ownerOfMcc = "session "
 )
 
@@ -108,6 +110,9 @@ func checkLine(field, s string, limit int) error {
 	for _, r := range s {
 		if unicode.IsControl(r) {
 			return badf("%s %q: control character %U is not allowed", field, s, r)
+		}
+		if why := sdp.Hidden(r); why != "" {
+			return badf("%s %q: %U is %s", field, s, r, why)
 		}
 	}
 	return nil

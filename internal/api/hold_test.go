@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,6 +132,8 @@ func TestTextRefused(t *testing.T) {
 		{"info NUL", "POST", "/v1/sessions", SessionRequest{Name: "x", Info: "hi\x00", Media: audio}},
 		{"info ESC", "POST", "/v1/sessions", SessionRequest{Name: "x", Info: "\x1b]0;pwned\x07", Media: audio}},
 		{"info too long", "POST", "/v1/sessions", SessionRequest{Name: "x", Info: long, Media: audio}},
+		{"info bidi override", "POST", "/v1/sessions", SessionRequest{Name: "x", Info: "talk\u202etxt.exe", Media: audio}},
+		{"info line separator", "POST", "/v1/sessions", SessionRequest{Name: "x", Info: "a\u2028m=audio", Media: audio}},
 		{"type CRLF", "POST", "/v1/sessions", SessionRequest{Name: "x", Type: "meeting\r\na=recvonly", Media: audio}},
 		{"type NUL", "POST", "/v1/sessions", SessionRequest{Name: "x", Type: "\x00", Media: audio}},
 		{"media LF", "POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio\n"}}},
@@ -385,6 +388,47 @@ func TestToken(t *testing.T) {
 	os.Symlink(filepath.Join(link, "elsewhere"), filepath.Join(link, TokenFile))
 	if _, err := LoadOrCreateToken(link); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("symbolic link: %v, want a refusal", err)
+	}
+	// A FIFO in its place is refused at once, not waited on.
+	fifo := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(fifo, TokenFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadOrCreateToken(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("FIFO: %v, want a refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		os.WriteFile(filepath.Join(fifo, TokenFile), []byte("x"), 0) // lets the open go on
+		t.Fatal("LoadOrCreateToken waits on a FIFO")
+	}
+	// What cannot travel in an Authorization header, or is too short to
+	// be a secret, is refused and left as it is.
+	for _, bad := range []string{"short", "has space inside it ok", "tab\there-and-more-than-16", "caf\u00e9-caf\u00e9-caf\u00e9-caf\u00e9", strings.Repeat("a", 300)} {
+		b := []byte(bad)
+		os.WriteFile(path, b, 0o600)
+		if got, err := LoadOrCreateToken(dir); err == nil || !strings.Contains(err.Error(), "remove it for a new token") {
+			t.Errorf("token file %q: %q, %v, want a refusal", b, got, err)
+		}
+		if now, _ := os.ReadFile(path); string(now) != string(b) {
+			t.Errorf("token file %q was changed to %q", b, now)
+		}
+	}
+	os.WriteFile(path, []byte("  0123456789abcdef0123  \n"), 0o600)
+	if got, err := LoadOrCreateToken(dir); err != nil || got != "0123456789abcdef0123" {
+		t.Errorf("a token of the operator's: %q, %v", got, err)
+	}
+	// A file of another user's: whoever owns it may change the token.
+	if os.Geteuid() == 0 {
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := LoadOrCreateToken(dir); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+			t.Errorf("a token file of user 65534: %q, %v, want a refusal", got, err)
+		}
 	}
 }
 
