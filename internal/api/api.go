@@ -485,8 +485,8 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if _, err := s.Controller.Get(req.Name); err == nil {
-		s.fail(w, fmt.Errorf("%w: %q", conference.ErrExists, req.Name))
+	if err := s.checkNewName(req.Name); err != nil {
+		s.fail(w, err)
 		return
 	}
 	if req.Heard != "" {
@@ -561,6 +561,19 @@ func cmpOr(s, def string) string {
 	return s
 }
 
+// checkNewName refuses a name that cannot name a conference, or names
+// one already, before anything is leased or imported for it (the
+// Controller checks again when it creates the conference, under its lock).
+func (s *Server) checkNewName(name string) error {
+	if err := conference.ValidName(name); err != nil {
+		return err
+	}
+	if _, err := s.Controller.Get(name); err == nil {
+		return fmt.Errorf("%w: %q", conference.ErrExists, name)
+	}
+	return nil
+}
+
 // accessOf turns the access of a request to create conference name into
 // the conference's Access: digest passwords become HA1s at once, in the
 // realm the conference name (fixed from now on), and are never kept.
@@ -569,6 +582,30 @@ func accessOf(name string, a *AccessRequest) (conference.Access, error) {
 		return conference.Access{}, nil
 	}
 	var out conference.Access
+	switch {
+	case len(a.Sources) > maxEntries:
+		return conference.Access{}, badf("access: %d sources, more than %d", len(a.Sources), maxEntries)
+	case len(a.Allow) > maxEntries:
+		return conference.Access{}, badf("access: %d allow entries, more than %d", len(a.Allow), maxEntries)
+	case len(a.Users) > maxEntries:
+		return conference.Access{}, badf("access: %d users, more than %d", len(a.Users), maxEntries)
+	}
+	for _, e := range a.Allow {
+		if err := checkLine("access: allow entry", e, maxURI); err != nil {
+			return conference.Access{}, err
+		}
+		if strings.TrimSpace(e) == "" {
+			return conference.Access{}, badf("access: an empty allow entry: want a SIP URI (sip:alice@example.org) or a domain")
+		}
+	}
+	for user, pass := range a.Users {
+		if err := checkLine("access: user name", user, maxID); err != nil {
+			return conference.Access{}, err
+		}
+		if len(pass) > maxSecret {
+			return conference.Access{}, badf("access: the password of %q: %d bytes, more than %d", user, len(pass), maxSecret)
+		}
+	}
 	for _, src := range a.Sources {
 		p, err := netip.ParsePrefix(src)
 		if err != nil {
@@ -613,13 +650,13 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, badf("body: %v", err))
 		return
 	}
-	desc, err := sdp.Parse(body)
-	if err != nil {
+	if err := s.checkNewName(name); err != nil {
 		s.fail(w, err)
 		return
 	}
-	if _, err := s.Controller.Get(name); err == nil {
-		s.fail(w, fmt.Errorf("%w: %q", conference.ErrExists, name))
+	desc, err := sdp.Parse(body)
+	if err != nil {
+		s.fail(w, err)
 		return
 	}
 	if _, err := s.Manager.Import(desc); err != nil {
@@ -838,7 +875,9 @@ func LoadOrCreateToken(dir string) (string, error) {
 // readToken reads the token file at path, checking its mode on the open
 // file (no window between the check and the read).
 func readToken(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// O_NONBLOCK: a FIFO put in its place is refused below instead of
+	// holding mcc serve in open until someone writes to it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return "", fmt.Errorf("api: token file %s is a symbolic link: replace it with a regular file of mode 0600", path)
@@ -856,11 +895,43 @@ func readToken(path string) (string, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return "", fmt.Errorf("api: token file %s has mode %04o, so others may read or change the API token: run chmod 600 %s (or remove the file for a new token)", path, perm, path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return "", fmt.Errorf("api: token file %s belongs to user %d, not to mcc's user %d: whoever owns it may change the API token; remove it for a new token", path, st.Uid, os.Geteuid())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxToken+2))
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	t := strings.TrimSpace(string(b))
+	if err := checkToken(t); err != nil {
+		return "", fmt.Errorf("api: token file %s: %v (remove it for a new token)", path, err)
+	}
+	return t, nil
+}
+
+// maxToken and minToken bound a token read from the token file; mcc
+// writes 48 hex digits.
+const (
+	minToken = 16
+	maxToken = 256
+)
+
+// checkToken refuses a token that cannot travel in an Authorization
+// header (RFC 6750 §2.1 b64token: visible ASCII), or that is too short to
+// be a secret. Empty is left to the caller (a new token is written).
+func checkToken(t string) error {
+	if t == "" {
+		return nil
+	}
+	if len(t) < minToken || len(t) > maxToken {
+		return fmt.Errorf("a token of %d characters: want %d to %d", len(t), minToken, maxToken)
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] > '~' {
+			return fmt.Errorf("byte %d of the token is %#02x: want visible ASCII", i, t[i])
+		}
+	}
+	return nil
 }
 
 func writeToken(path string, flag int) (string, error) {
