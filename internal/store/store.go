@@ -57,6 +57,9 @@ func Open(dir string) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, berrors.ErrTimeout) {
@@ -86,6 +89,22 @@ func Open(dir string) (*DB, error) {
 		}
 	}
 	return d, nil
+}
+
+// checkDir refuses a data directory that others may write to: they could
+// put their own token file or database in it, or take mcc's away.
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("store: the data directory %s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("store: the data directory %s has mode %04o, so others may change mcc's files in it: run chmod go-w %s", dir, perm, dir)
+	}
+	return nil
 }
 
 // Compact rewrites the database into a new file, key by key, and puts it

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -175,5 +177,49 @@ func TestKillMidAllocation(t *testing.T) {
 			t.Fatalf("round %d: pool should be full: %v", round, err)
 		}
 		db.Close()
+	}
+}
+
+// TestDataDirMode: a data directory that group or others may write to is
+// refused with what to run; a private one, or one others may only read,
+// is opened; a new one is made 0700.
+func TestDataDirMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o700, true}, {0o755, true}, {0o750, true}, {0o770, false}, {0o777, false}, {0o1777, false}, {0o702, false}} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		db, err := Open(dir)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("mode %04o: %v", tc.mode, err)
+				continue
+			}
+			db.Close()
+			continue
+		}
+		if err == nil {
+			db.Close()
+			t.Errorf("mode %04o: opened, want a refusal", tc.mode)
+			continue
+		}
+		if want := "chmod go-w " + dir; !strings.Contains(err.Error(), want) {
+			t.Errorf("mode %04o: %v, want it to say %q", tc.mode, err, want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
+			t.Errorf("mode %04o: refused, yet %s was made", tc.mode, FileName)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "new")
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("new data directory has mode %04o, want 0700", fi.Mode().Perm())
 	}
 }
