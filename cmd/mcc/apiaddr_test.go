@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,5 +186,59 @@ cat log api.addr
 				t.Fatalf("warned %v, want %v:\n%s", warned, tc.warn, out)
 			}
 		})
+	}
+}
+
+// TestAPINetwork: an address literal listens on its own family only, so
+// --api 0.0.0.0:PORT is not reached over IPv6 (Go's "tcp" would take
+// both); a host name is left to the resolver.
+func TestAPINetwork(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8760": "tcp4", "0.0.0.0:0": "tcp4", "[::ffff:127.0.0.1]:8760": "tcp4",
+		"[::1]:8760": "tcp6", "[::]:0": "tcp6", "[fe80::1%eth0]:1": "tcp6", "localhost:8760": "tcp",
+	} {
+		if got := apiNetwork(addr); got != want {
+			t.Errorf("apiNetwork(%q) = %s, want %s", addr, got, want)
+		}
+	}
+	if !ipv6Works() {
+		t.Skip("no IPv6 loopback here")
+	}
+	ln, err := net.Listen(apiNetwork("0.0.0.0:0"), "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second); err != nil {
+		t.Fatalf("over IPv4: %v", err)
+	} else {
+		c.Close()
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", port), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatal("--api 0.0.0.0 is reached over IPv6")
+	}
+}
+
+// TestDataDirBlank: a MCC_DATA or XDG_STATE_HOME of only white space
+// counts as unset, as a relative XDG_STATE_HOME does (XDG Base
+// Directory); a blank --data is refused.
+func TestDataDirBlank(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	def := filepath.Join(home, ".local", "state", "mcc")
+	for _, tc := range []struct{ data, xdg, want string }{
+		{" ", "", def}, {"\t\n", " ", def}, {"", "rel/dir", def}, {" /srv/mcc ", "", "/srv/mcc"}, {"", "/var/x", "/var/x/mcc"},
+	} {
+		t.Setenv("MCC_DATA", tc.data)
+		t.Setenv("XDG_STATE_HOME", tc.xdg)
+		if got, err := dataDir(""); err != nil || got != tc.want {
+			t.Errorf("MCC_DATA=%q XDG_STATE_HOME=%q: %q, %v; want %q", tc.data, tc.xdg, got, err, tc.want)
+		}
+	}
+	var ue *usageError
+	if _, err := dataDir("  "); err == nil || !errors.As(err, &ue) {
+		t.Errorf("--data of spaces: %v, want a usage error", err)
 	}
 }

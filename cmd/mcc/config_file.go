@@ -96,6 +96,20 @@ func configPath(flagValue, dataDir string) (string, bool) {
 	return filepath.Join(dataDir, ConfigFile), false
 }
 
+// apiNetwork is the network the control API listens on at addr: an
+// address literal listens on its own family only (Go's "tcp" on 0.0.0.0
+// listens on IPv6 too), a host name on what it resolves to.
+func apiNetwork(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Is4() || a.Is4In6() {
+			return "tcp4"
+		}
+		return "tcp6"
+	}
+	return "tcp"
+}
+
 // checkAPIAddr checks the control API's address, from --api, MCC_API or
 // the configuration file. It must name a host: "" or ":8760" would listen
 // on every interface, so they are refused. exposed reports an explicit

@@ -51,14 +51,20 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // dataDir returns the data directory from the flag, $MCC_DATA or the XDG
 // state directory.
+// A variable that holds only white space counts as unset; a --data of
+// only white space is refused.
 func dataDir(flagValue string) (string, error) {
 	if flagValue != "" {
+		if strings.TrimSpace(flagValue) == "" {
+			return "", usagef("--data %q: want a directory", flagValue)
+		}
 		return flagValue, nil
 	}
-	if d := os.Getenv("MCC_DATA"); d != "" {
+	if d := strings.TrimSpace(os.Getenv("MCC_DATA")); d != "" {
 		return d, nil
 	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+	// XDG Base Directory: a relative path is invalid and to be ignored.
+	if d := strings.TrimSpace(os.Getenv("XDG_STATE_HOME")); d != "" && filepath.IsAbs(d) {
 		return filepath.Join(d, "mcc"), nil
 	}
 	home, err := os.UserHomeDir()

@@ -153,7 +153,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	ln, err := net.Listen("tcp", *apiAddr)
+	ln, err := net.Listen(apiNetwork(*apiAddr), *apiAddr)
 	if err != nil {
 		return fmt.Errorf("control API: %w", err)
 	}
