@@ -95,6 +95,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *sourceRate == 0 || *sourceRate < -1 {
 		return usagef("--sip-source-rate %v: want a rate above 0, or -1 for no limit", *sourceRate)
 	}
+	if *maxTx < -1 {
+		return usagef("--sip-max-transactions %d: want a count, 0 for the default or -1 for no bound", *maxTx)
+	}
 	var tlsConf *tls.Config
 	if *cert != "" || *key != "" {
 		c, err := tls.LoadX509KeyPair(*cert, *key)
