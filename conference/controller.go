@@ -624,7 +624,16 @@ func fmtPort(u *sip.Uri, p string) {
 	u.Port = n
 }
 
-// countingTx counts the final responses a handler sends.
+// countingTx counts the final responses a handler sends, and makes mcc a
+// stateless UAS (RFC 3261 §8.2.7) for every answer that changes nothing:
+// a rejection (300 and up) and the 200 to an OPTIONS. Their transaction
+// ends once the answer is sent, so it is sent once per request received:
+// no Timer G retransmissions of a 4xx to an address that never ACKs (over
+// UDP a spoofed source would get them, up to 11 in 32 s), and no
+// transaction kept for Timer J's 32 s, which a flood of OPTIONS from many
+// sources would pile up to the bound on live transactions. A request sent
+// again makes a new transaction and gets the answer again (§8.2.7); the
+// ACK of such a rejection matches nothing and is dropped (§17.2.3).
 type countingTx struct {
 	sip.ServerTransaction
 	c      *Controller
@@ -633,5 +642,9 @@ type countingTx struct {
 
 func (t *countingTx) Respond(res *sip.Response) error {
 	t.c.metrics.response("sent", t.method, res.StatusCode)
-	return t.ServerTransaction.Respond(res)
+	err := t.ServerTransaction.Respond(res)
+	if res.StatusCode >= 300 || (t.method == sip.OPTIONS && res.StatusCode >= 200) {
+		t.ServerTransaction.Terminate()
+	}
+	return err
 }

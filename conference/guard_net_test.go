@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -680,6 +681,7 @@ func TestUDPLoopReplaced(t *testing.T) {
 		t.Fatal("no 200 to the dial-in")
 	}
 	for _, m := range e.c.muxes {
+		m.retire = 200 * time.Millisecond
 		m.rotate(e.c.serving)
 	}
 	e.c.guard.resetUDPPeers()
@@ -861,5 +863,131 @@ func TestSameCallIDTwoDialIns(t *testing.T) {
 	ps, _ := e.c.Participants(e.name)
 	if ps[0].State != Left || ps[1].State != Joined {
 		t.Fatalf("after a BYE in the first dialog: %v and %v, want left and joined", ps[0].State, ps[1].State)
+	}
+}
+
+// TestRejectionsAnsweredOnce: mcc answers what changes nothing as a
+// stateless UAS (RFC 3261 §8.2.7): an INVITE to no conference (404), one
+// to a digest conference without credentials (401), a BYE for no dialog
+// (481) and an OPTIONS (200) each get exactly one answer, even from an
+// address that never ACKs (no Timer G retransmissions: over UDP a spoofed
+// source would get them), and keep no transaction alive; sent again, the
+// same request is answered again.
+func TestRejectionsAnsweredOnce(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	if _, err := e.c.Create("board", e.sid, Access{Mode: Digest, Users: map[string]HA1{"bob": NewHA1("bob", "board", "s3cret")}}); err != nil {
+		t.Fatal(err)
+	}
+	addr := e.c.Addrs()[0].Addr
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	for _, tc := range []struct {
+		name, method, user, extra, want string
+	}{
+		{"INVITE to no conference", "INVITE", "nobody", "", "SIP/2.0 404"},
+		{"INVITE to a digest conference", "INVITE", "board", "", "SIP/2.0 401"},
+		{"BYE for no dialog", "BYE", "lecture", ";tag=gone", "SIP/2.0 481"},
+		{"OPTIONS", "OPTIONS", "lecture", "", "SIP/2.0 200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rawUDP(t, "127.0.0.1:0")
+			m := msg(tc.method+" sip:"+tc.user+"@"+addr+" SIP/2.0", []string{
+				"Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bKonce" + sip.GenerateTagN(6), "Max-Forwards: 70",
+				"To: <sip:" + tc.user + "@" + addr + ">" + tc.extra, "From: <sip:a@127.0.0.1>;tag=once", "Call-ID: once-" + sip.GenerateTagN(8),
+				"CSeq: 1 " + tc.method, "Contact: <sip:a@" + c.LocalAddr().String() + ">", "Content-Length: 0"}, "")
+			count := func() int {
+				// Timer G would resend a 4xx to an INVITE at 0.5 s and 1.5 s.
+				n := 0
+				for readSIP(c, tc.want, 2200*time.Millisecond) != nil {
+					n++
+				}
+				return n
+			}
+			c.WriteTo([]byte(m), to)
+			if n := count(); n != 1 {
+				t.Fatalf("%d answers %s, want 1", n, tc.want)
+			}
+			if live := e.c.Metrics().Transactions; live != 0 {
+				t.Fatalf("%d server transactions alive after the answer", live)
+			}
+			c.WriteTo([]byte(m), to) // the same request again, as a retransmission
+			if n := count(); n != 1 {
+				t.Fatalf("sent again: %d answers %s, want 1", n, tc.want)
+			}
+		})
+	}
+}
+
+// TestRotateUnderLoad: sessions replaced while 64 peers send OPTIONS are
+// answered, every one, from the listener's own address (never from a
+// socket sipgo would open for a peer whose pool entry went), and once the
+// replaced loops have ended, nothing of theirs stays: the pool is back to
+// its size before, and no socket was left open.
+func TestRotateUnderLoad(t *testing.T) {
+	// All the peers are on 127.0.0.1: no per-source rate here.
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Limits.SourceRate = -1 }, "udp")
+	addr := e.c.Addrs()[0].Addr
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	pool := e.c.ua.TransportLayer().Pool("udp")
+	before := pool.Size()
+	fds := func() int { ents, _ := os.ReadDir("/proc/self/fd"); return len(ents) }
+	fdsBefore := fds()
+	for _, m := range e.c.muxes {
+		m.retire = 300 * time.Millisecond
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answered, wrong, sent := 0, 0, 0
+	stop := make(chan struct{})
+	for p := range 64 {
+		c := rawUDP(t, "127.0.0.1:0")
+		wg.Go(func() {
+			buf := make([]byte, 65536)
+			for i := 0; i < 100; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.WriteTo([]byte(msg("OPTIONS sip:lecture@"+addr+" SIP/2.0", with(without(base("OPTIONS"), "Via"),
+					"Via: SIP/2.0/UDP "+c.LocalAddr().String()+";branch=z9hG4bKload"+strconv.Itoa(p)+"x"+strconv.Itoa(i)), "")), to)
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, from, err := c.ReadFrom(buf)
+				mu.Lock()
+				sent++
+				if err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+					answered++
+					if from.String() != addr {
+						wrong++
+					}
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	for range 40 {
+		for _, m := range e.c.muxes {
+			m.rotate(e.c.serving)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if wrong != 0 || answered < sent*99/100 {
+		t.Fatalf("%d of %d OPTIONS answered, %d of them from another address than %s", answered, sent, wrong, addr)
+	}
+	for _, m := range e.c.muxes { // the current loop knows the peers too
+		m.rotate(e.c.serving)
+	}
+	eventually(t, "the replaced loops ended and their peers forgotten", func() bool {
+		e.c.muxes[0].mu.RLock()
+		n := len(e.c.muxes[0].retiring)
+		e.c.muxes[0].mu.RUnlock()
+		return n == 0 && pool.Size() <= before+2
+	})
+	// The 64 test sockets are closed by Cleanup, after this; what is open
+	// beyond them was opened by mcc.
+	if extra := fds() - fdsBefore - 64; extra > 2 {
+		t.Fatalf("%d more descriptors open than before the replacements", extra)
 	}
 }
