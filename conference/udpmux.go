@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"cmp"
 	"errors"
 	"net"
 	"sync"
@@ -18,10 +19,20 @@ type udpMux struct {
 	pc    net.PacketConn
 	serve func(*udpSession) // starts sipgo's read loop on a session
 
-	mu     sync.RWMutex // held for reading while a packet is handed to cur; for writing to replace it
-	cur    *udpSession
-	closed bool // the socket closed: run has ended cur, and no session follows
+	mu       sync.RWMutex // held for reading while a packet is handed to cur; for writing to replace it
+	cur      *udpSession
+	retiring map[*udpSession]*time.Timer // replaced sessions, ended when their timer fires
+	closed   bool                        // the socket closed: run has ended cur and the retiring, and no session follows
+	retire   time.Duration               // udpRetire; tests make it shorter
 }
+
+// udpRetire is how long a replaced session's loop goes on after it was
+// handed its last datagram, reading nothing: the requests it handed on
+// are still being answered, and sipgo finds their way back (the pool
+// entry of their peer) only while that loop runs. Ended at once, those
+// answers would leave from a new socket of sipgo's, on another port, that
+// nothing ever closes.
+const udpRetire = 10 * time.Second
 
 // udpSession is what one sipgo read loop reads from.
 type udpSession struct {
@@ -86,6 +97,11 @@ func (m *udpMux) run() {
 	defer func() {
 		m.mu.Lock()
 		close(m.cur.in)
+		for s, t := range m.retiring {
+			t.Stop()
+			close(s.in)
+		}
+		m.retiring = nil
 		m.closed = true
 		m.mu.Unlock()
 	}()
@@ -111,9 +127,10 @@ func (m *udpMux) run() {
 	}
 }
 
-// rotate starts a new session and its sipgo loop, and ends the current
-// one once the new one serves: the old loop reads what it was handed,
-// then stops and forgets its peers.
+// rotate starts a new session and its sipgo loop, and hands it every
+// datagram from then on once it serves; the old one is ended udpRetire
+// later (or when the socket closes): its loop reads what it was handed,
+// lets those requests be answered, then stops and forgets its peers.
 func (m *udpMux) rotate(ready func(*udpSession) bool) {
 	next := newUDPSession(m.pc)
 	m.serve(next)
@@ -128,7 +145,17 @@ func (m *udpMux) rotate(ready func(*udpSession) bool) {
 	}
 	old := m.cur
 	m.cur = next
-	close(old.in)
+	if m.retiring == nil {
+		m.retiring = map[*udpSession]*time.Timer{}
+	}
+	m.retiring[old] = time.AfterFunc(cmp.Or(m.retire, udpRetire), func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if _, ok := m.retiring[old]; ok { // not ended by run meanwhile
+			delete(m.retiring, old)
+			close(old.in)
+		}
+	})
 }
 
 // replaced reports whether s is no longer the current session.
