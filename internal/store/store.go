@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,6 +25,12 @@ import (
 
 // FileName is the name of the database file inside the data directory.
 const FileName = "mcc.db"
+
+// LockName is the file whose lock an open store holds for as long as it
+// is open. It is never renamed, so a process waiting for it cannot end up
+// with a database file that Compact has replaced meanwhile (bbolt's own
+// lock is on mcc.db, which Compact renames over).
+const LockName = "mcc.lock"
 
 var (
 	bucketLeases   = []byte("leases")
@@ -38,8 +45,9 @@ var ErrLocked = errors.New("store: the data directory is in use by another mcc p
 type DB struct {
 	path string
 
-	mu sync.RWMutex // guards db: held shared by every use, exclusively by Compact
-	db *bolt.DB
+	mu   sync.RWMutex // guards db: held shared by every use, exclusively by Compact
+	db   *bolt.DB
+	lock *os.File // holds the lock of LockName while the store is open
 }
 
 var _ multicast.LeaseStore = (*DB)(nil)
@@ -61,11 +69,21 @@ func Open(dir string) (*DB, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFile(path); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, berrors.ErrTimeout) {
+		lock.Close()
 		return nil, fmt.Errorf("%w (%s)", ErrLocked, path)
 	}
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -78,9 +96,10 @@ func Open(dir string) (*DB, error) {
 	})
 	if err != nil {
 		db.Close()
+		lock.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	d := &DB{path: path, db: db}
+	d := &DB{path: path, db: db, lock: lock}
 	// Only under the lock of the database is the file ours to look at.
 	if _, err := os.Lstat(path + compactSuffix); err == nil {
 		if err := d.Compact(); err != nil {
@@ -92,7 +111,8 @@ func Open(dir string) (*DB, error) {
 }
 
 // checkDir refuses a data directory that others may write to: they could
-// put their own token file or database in it, or take mcc's away.
+// put their own token file or database in it, or take mcc's away. One
+// that belongs to another user than mcc's (root aside) is refused too.
 func checkDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -104,7 +124,67 @@ func checkDir(dir string) error {
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("store: the data directory %s has mode %04o, so others may change mcc's files in it: run chmod go-w %s", dir, perm, dir)
 	}
+	if uid, ok := owner(fi); ok && uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("store: the data directory %s belongs to user %d, not to mcc's user %d, who may change mcc's files in it", dir, uid, os.Geteuid())
+	}
 	return nil
+}
+
+// checkFile refuses a database file that others may read (it holds the
+// HA1s of digest users, password equivalents) or write (a record names
+// where mcc sends requests), or that belongs to another user. A file that
+// is not there is fine: bbolt makes it 0600.
+func checkFile(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("store: %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("store: %s has mode %04o, so others may read the digest secrets in it or change it: run chmod 600 %s", path, perm, path)
+	}
+	if uid, ok := owner(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("store: %s belongs to user %d, not to mcc's user %d", path, uid, os.Geteuid())
+	}
+	return nil
+}
+
+func owner(fi fs.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
+}
+
+// lockDir takes the lock of the data directory (LockName), waiting at
+// most a second for another process to let go of it.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w (%s)", ErrLocked, path)
+			}
+			return nil, fmt.Errorf("store: lock %s: %w", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Compact rewrites the database into a new file, key by key, and puts it
@@ -171,7 +251,9 @@ func syncDir(dir string) error {
 func (d *DB) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.db.Close()
+	err := d.db.Close()
+	d.lock.Close() // lets go of the directory's lock
+	return err
 }
 
 // Path returns the database file's path.

@@ -223,3 +223,81 @@ func TestDataDirMode(t *testing.T) {
 		t.Fatalf("new data directory has mode %04o, want 0700", fi.Mode().Perm())
 	}
 }
+
+// TestOpenWaitsOutCompact: a second Open that waits while the first
+// store compacts gets ErrLocked, never the replaced file; once the first
+// is closed, the second sees what the first wrote after compacting.
+func TestOpenWaitsOutCompact(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := multicast.Lease{Group: netip.MustParseAddr("239.255.7.7"), Port: 5004, Pool: "ipv4-local", TTL: 15, Owner: "me",
+		Start: time.Unix(1000, 0).UTC(), End: time.Unix(5000, 0).UTC()}
+	done := make(chan error, 1)
+	go func() {
+		other, err := Open(dir)
+		if err == nil {
+			other.Close()
+		}
+		done <- err
+	}()
+	for range 5 {
+		if err := db.Compact(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.PutLeases([]multicast.Lease{lease}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open while the store is open and compacting: %v, want ErrLocked", err)
+	}
+	db.Close()
+	db, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, err := db.LoadLeases(); err != nil || len(got) != 1 || got[0] != lease {
+		t.Fatalf("after a reopen: %+v, %v", got, err)
+	}
+}
+
+// TestDatabaseFileMode: a database file others may read or write, or of
+// another user's, is refused with what to do.
+func TestDatabaseFileMode(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	path := filepath.Join(dir, FileName)
+	for _, mode := range []os.FileMode{0o644, 0o660, 0o606} {
+		os.Chmod(path, mode)
+		if db, err := Open(dir); err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			if err == nil {
+				db.Close()
+			}
+			t.Errorf("mode %04o: %v, want a refusal that says chmod 600", mode, err)
+		}
+	}
+	os.Chmod(path, 0o600)
+	if os.Geteuid() == 0 {
+		os.Chown(path, 65534, 65534)
+		if db, err := Open(dir); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+			if err == nil {
+				db.Close()
+			}
+			t.Errorf("a file of user 65534: %v, want a refusal", err)
+		}
+		os.Chown(path, 0, 0)
+	}
+	db, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+}
