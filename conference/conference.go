@@ -158,6 +158,12 @@ type participant struct {
 
 func (p *participant) set(s State, status int, reason string) {
 	p.mu.Lock()
+	if p.state >= Declined && s < Declined {
+		// An ended participant stays ended: a join that completes after
+		// it was removed (the BYE is on its way) is not one.
+		p.mu.Unlock()
+		return
+	}
 	changed := p.state != s
 	p.mu.Unlock()
 	if changed && p.c != nil {
@@ -166,6 +172,14 @@ func (p *participant) set(s State, status int, reason string) {
 		p.c.persistAs(p, s)
 	}
 	p.mu.Lock()
+	if cur := p.state; cur >= Declined && s < Declined {
+		// Ended while this was saved: the record follows the end.
+		p.mu.Unlock()
+		if changed && p.c != nil {
+			p.c.persistAs(p, cur)
+		}
+		return
+	}
 	p.state, p.status, p.reason, p.since = s, status, reason, time.Now()
 	release := s >= Declined && p.source.IsValid()
 	src := p.source

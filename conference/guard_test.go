@@ -274,3 +274,45 @@ func TestLockOrderDialogParticipant(t *testing.T) {
 		t.Fatal("deadlock between hasRejectedActive and offerFor under d.mu")
 	}
 }
+
+// TestEndedStaysEnded: a participant that ended (declined, failed, left,
+// removed) is never made invited, ringing or joined again, as a join that
+// completes after a removal would; between ended states it may move.
+func TestEndedStaysEnded(t *testing.T) {
+	for _, from := range []State{Declined, Failed, Left, Removed} {
+		for _, to := range []State{Invited, Ringing, Joined} {
+			p := &participant{state: from}
+			p.set(to, 200, "OK")
+			if p.state != from {
+				t.Errorf("%v then %v: %v, want it to stay %v", from, to, p.state, from)
+			}
+		}
+		p := &participant{state: from}
+		p.set(Removed, 0, "removed")
+		if p.state != Removed {
+			t.Errorf("%v then removed: %v", from, p.state)
+		}
+	}
+	p := &participant{state: Ringing}
+	if p.set(Joined, 200, "OK"); p.state != Joined {
+		t.Fatalf("ringing then joined: %v", p.state)
+	}
+}
+
+// TestNegativeLimits: a negative bound is off (or, for the burst, the
+// default), never one that refuses everything.
+func TestNegativeLimits(t *testing.T) {
+	l := Limits{SourceBurst: -1, TCPIdle: -1, TCPMessage: -time.Second, MaxTransactions: -1}.withDefaults()
+	if l.SourceBurst != 400 {
+		t.Errorf("SourceBurst -1 became %d, want the default 400", l.SourceBurst)
+	}
+	now := time.Now()
+	for name, d := range map[string]time.Duration{"TCPIdle": l.TCPIdle, "TCPMessage": l.TCPMessage} {
+		if !now.Add(d).After(now.Add(50 * 365 * 24 * time.Hour)) {
+			t.Errorf("%s -1 became %v, want no deadline", name, d)
+		}
+	}
+	if !unlimited(l.MaxTransactions) {
+		t.Errorf("MaxTransactions -1 became %d", l.MaxTransactions)
+	}
+}

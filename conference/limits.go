@@ -18,7 +18,7 @@ type Limits struct {
 	// bound is off, and only the bounds in all hold.
 	SourceRate float64
 	// SourceBurst is how many requests a source may send at once above
-	// its rate. Zero means twice SourceRate.
+	// its rate. Zero, or a negative burst, means twice SourceRate.
 	SourceBurst int
 	// MaxSources bounds the table of sources being rate-limited; past it,
 	// new sources share one bucket. Zero means 65,536.
@@ -64,6 +64,9 @@ func (l Limits) withDefaults() Limits {
 	if l.SourceRate == 0 {
 		l.SourceRate = 200
 	}
+	if l.SourceBurst < 0 {
+		l.SourceBurst = 0 // a burst cannot be off: the rate bounds it
+	}
 	def(&l.SourceBurst, max(1, int(2*l.SourceRate)))
 	def(&l.MaxSources, 65536)
 	def(&l.MaxTransactions, 200000)
@@ -75,6 +78,11 @@ func (l Limits) withDefaults() Limits {
 	if l.TCPMessage == 0 {
 		l.TCPMessage = 10 * time.Second
 	}
+	for _, d := range []*time.Duration{&l.TCPIdle, &l.TCPMessage} {
+		if *d < 0 {
+			*d = noDeadline // off: a deadline in the past would close every connection at once
+		}
+	}
 	def(&l.PendingPerSource, 32)
 	def(&l.MaxPending, 2048)
 	def(&l.EndedKept, 256)
@@ -82,6 +90,10 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxJoined, 20000)
 	return l
 }
+
+// noDeadline is a TCP time bound turned off: far enough to never come,
+// near enough that adding it to a time.Time does not overflow.
+const noDeadline = 100 * 365 * 24 * time.Hour
 
 // unlimited reports whether a bound was turned off.
 func unlimited(v int) bool { return v < 0 }
