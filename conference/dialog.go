@@ -166,7 +166,22 @@ func (d *dialog) refreshTargetLocked(m sip.Message) {
 	if h := m.GetHeaders("Contact"); len(h) > 0 {
 		if c, ok := h[0].(*sip.ContactHeader); ok {
 			d.remoteTarget = *c.Address.Clone()
+			d.nextHopFamilyLocked()
 		}
+	}
+}
+
+// nextHopFamilyLocked sets the family mcc sends the dialog's requests
+// over from their next hop (§12.2.1.1: the first route, else the remote
+// target) when it is an address literal; a host name keeps the family
+// looked up before (no lookup under the dialog's lock).
+func (d *dialog) nextHopFamilyLocked() {
+	host := d.remoteTarget.Host
+	if len(d.routeSet) > 0 {
+		host = d.routeSet[0].Host
+	}
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		d.v6 = a.Is6() && !a.Is4In6()
 	}
 }
 

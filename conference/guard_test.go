@@ -316,3 +316,37 @@ func TestNegativeLimits(t *testing.T) {
 		t.Errorf("MaxTransactions -1 became %d", l.MaxTransactions)
 	}
 }
+
+// TestNextHopFamily: the family mcc sends a dialog's requests over
+// follows its next hop (RFC 3261 §12.2.1.1): the first route when there is
+// one, else the remote target a 2xx or a re-INVITE set; a host name keeps
+// the family found before.
+func TestNextHopFamily(t *testing.T) {
+	contact := func(uri string) *sip.Response {
+		res := sip.NewResponse(200, "OK")
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: uri}})
+		return res
+	}
+	for _, tc := range []struct {
+		name   string
+		before bool
+		route  string
+		target string
+		want   bool
+	}{
+		{"IPv4 dialog, IPv6 Contact", false, "", "::1", true},
+		{"IPv6 dialog, IPv4 Contact", true, "", "127.0.0.1", false},
+		{"IPv4-mapped is IPv4", true, "", "::ffff:127.0.0.1", false},
+		{"a host name keeps the family", true, "", "pc.example.org", true},
+		{"the first route decides", false, "::1", "127.0.0.1", true},
+	} {
+		d := &dialog{v6: tc.before}
+		if tc.route != "" {
+			d.routeSet = []sip.Uri{{Scheme: "sip", Host: tc.route}}
+		}
+		d.refreshTargetLocked(contact(tc.target))
+		if d.v6 != tc.want {
+			t.Errorf("%s: v6 = %v, want %v", tc.name, d.v6, tc.want)
+		}
+	}
+}

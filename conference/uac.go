@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 
 	"strings"
 	"time"
@@ -302,12 +301,7 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 			d.routeSet = append(d.routeSet, *h.Address.Clone())
 		}
 	}
-	if len(d.routeSet) > 0 {
-		// The next hop is the first route's now (§12.2.1.1).
-		if a, err := netip.ParseAddr(strings.Trim(d.routeSet[0].Host, "[]")); err == nil {
-			d.v6 = a.Is6() && !a.Is4In6()
-		}
-	}
+	d.nextHopFamilyLocked() // the first route's now, or the 2xx's Contact
 	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 	d.lastACKCSeq = req.CSeq().SeqNo
 	d.mu.Unlock()

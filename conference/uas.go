@@ -453,6 +453,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	d.refreshTargetLocked(req)
 	if src, err := netip.ParseAddrPort(req.Source()); err == nil && d.fixTo.IsValid() {
 		d.fixTo = src
+		d.v6 = src.Addr().Is6() && !src.Addr().Is4In6() // the next hop is the source again
 	}
 	d.fixTargetLocked()
 	var body *sdp.Session
