@@ -242,3 +242,22 @@ func TestDataDirBlank(t *testing.T) {
 		t.Errorf("--data of spaces: %v, want a usage error", err)
 	}
 }
+
+// TestParseListeners: --sip takes TRANSPORT:HOST:PORT; a listener with no
+// host (one socket for both families) is refused with what to give.
+func TestParseListeners(t *testing.T) {
+	ls, err := parseListeners("udp:0.0.0.0:5060, tcp:[::]:5060,tls:127.0.0.1:5061")
+	if err != nil || len(ls) != 3 || ls[1].Transport != "tcp" || ls[1].Addr != "[::]:5060" {
+		t.Fatalf("parseListeners = %+v, %v", ls, err)
+	}
+	for in, want := range map[string]string{
+		"udp::5060":      "udp:0.0.0.0:5060 for IPv4",
+		"sctp:[::]:5060": "want TRANSPORT:HOST:PORT",
+		"udp:127.0.0.1":  "missing port",
+	} {
+		var ue *usageError
+		if _, err := parseListeners(in); err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseListeners(%q) = %v, want a usage error with %q", in, err, want)
+		}
+	}
+}

@@ -339,8 +339,14 @@ func parseListeners(s string) ([]conference.Listener, error) {
 		if !ok || (tr != "udp" && tr != "tcp" && tr != "tls") {
 			return nil, usagef("--sip %q: want TRANSPORT:HOST:PORT with udp, tcp or tls, such as udp:0.0.0.0:5060", part)
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
 			return nil, usagef("--sip %q: %v", part, err)
+		}
+		if host == "" {
+			// One socket would take both families, and mcc sends each
+			// family from a socket of its own.
+			return nil, usagef("--sip %q names no host: give %s:0.0.0.0:%s for IPv4, %s:[::]:%s for IPv6, or both", part, tr, port, tr, port)
 		}
 		ls = append(ls, conference.Listener{Transport: tr, Addr: addr})
 	}
