@@ -337,6 +337,13 @@ func hostForURI(h string) string {
 
 func (c *Controller) listen(l Listener) error {
 	tr := strings.ToLower(l.Transport)
+	if l.PacketConn == nil {
+		if h, _, err := net.SplitHostPort(l.Addr); err == nil && h == "" {
+			// One socket would take both families; each family needs one
+			// of its own to send from (see network).
+			return fmt.Errorf("conference: listener %s %q names no host: give 0.0.0.0 for IPv4 or [::] for IPv6", tr, l.Addr)
+		}
+	}
 	switch tr {
 	case "udp":
 		pc := l.PacketConn
@@ -634,17 +641,50 @@ func fmtPort(u *sip.Uri, p string) {
 // sources would pile up to the bound on live transactions. A request sent
 // again makes a new transaction and gets the answer again (§8.2.7); the
 // ACK of such a rejection matches nothing and is dropped (§17.2.3).
+//
+// An INVITE is answered so only while it is sure to have had no
+// provisional response: sipgo sends 100 Trying 200 ms after the request
+// came (§17.2.1), and a caller that has had one stops retransmitting
+// (§17.1.1.2), so a lost rejection after it would never be sent again.
+// And only out of a dialog (or with 481: there is none) and without
+// credentials: a re-INVITE's CSeq and a digest response's nc are used
+// once taken, so a retransmission would get another answer than the first
+// (§8.2.7 wants the same).
 type countingTx struct {
 	sip.ServerTransaction
 	c      *Controller
 	method sip.RequestMethod
+	req    *sip.Request
+	start  time.Time
+	final  bool // a final response went out through this
 }
 
 func (t *countingTx) Respond(res *sip.Response) error {
 	t.c.metrics.response("sent", t.method, res.StatusCode)
+	first := !t.final && res.StatusCode >= 200
+	t.final = t.final || res.StatusCode >= 200
 	err := t.ServerTransaction.Respond(res)
-	if res.StatusCode >= 300 || (t.method == sip.OPTIONS && res.StatusCode >= 200) {
+	if first && err == nil && t.stateless(res) {
 		t.ServerTransaction.Terminate()
 	}
 	return err
+}
+
+// stateless reports whether the transaction may end with res (above).
+func (t *countingTx) stateless(res *sip.Response) bool {
+	switch {
+	case t.method == sip.OPTIONS:
+		return true
+	case res.StatusCode < 300:
+		return false
+	case t.method != sip.INVITE:
+		return true
+	}
+	if t.req == nil || t.req.To() == nil {
+		return false
+	}
+	if _, inDialog := tagOf(t.req.To().Params); inDialog && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
+		return false // a 481 says there is no dialog: it is the same every time
+	}
+	return t.req.GetHeader("Authorization") == nil && time.Since(t.start) < sip.Timer_1xx/2 // well before the 100
 }

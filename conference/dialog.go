@@ -166,6 +166,9 @@ func (d *dialog) refreshTargetLocked(m sip.Message) {
 	if h := m.GetHeaders("Contact"); len(h) > 0 {
 		if c, ok := h[0].(*sip.ContactHeader); ok {
 			d.remoteTarget = *c.Address.Clone()
+			// A dial-in's first hop stays the address it came from,
+			// whatever a later 2xx or re-INVITE names (see fixTo).
+			d.fixTargetLocked()
 			d.nextHopFamilyLocked()
 		}
 	}

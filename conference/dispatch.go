@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -61,7 +62,7 @@ func (c *Controller) barrier(h sipgo.RequestHandler) sipgo.RequestHandler {
 				c.guard.live.Add(-1)
 			}
 		}
-		ctx := &countingTx{ServerTransaction: tx, c: c, method: metricMethod(req.Method)}
+		ctx := &countingTx{ServerTransaction: tx, c: c, method: metricMethod(req.Method), req: req, start: time.Now()}
 		defer func() {
 			if r := recover(); r != nil {
 				c.guard.count("panic", req.Method != sip.ACK)

@@ -886,6 +886,7 @@ func TestRejectionsAnsweredOnce(t *testing.T) {
 		{"INVITE to no conference", "INVITE", "nobody", "", "SIP/2.0 404"},
 		{"INVITE to a digest conference", "INVITE", "board", "", "SIP/2.0 401"},
 		{"BYE for no dialog", "BYE", "lecture", ";tag=gone", "SIP/2.0 481"},
+		{"re-INVITE for no dialog", "INVITE", "lecture", ";tag=gone", "SIP/2.0 481"},
 		{"OPTIONS", "OPTIONS", "lecture", "", "SIP/2.0 200"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -917,7 +918,7 @@ func TestRejectionsAnsweredOnce(t *testing.T) {
 	}
 }
 
-// TestRotateUnderLoad: sessions replaced while 64 peers send OPTIONS are
+// TestRotateUnderLoad: sessions replaced 12 times while 64 peers send OPTIONS are
 // answered, every one, from the listener's own address (never from a
 // socket sipgo would open for a peer whose pool entry went), and once the
 // replaced loops have ended, nothing of theirs stays: the pool is back to
@@ -942,7 +943,7 @@ func TestRotateUnderLoad(t *testing.T) {
 		c := rawUDP(t, "127.0.0.1:0")
 		wg.Go(func() {
 			buf := make([]byte, 65536)
-			for i := 0; i < 100; i++ {
+			for i := 0; i < 1000; i++ {
 				select {
 				case <-stop:
 					return
@@ -965,25 +966,30 @@ func TestRotateUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	for range 40 {
+	for range 12 { // a replacement each time the last one has retired
 		for _, m := range e.c.muxes {
 			m.rotate(e.c.serving)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(350 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
 	if wrong != 0 || answered < sent*99/100 {
 		t.Fatalf("%d of %d OPTIONS answered, %d of them from another address than %s", answered, sent, wrong, addr)
 	}
-	for _, m := range e.c.muxes { // the current loop knows the peers too
+	retired := func() bool {
+		e.c.muxes[0].mu.RLock()
+		defer e.c.muxes[0].mu.RUnlock()
+		return len(e.c.muxes[0].retiring) == 0
+	}
+	// The current loop knows the peers too: once the last replaced one has
+	// ended (no rotation while one retires), it is replaced as well.
+	eventually(t, "the replaced loop ended", retired)
+	for _, m := range e.c.muxes {
 		m.rotate(e.c.serving)
 	}
 	eventually(t, "the replaced loops ended and their peers forgotten", func() bool {
-		e.c.muxes[0].mu.RLock()
-		n := len(e.c.muxes[0].retiring)
-		e.c.muxes[0].mu.RUnlock()
-		return n == 0 && pool.Size() <= before+2
+		return retired() && pool.Size() <= before+2
 	})
 	// The 64 test sockets are closed by Cleanup, after this; what is open
 	// beyond them was opened by mcc.

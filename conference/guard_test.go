@@ -350,3 +350,41 @@ func TestNextHopFamily(t *testing.T) {
 		}
 	}
 }
+
+// TestListenerNeedsHost: a listener with no host (one socket for both
+// families) is refused; mcc sends each family from a socket of its own.
+func TestListenerNeedsHost(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	for _, tr := range []string{"udp", "tcp"} {
+		c, err := New(Config{Listeners: []Listener{{Transport: tr, Addr: ":0"}}, Host: "127.0.0.1", Manager: e.m})
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s :0 was taken", tr)
+		}
+		if !strings.Contains(err.Error(), "names no host") {
+			t.Fatalf("%s :0: %v", tr, err)
+		}
+	}
+}
+
+// TestTargetStaysPinned: a 2xx to mcc's re-INVITE of a dial-in, or a
+// re-INVITE of the caller's, that names another host in its Contact does
+// not move the first hop away from the address the dial-in came from (nor
+// its family); over TLS the name is kept, for its certificate.
+func TestTargetStaysPinned(t *testing.T) {
+	contact := func(host string) *sip.Response {
+		res := sip.NewResponse(200, "OK")
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: host, Port: 5070}})
+		return res
+	}
+	d := &dialog{transport: "UDP", fixTo: netip.MustParseAddrPort("127.0.0.5:5999")}
+	d.refreshTargetLocked(contact("::1"))
+	if d.remoteTarget.Host != "127.0.0.5" || d.remoteTarget.Port != 5999 || d.v6 {
+		t.Fatalf("the target moved to %s:%d (v6 %v)", d.remoteTarget.Host, d.remoteTarget.Port, d.v6)
+	}
+	tls := &dialog{transport: "TLS", fixTo: netip.MustParseAddrPort("127.0.0.5:5999")}
+	tls.refreshTargetLocked(contact("pc.example.org"))
+	if tls.remoteTarget.Host != "pc.example.org" {
+		t.Fatalf("over TLS the target became %s", tls.remoteTarget.Host)
+	}
+}

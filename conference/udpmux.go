@@ -131,7 +131,16 @@ func (m *udpMux) run() {
 // datagram from then on once it serves; the old one is ended udpRetire
 // later (or when the socket closes): its loop reads what it was handed,
 // lets those requests be answered, then stops and forgets its peers.
+//
+// While one replaced session is still retiring, rotate does nothing: at
+// most two loops (and their peers) are alive at once.
 func (m *udpMux) rotate(ready func(*udpSession) bool) {
+	m.mu.RLock()
+	busy := len(m.retiring) > 0
+	m.mu.RUnlock()
+	if busy {
+		return
+	}
 	next := newUDPSession(m.pc)
 	m.serve(next)
 	for i := 0; i < 1000 && !ready(next); i++ {
