@@ -8,6 +8,10 @@
 #   options  the same with OPTIONS
 #   tcp      2,000 idle TCP connections held for 30 s (from 127.0.0.3, and
 #            again spread over 40 source addresses), the caller on TCP
+#   spread   OPTIONS from 1,000 addresses (127.0.1.1 on), each under the
+#            per-source rate, 20,000/s in all for 30 s: what bounds this is
+#            the number of live server transactions (200,000), so it also
+#            reports the highest count seen on /metrics
 #
 # For each it reports the share of the 300 legitimate calls (127.0.0.2,
 # sipp caller.xml: INVITE, 200 with the offer, ACK with the answer, BYE)
@@ -19,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(invite options tcp)
+[ ${#runs[@]} -gt 0 ] || runs=(invite options tcp spread)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/mcc" ./cmd/mcc
@@ -89,6 +93,25 @@ for run in "${runs[@]}"; do
 		legit t1
 		wait $(jobs -p | grep -v "^$pid$") 2>/dev/null || true
 		awk '{o += $1; c += $3} END {printf "%d opened from 40 addresses, %d closed by mcc after 30s\n", o, c}' "$work/idle.out"
+		stop_mcc
+		;;
+	spread)
+		start_mcc spread
+		"$work/floodprobe" spray -sources 1000 -rate 20000 -for 30s -to "$sip" >"$work/spray.out" &
+		spray=$!
+		sleep 0.5
+		legit u1 &
+		legitpid=$!
+		peak=0
+		for _ in $(seq 70); do # until the spray and the caller end, at most 70 s
+			n=$(curl -s "http://$(cat "$data/api.addr")/metrics" | awk '$1 == "mcc_sip_server_transactions" {print $2}')
+			[ "${n:-0}" -gt $peak ] && peak=$n
+			kill -0 $spray 2>/dev/null || kill -0 $legitpid 2>/dev/null || break
+			sleep 1
+		done
+		wait $spray $legitpid || true
+		cat "$work/spray.out"
+		echo "highest live server transactions seen: $peak"
 		stop_mcc
 		;;
 	*) echo "unknown run $run"; exit 2 ;;

@@ -6,6 +6,10 @@
 //	floodprobe idle -from 127.0.0.3 -to 127.0.0.1:25060 -n 2000 -for 30s
 //	    opens -n TCP connections from -from, sends nothing on them, and
 //	    prints how many mcc accepted and how many it had closed at the end.
+//	floodprobe spray -sources 1000 -rate 20000 -for 30s -to 127.0.0.1:25060
+//	    sends OPTIONS from -sources loopback addresses (127.0.1.1 on), each
+//	    under mcc's per-source rate, -rate a second in all, for -for, and
+//	    prints how many it sent.
 //
 // It sends only to the address given, which bench/flood.sh keeps on
 // loopback.
@@ -31,7 +35,9 @@ func main() {
 	to := fs.String("to", "127.0.0.1:25060", "mcc's SIP address")
 	within := fs.Duration("within", time.Minute, "give up after this long")
 	n := fs.Int("n", 2000, "connections to hold (idle)")
-	hold := fs.Duration("for", 30*time.Second, "how long to hold them (idle)")
+	hold := fs.Duration("for", 30*time.Second, "how long to hold them (idle) or to send (spray)")
+	sources := fs.Int("sources", 1000, "source addresses (spray)")
+	rate := fs.Int("rate", 20000, "requests a second in all (spray)")
 	fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
@@ -39,6 +45,8 @@ func main() {
 		err = recoverTime(*from, *to, *within)
 	case "idle":
 		err = idle(*from, *to, *n, *hold)
+	case "spray":
+		err = spray(*to, *sources, *rate, *hold)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -110,5 +118,53 @@ func idle(from, to string, n int, hold time.Duration) error {
 		}
 	}
 	fmt.Printf("%d opened, %d closed by mcc after %v\n", len(conns), closed, hold)
+	return nil
+}
+
+// spray sends OPTIONS from n loopback sources, rate a second in all, for
+// d; what mcc answers is read and thrown away. It stops after d whatever
+// happens, and sends at most rate·d requests.
+func spray(to string, n, rate int, d time.Duration) error {
+	if n < 1 || n > 60000 || rate < 1 {
+		return errors.New("spray: want 1 to 60000 sources and a rate above 0")
+	}
+	raddr, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		return err
+	}
+	conns := make([]net.PacketConn, n)
+	for i := range conns {
+		ip := fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250)
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		conns[i] = c
+		go func() { // drain what mcc answers; ends when c is closed
+			buf := make([]byte, 65535)
+			for {
+				if _, _, err := c.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	total := int(float64(rate) * d.Seconds())
+	sent := 0
+	const tick = 10 * time.Millisecond
+	for seq := 0; seq < total && time.Since(start) < d; {
+		due := int(float64(rate) * time.Since(start).Seconds())
+		for ; seq < due && seq < total; seq++ {
+			c := conns[seq%n]
+			if _, err := c.WriteTo([]byte(options(c.LocalAddr().String(), to, seq)), raddr); err == nil {
+				sent++
+			}
+		}
+		time.Sleep(tick)
+	}
+	el := time.Since(start)
+	fmt.Printf("spray: %d requests from %d sources in %.1fs, %.0f/s\n", sent, n, el.Seconds(), float64(sent)/el.Seconds())
 	return nil
 }
