@@ -203,16 +203,29 @@ func printParticipants(w io.Writer, ps []conference.Participant) {
 	table(w, rows)
 }
 
+// inviteWait is how long mcc invite waits for the outcome by default: an
+// invitation rings for at most mcc serve's --ring-timeout (30 s), then
+// the CANCEL and its answer take a few seconds more.
+const inviteWait = 45 * time.Second
+
+// cmdInvite invites URIs into a session and, unless --wait is 0, waits
+// until every one of them has joined, declined or failed. The exit status
+// is 0 only when every participant it was asked to invite joined (or,
+// with --wait 0, when the invitations were sent); 1 when one declined,
+// failed, or was still being invited when the wait ran out.
 func cmdInvite(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("invite", stderr)
 	var cf clientFlags
 	cf.register(fs)
-	wait := fs.Duration("wait", 0, "wait up to this long for every invitation to end (joined, declined or failed)")
+	wait := fs.Duration("wait", inviteWait, "wait up to this long for every invitation's outcome (joined, declined or failed); 0: return once they are sent")
 	pos, cl, err := cf.parse(fs, args, 2, -1, "the session and one or more SIP URIs")
 	if err != nil {
 		return err
 	}
-	ctx, cancel := apiCtx()
+	if *wait < 0 {
+		return usagef("--wait %v: want a duration, 0 to return at once", *wait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *wait+30*time.Second)
 	defer cancel()
 	path := "/v1/sessions/" + url.PathEscape(pos[0]) + "/participants"
 	var ps []conference.Participant
@@ -220,35 +233,64 @@ func cmdInvite(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *wait > 0 {
-		ids := map[string]bool{}
-		for _, p := range ps {
-			ids[p.ID] = true
-		}
-		deadline := time.Now().Add(*wait)
-		for {
-			var all []conference.Participant
-			if err := cl.Do(ctx, "GET", path, nil, &all); err != nil {
-				return err
-			}
-			ps = ps[:0]
-			pending := false
-			for _, p := range all {
-				if ids[p.ID] {
-					ps = append(ps, p)
-					pending = pending || p.State == conference.Invited || p.State == conference.Ringing
-				}
-			}
-			if !pending || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
+		if ps, err = awaitOutcomes(ctx, cl, path, ps, time.Now().Add(*wait)); err != nil {
+			return err
 		}
 	}
 	if cf.output == "json" {
-		return printJSON(stdout, ps)
+		if err := printJSON(stdout, ps); err != nil {
+			return err
+		}
+	} else {
+		printParticipants(stdout, ps)
 	}
-	printParticipants(stdout, ps)
+	if *wait == 0 {
+		return nil
+	}
+	var notJoined []string
+	for _, p := range ps {
+		if p.State != conference.Joined {
+			notJoined = append(notJoined, p.URI+" "+p.State.String())
+		}
+	}
+	if len(notJoined) > 0 {
+		fmt.Fprintf(stderr, "mcc: %d of %d did not join: %s\n", len(notJoined), len(ps), strings.Join(notJoined, ", "))
+		return &exitError{1}
+	}
 	return nil
+}
+
+// awaitOutcomes polls the participants of path until each of invited is
+// in a final state or deadline passes, and returns them as they are then.
+// One that is no longer listed (a conference lists only its newest ended
+// participants) has ended, and is shown as failed with that reason.
+func awaitOutcomes(ctx context.Context, cl *api.Client, path string, invited []conference.Participant, deadline time.Time) ([]conference.Participant, error) {
+	out := append([]conference.Participant(nil), invited...)
+	for {
+		var all []conference.Participant
+		if err := cl.Do(ctx, "GET", path, nil, &all); err != nil {
+			return nil, err
+		}
+		byID := map[string]conference.Participant{}
+		for _, p := range all {
+			byID[p.ID] = p
+		}
+		pending := false
+		for i, p := range out {
+			now, ok := byID[p.ID]
+			switch {
+			case ok:
+				out[i] = now
+			case p.State == conference.Invited || p.State == conference.Ringing:
+				out[i].State, out[i].Reason = conference.Failed, "ended, no longer listed"
+			}
+			pending = pending || out[i].State == conference.Invited || out[i].State == conference.Ringing
+		}
+		if !pending || time.Now().After(deadline) {
+			return out, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func cmdParticipants(args []string, stdout, stderr io.Writer) error {

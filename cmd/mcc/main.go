@@ -32,7 +32,7 @@ Usage:
   mcc directory                    sessions heard over SAP
   mcc watch   [SESSION]            follow participants, streams and re-INVITE results live
   mcc session list | show NAME | sdp NAME | delete NAME
-  mcc invite  SESSION URI... [--wait 10s]
+  mcc invite  SESSION URI... [--wait 45s]   exits 1 unless every one joined
   mcc participants SESSION | remove SESSION ID
   mcc media   add SESSION KIND | remove SESSION STREAM | direction SESSION STREAM DIR
 

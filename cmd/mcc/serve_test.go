@@ -516,3 +516,49 @@ func runner(t *testing.T, data string) func(args ...string) string {
 		return r.stdout
 	}
 }
+
+// TestInviteExitStatus: mcc invite waits for every invitation's outcome
+// by default, and exits 0 only when every participant joined; a decline,
+// or one still being invited when --wait runs out, makes it exit 1 and
+// say who; --wait 0 returns once the invitations are sent.
+func TestInviteExitStatus(t *testing.T) {
+	data := startServe(t)
+	p := conferencetest.Start(t)
+	busy := strings.Replace(p.URI, "sip:p@", "sip:busy@", 1)
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0") // reads, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if r := mcc(t, "", "session", "create", "lecture", "--media", "audio", "--data", data); r.code != 0 {
+		t.Fatalf("session create: %d %s", r.code, r.stderr)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  []string // in stdout
+		err  string   // in stderr
+	}{
+		{"all join, by default waiting", []string{p.URI}, 0, []string{"joined"}, ""},
+		{"one declines", []string{p.URI, busy}, 1, []string{"joined", "declined", "486"}, "1 of 2 did not join: " + busy + " declined"},
+		{"one still invited when the wait ends", []string{"sip:x@" + silent.LocalAddr().String(), "--wait", "1s"}, 1, nil, "1 of 1 did not join"},
+		{"--wait 0 returns once sent", []string{"sip:y@" + silent.LocalAddr().String(), "--wait", "0"}, 0, []string{"invited"}, ""},
+		{"a negative wait", []string{p.URI, "--wait", "-1s"}, 2, nil, "--wait -1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mcc(t, "", append(append([]string{"invite", "lecture"}, tc.args...), "--data", data)...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			for _, w := range tc.out {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+				}
+			}
+			if !strings.Contains(r.stderr, tc.err) {
+				t.Errorf("stderr lacks %q:\n%s", tc.err, r.stderr)
+			}
+		})
+	}
+}

@@ -15,7 +15,8 @@ import (
 	"mcc/sdp"
 )
 
-// Participant is a running echoing UAS.
+// Participant is a running echoing UAS. An INVITE to the user "busy"
+// (sip:busy@ its address) is declined with 486.
 type Participant struct {
 	// URI is its address, sip:p@127.0.0.1:PORT.
 	URI string
@@ -57,6 +58,10 @@ func Start(t testing.TB) *Participant {
 	p := &Participant{Byes: make(chan struct{}, 100)}
 	var version atomic.Uint64
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.Recipient.User == "busy" { // sip:busy@... declines
+			tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
+			return
+		}
 		offer, err := sdp.Parse(req.Body())
 		if err != nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad SDP", nil))
