@@ -997,3 +997,55 @@ func TestRotateUnderLoad(t *testing.T) {
 		t.Fatalf("%d more descriptors open than before the replacements", extra)
 	}
 }
+
+// TestCancelWaitsForProvisional: when the ring timeout ends an invitation
+// that has had no provisional response, mcc sends no CANCEL until one
+// comes (RFC 3261 §9.1), then at once; a 2xx that crosses the CANCEL is
+// ACKed and the dialog ended with BYE, and the participant is failed.
+func TestCancelWaitsForProvisional(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.RingTimeout = 300 * time.Millisecond }, "udp")
+	peer := rawUDP(t, "127.0.0.1:0")
+	if _, err := e.c.Invite(e.name, "sip:x@"+peer.LocalAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	m := readSIP(peer, "INVITE", 3*time.Second)
+	if m == nil {
+		t.Fatal("no INVITE")
+	}
+	inv := m.(*sip.Request)
+	from := inv.Source()
+	to, _ := net.ResolveUDPAddr("udp", from)
+	if to == nil {
+		to, _ = net.ResolveUDPAddr("udp", e.c.Addrs()[0].Addr)
+	}
+	if readSIP(peer, "CANCEL", 1200*time.Millisecond) != nil {
+		t.Fatal("CANCEL before any provisional response")
+	}
+	ringing := sip.NewResponseFromRequest(inv, 180, "Ringing", nil)
+	ringing.To().Params.Add("tag", "callee")
+	peer.WriteTo([]byte(ringing.String()), to)
+	if readSIP(peer, "CANCEL", 2*time.Second) == nil {
+		t.Fatal("no CANCEL after the 180")
+	}
+	offer, err := sdp.Parse(inv.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := sdp.Answer(offer, sdp.Origin{Username: "x", SessionID: 1, Version: 1, Host: "x.example"}).Marshal()
+	ok := sip.NewResponseFromRequest(inv, 200, "OK", b)
+	ok.To().Params.Add("tag", "callee")
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "x", Host: "127.0.0.1", Port: peer.LocalAddr().(*net.UDPAddr).Port}})
+	ct := sip.ContentTypeHeader("application/sdp")
+	ok.AppendHeader(&ct)
+	peer.WriteTo([]byte(ok.String()), to)
+	if readSIP(peer, "ACK", 2*time.Second) == nil {
+		t.Fatal("the crossing 2xx was not ACKed")
+	}
+	if readSIP(peer, "BYE", 2*time.Second) == nil {
+		t.Fatal("no BYE for the dialog the crossing 2xx made")
+	}
+	eventually(t, "the participant failed", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		return len(ps) == 1 && ps[0].State == Failed
+	})
+}

@@ -168,7 +168,10 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		return nil, fmt.Errorf("send INVITE: %w", err)
 	}
 	defer tx.Terminate()
-	authed, cancelled := false, false
+	// cancelled: the ring timeout or a removal wants the INVITE ended; a
+	// CANCEL goes out only once a provisional response came (§9.1: until
+	// then it MUST NOT be sent), so provisional says whether one did.
+	authed, cancelled, provisional := false, false, false
 	for {
 		select {
 		case <-ringCtx.Done():
@@ -180,7 +183,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 			}
 			if !cancelled {
 				cancelled = true
-				c.sendCancel(cl, req)
+				if provisional {
+					c.cancelAsync(cl, req)
+				}
 			}
 			ringCtx = context.Background() // wait for the 487 now
 		case <-tx.Done():
@@ -203,11 +208,21 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 			c.metrics.response("received", sip.INVITE, res.StatusCode)
 			switch {
 			case res.StatusCode < 200:
+				if cancelled && !provisional {
+					c.cancelAsync(cl, req) // the CANCEL that waited for this
+				}
+				provisional = true
 				if res.StatusCode > 100 {
 					p.set(Ringing, res.StatusCode, "")
 				}
 				continue
 			case res.StatusCode < 300:
+				if cancelled && !p.ended() {
+					// The 2xx crossed the CANCEL of the ring timeout: the
+					// dialog is made, ACKed and ended at once with BYE
+					// (established sees an ended participant).
+					p.set(Failed, sip.StatusRequestTimeout, "answered after the ring timeout")
+				}
 				c.established(conf, p, d, cl, tx, req, res, offer, gen)
 				return nil, nil
 			case res.StatusCode < 400:
@@ -262,6 +277,13 @@ func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte
 	req.AppendHeader(&ct)
 	req.SetBody(body)
 	return req
+}
+
+// cancelAsync sends the CANCEL of inv on its own goroutine: its answer
+// may take up to 32 s, and meanwhile the INVITE's own responses (a 487,
+// or a 2xx that crossed it) are read on.
+func (c *Controller) cancelAsync(cl *sipgo.Client, inv *sip.Request) {
+	c.goOwned(func() { c.sendCancel(cl, inv) })
 }
 
 // sendCancel cancels a pending INVITE (§9.1): same Request-URI, Call-ID,
