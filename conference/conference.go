@@ -68,6 +68,9 @@ type Participant struct {
 	// Version is the o= version of the description the participant has.
 	Version uint64    `json:"version,omitempty"`
 	Since   time.Time `json:"since"`
+	// Hold says the participant put every stream it receives on hold
+	// (a=inactive in its own re-INVITE, RFC 3264 §8.4).
+	Hold bool `json:"hold,omitempty"`
 }
 
 // AccessMode says who may dial in to a conference.
@@ -154,6 +157,9 @@ type participant struct {
 	// source is where a dial-in came from while it counts against
 	// Limits.JoinedPerSource; invalid once it ended, or for a dial-out.
 	source netip.Addr
+	// hold: the participant's last own offer made every active stream
+	// inactive.
+	hold bool
 }
 
 func (p *participant) set(s State, status int, reason string) {
@@ -219,7 +225,7 @@ func (p *participant) snapshot() Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := Participant{ID: p.id, URI: p.uri, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
-		Version: p.version, Since: p.since}
+		Version: p.version, Since: p.since, Hold: p.hold}
 	for _, s := range p.streams {
 		out.Streams = append(out.Streams, s.String())
 	}
@@ -295,12 +301,7 @@ func (c *Controller) Create(name string, sessionID uint64, access Access) (Info,
 	if err != nil {
 		return Info{}, err
 	}
-	external := false
-	for _, s := range c.cfg.Manager.List() {
-		if s.ID == sessionID {
-			external = s.External
-		}
-	}
+	external := c.cfg.Manager.External(sessionID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -388,3 +388,69 @@ func TestTargetStaysPinned(t *testing.T) {
 		t.Fatalf("over TLS the target became %s", tls.remoteTarget.Host)
 	}
 }
+
+// TestAnswerOwnOffer: a participant's own offer is answered as RFC 3264
+// §6.2 and §8 say: a multicast stream with the offer's direction (a hold,
+// a=inactive, gets a=inactive, and shows as on hold), a declined stream
+// at port 0, and an offer that moves the group or the port refused.
+func TestAnswerOwnOffer(t *testing.T) {
+	cur, err := sdp.Parse([]byte("v=0\r\no=mcc 1 3 IN IP4 192.0.2.1\r\ns=Lecture\r\nt=0 0\r\n" +
+		"m=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.1.1/15\r\na=recvonly\r\n" +
+		"m=video 5006 RTP/AVP 96\r\nc=IN IP4 239.255.1.2/15\r\na=rtpmap:96 H264/90000\r\na=recvonly\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := func(audio, video string) *sdp.Session {
+		s, err := sdp.Parse([]byte("v=0\r\no=p 7 8 IN IP4 192.0.2.9\r\ns=-\r\nt=0 0\r\n" + audio + video))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	const (
+		audio    = "m=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.1.1/15\r\na=recvonly\r\n"
+		video    = "m=video 5006 RTP/AVP 96\r\nc=IN IP4 239.255.1.2/15\r\na=rtpmap:96 H264/90000\r\na=recvonly\r\n"
+		audioOff = "m=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.1.1/15\r\na=inactive\r\n"
+		videoOff = "m=video 5006 RTP/AVP 96\r\nc=IN IP4 239.255.1.2/15\r\na=rtpmap:96 H264/90000\r\na=inactive\r\n"
+	)
+	for _, tc := range []struct {
+		name    string
+		offer   *sdp.Session
+		dirs    []sdp.Direction
+		ports   []uint16
+		changed bool
+		hold    bool
+		refused string
+	}{
+		{"a refresh: the same", offer(audio, video), []sdp.Direction{sdp.RecvOnly, sdp.RecvOnly}, []uint16{5004, 5006}, false, false, ""},
+		{"hold", offer(audioOff, videoOff), []sdp.Direction{sdp.Inactive, sdp.Inactive}, []uint16{5004, 5006}, true, true, ""},
+		{"one stream held", offer(audioOff, video), []sdp.Direction{sdp.Inactive, sdp.RecvOnly}, []uint16{5004, 5006}, true, false, ""},
+		{"video declined", offer(audio, "m=video 0 RTP/AVP 96\r\n"), []sdp.Direction{sdp.RecvOnly, sdp.RecvOnly}, []uint16{5004, 0}, true, false, ""},
+		{"the group moved", offer(strings.Replace(audio, "239.255.1.1", "239.255.9.9", 1), video), nil, nil, false, false, "stream 0"},
+		{"the port moved", offer(audio, strings.Replace(video, "5006", "6000", 1)), nil, nil, false, false, "stream 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, changed, hold, why := answerOwnOffer(cur, tc.offer)
+			if tc.refused != "" {
+				if !strings.Contains(why, tc.refused) || got != nil {
+					t.Fatalf("answer %v, why %q; want a refusal of %s", got, why, tc.refused)
+				}
+				return
+			}
+			if why != "" {
+				t.Fatalf("refused: %s", why)
+			}
+			for i, m := range got.Media {
+				if m.Port != tc.ports[i] || (m.Port != 0 && got.EffectiveDirection(m) != tc.dirs[i]) {
+					t.Errorf("stream %d: port %d %s, want %d %s", i, m.Port, got.EffectiveDirection(m), tc.ports[i], tc.dirs[i])
+				}
+			}
+			if changed != tc.changed || hold != tc.hold {
+				t.Errorf("changed %v hold %v, want %v %v", changed, hold, tc.changed, tc.hold)
+			}
+			if cur.Media[0].Direction != sdp.RecvOnly || cur.Media[0].Port != 5004 {
+				t.Fatal("the dialog's description was changed in place")
+			}
+		})
+	}
+}

@@ -424,6 +424,43 @@ func (c *Controller) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
+// answerOwnOffer answers a participant's offer in its own re-INVITE from
+// cur, the description of the dialog's last exchange (RFC 3264 §6.2, §8):
+// a multicast stream is answered with the offer's direction (§6.2: it
+// MUST equal the offer's), so a hold (a=inactive, §8.4) gets a=inactive
+// back; a stream it declines (port 0) is declined in the answer. An offer
+// that moves a stream's group or port is refused (why says how): the
+// group is the session's, which mcc does not change for one participant.
+// changed says whether the answer differs from cur; hold whether every
+// stream still active is inactive.
+func answerOwnOffer(cur, theirs *sdp.Session) (answer *sdp.Session, changed, hold bool, why string) {
+	answer = cur.Clone()
+	active := 0
+	held := 0
+	for i := range cur.Media {
+		ours, m := answer.Media[i], theirs.Media[i]
+		if ours.Port == 0 {
+			continue
+		}
+		if m.Port == 0 {
+			ours.Port, changed = 0, true
+			continue
+		}
+		oc, tc := cur.EffectiveConnection(cur.Media[i]), theirs.EffectiveConnection(m)
+		if oc != nil && oc.Addr.IsMulticast() && (tc == nil || tc.Addr != oc.Addr || m.Port != ours.Port) {
+			return nil, false, false, fmt.Sprintf("stream %d: the offer moves the session's group or port; mcc keeps them (RFC 3264 §6.2)", i)
+		}
+		if dir := theirs.EffectiveDirection(m); dir != cur.EffectiveDirection(cur.Media[i]) {
+			ours.Direction, changed = dir, true
+		}
+		active++
+		if answer.EffectiveDirection(ours) == sdp.Inactive {
+			held++
+		}
+	}
+	return answer, changed, active > 0 && held == active, ""
+}
+
 // onReinvite answers a participant's own re-INVITE (a session refresh or
 // hold) from the current session.
 func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
@@ -472,7 +509,25 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 			respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning("the offer drops m= lines (RFC 3264 §8)"))
 			return
 		}
-		body = cur.Clone()
+		var changed bool
+		var hold bool
+		var why string
+		body, changed, hold, why = answerOwnOffer(cur, theirs)
+		if why != "" {
+			d.mu.Unlock()
+			// The session stays as it was (§14.1).
+			respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(why))
+			return
+		}
+		if p != nil {
+			p.mu.Lock()
+			p.hold = hold
+			p.mu.Unlock()
+		}
+		if changed {
+			d.version++
+			body.Origin.Version = d.version
+		}
 		if len(theirs.Media) > len(cur.Media) {
 			// Streams they add are declined with port 0.
 			for _, m := range theirs.Media[len(cur.Media):] {

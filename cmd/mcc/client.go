@@ -198,7 +198,11 @@ func printParticipants(w io.Writer, ps []conference.Participant) {
 		if p.Status != 0 {
 			status = strconv.Itoa(p.Status)
 		}
-		rows = append(rows, []string{p.ID, p.URI, p.State.String(), strings.Join(p.Streams, ","), status, p.Reason})
+		state := p.State.String()
+		if p.Hold && p.State == conference.Joined {
+			state += " (on hold)"
+		}
+		rows = append(rows, []string{p.ID, p.URI, state, strings.Join(p.Streams, ","), status, p.Reason})
 	}
 	table(w, rows)
 }
