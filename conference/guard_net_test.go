@@ -2,6 +2,7 @@ package conference
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1048,4 +1050,41 @@ func TestCancelWaitsForProvisional(t *testing.T) {
 		ps, _ := e.c.Participants(e.name)
 		return len(ps) == 1 && ps[0].State == Failed
 	})
+}
+
+// TestCloseDuringReinvite: a shutdown while a re-INVITE is outstanding
+// (SIGTERM) neither fails the participant nor deletes its saved dialog:
+// the restart brings it back.
+func TestCloseDuringReinvite(t *testing.T) {
+	store := &memDialogs{m: map[string]any{}}
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Dialogs = store }, "udp")
+	p := e.peer(t, "udp")
+	var n atomic.Int32
+	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
+		if n.Add(1) > 1 {
+			time.Sleep(3 * time.Second) // the re-INVITE is answered after the shutdown
+		}
+		return 200, sdp.Answer(offer, sdp.Origin{Username: "p", SessionID: 1, Version: uint64(n.Load()), Host: "p.example"})
+	})
+	ps, err := e.c.Invite(e.name, p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the participant joined", func() bool {
+		got, _ := e.c.Participants(e.name)
+		return len(got) == 1 && got[0].State == Joined
+	})
+	if store.len() != 1 {
+		t.Fatalf("%d dialogs saved for one joined participant", store.len())
+	}
+	go e.c.AddStream(context.Background(), e.name, sdp.MediaSpec{Kind: "audio"})
+	eventually(t, "the re-INVITE to arrive", func() bool { return n.Load() == 2 })
+	e.c.Close()
+	if store.len() != 1 {
+		t.Fatalf("the saved dialog of %s is gone after a shutdown during its re-INVITE", ps[0].ID)
+	}
+	got, _ := e.c.Participants(e.name)
+	if len(got) == 1 && got[0].State == Failed {
+		t.Fatalf("the participant was failed by the shutdown: %+v", got[0])
+	}
 }

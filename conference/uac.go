@@ -575,10 +575,19 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 	for {
 		select {
 		case <-tx.Done():
+			if c.ctx.Err() != nil {
+				// Shutting down (SIGTERM): the participant is not failed
+				// and its saved dialog stays, so the restart brings it
+				// back and converges it.
+				return ErrClosed
+			}
 			// No final response: the dialog is over (§14.1).
 			c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %v", tx.Err()))
 			return tx.Err()
 		case <-ctx.Done():
+			if c.ctx.Err() != nil {
+				return ErrClosed // as above
+			}
 			c.endDialog(d, p, Failed, "re-INVITE timed out")
 			return ctx.Err()
 		case res := <-tx.Responses():

@@ -566,6 +566,9 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	}
 	c.goOwned(func() {
 		ack := c.awaitACK(d, res)
+		if ack == nil && c.ctx.Err() != nil {
+			return // shutting down: the saved dialog stays as it was, for the restart
+		}
 		if ack == nil {
 			d.mu.Lock()
 			d.inviteRx = false
