@@ -1088,3 +1088,45 @@ func TestCloseDuringReinvite(t *testing.T) {
 		t.Fatalf("the participant was failed by the shutdown: %+v", got[0])
 	}
 }
+
+// TestReinviteRetryAfter: a participant that answers a re-INVITE with 500
+// and Retry-After is sent it again after that long, and converges; the
+// status says it is to be retried meanwhile.
+func TestReinviteRetryAfter(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	p := e.peer(t, "udp")
+	if _, err := e.c.Invite(e.name, p.uri()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the participant joined", func() bool {
+		got, _ := e.c.Participants(e.name)
+		return len(got) == 1 && got[0].State == Joined
+	})
+	var refusedAt time.Time
+	p.handleInvites(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "1"))
+		refusedAt = time.Now()
+		tx.Respond(res)
+		p.handleInvites(nil) // the next one is answered as usual
+	})
+	ch, err := e.c.AddStream(context.Background(), e.name, sdp.MediaSpec{Kind: "audio"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var converged time.Time
+	eventually(t, "the participant to have the new version", func() bool {
+		got, _ := e.c.Participants(e.name)
+		converged = time.Now()
+		return len(got) == 1 && got[0].Version >= ch.Version && got[0].State == Joined
+	})
+	p.mu.Lock()
+	n := len(p.invites)
+	p.mu.Unlock()
+	if n != 3 {
+		t.Fatalf("%d INVITEs, want the invitation, the refused re-INVITE and its retry", n)
+	}
+	if d := converged.Sub(refusedAt); d < 900*time.Millisecond {
+		t.Fatalf("converged %v after the 500, before its Retry-After of 1 s", d)
+	}
+}

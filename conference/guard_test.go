@@ -454,3 +454,34 @@ func TestAnswerOwnOffer(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryAfterOf: only a 500 or 503 with a delta-seconds Retry-After
+// (RFC 3261 §20.33, comment and parameters allowed) asks for a retry, at
+// most maxRetryAfter later.
+func TestRetryAfterOf(t *testing.T) {
+	for _, tc := range []struct {
+		code  int
+		value string
+		want  time.Duration // 0: no retry
+	}{
+		{500, "5", 5 * time.Second},
+		{503, "18000;duration=3600", maxRetryAfter},
+		{500, "2 (in a moment)", 2 * time.Second},
+		{500, "", 0},
+		{500, "soon", 0},
+		{486, "5", 0},
+		{491, "5", 0},
+	} {
+		res := sip.NewResponse(tc.code, "x")
+		if tc.value != "" {
+			res.AppendHeader(sip.NewHeader("Retry-After", tc.value))
+		}
+		r := retryAfterOf(res)
+		switch {
+		case tc.want == 0 && r != nil:
+			t.Errorf("%d Retry-After %q: retry after %v, want none", tc.code, tc.value, r.after)
+		case tc.want != 0 && (r == nil || r.after != tc.want):
+			t.Errorf("%d Retry-After %q: %v, want %v", tc.code, tc.value, r, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"strconv"
 	"strings"
 	"time"
 
@@ -466,29 +467,76 @@ var (
 	errBusy  = errors.New("dialog was busy")
 )
 
+// retryAfter is a 500 (or 503) to our re-INVITE with a Retry-After: the
+// participant asks to be sent it again after that long (RFC 3261 §21.5.1,
+// §20.33).
+type retryAfter struct {
+	code  int
+	after time.Duration
+}
+
+func (r *retryAfter) Error() string { return fmt.Sprintf("%d, retry after %v", r.code, r.after) }
+
+// maxRetryAfter bounds the wait a participant's Retry-After asks for: a
+// change should reach everyone within minutes.
+const maxRetryAfter = 2 * time.Minute
+
+// retryAfterOf reads the Retry-After of a 500 or 503 (delta-seconds,
+// §20.33), or returns nil.
+func retryAfterOf(res *sip.Response) *retryAfter {
+	if res.StatusCode != sip.StatusInternalServerError && res.StatusCode != sip.StatusServiceUnavailable {
+		return nil
+	}
+	h := res.GetHeader("Retry-After")
+	if h == nil {
+		return nil
+	}
+	v, _, _ := strings.Cut(strings.TrimSpace(h.Value()), ";")
+	v, _, _ = strings.Cut(v, "(")
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		return nil
+	}
+	return &retryAfter{code: res.StatusCode, after: min(time.Duration(n)*time.Second, maxRetryAfter)}
+}
+
 // update brings one participant to the conference's current description by
 // re-INVITE (RFC 3264 §8). It retries after 491 as §14.1 says, while the
 // change is still the latest, and records the result.
+//
+// A 500 or 503 with Retry-After is retried after it (at most
+// maxRetryAfter). When the attempts run out the participant keeps what it
+// had, and its status says it is behind; the next change tries again.
 func (c *Controller) update(conf *Conference, p *participant) {
-	for attempt := 0; attempt < 6; attempt++ {
+	const attempts = 6
+	var last error
+	for attempt := 0; attempt < attempts; attempt++ {
 		err := c.reinviteOnce(conf, p)
 		if errors.Is(err, errBusy) {
 			continue
 		}
-		if !errors.Is(err, errGlare) {
+		var ra *retryAfter
+		isRetry := errors.As(err, &ra)
+		if !errors.Is(err, errGlare) && !isRetry {
 			if err != nil {
 				c.log.Info("re-INVITE", "conference", conf.name, "participant", p.uri, "err", err)
 			}
 			return
 		}
-		p.mu.Lock()
-		d := p.dlg
-		p.mu.Unlock()
-		// §14.1: 2.1-4 s when we own the Call-ID, 0-2 s otherwise, in
-		// units of 10 ms.
-		wait := time.Duration(rand.IntN(200)) * 10 * time.Millisecond
-		if d != nil && d.owner {
-			wait = 2100*time.Millisecond + time.Duration(rand.IntN(190))*10*time.Millisecond
+		last = err
+		var wait time.Duration
+		if isRetry {
+			wait = ra.after
+		} else {
+			p.mu.Lock()
+			d := p.dlg
+			p.mu.Unlock()
+			// §14.1: 2.1-4 s when we own the Call-ID, 0-2 s otherwise, in
+			// units of 10 ms.
+			wait = time.Duration(rand.IntN(200)) * 10 * time.Millisecond
+			if d != nil && d.owner {
+				wait = 2100*time.Millisecond + time.Duration(rand.IntN(190))*10*time.Millisecond
+			}
 		}
 		select {
 		case <-time.After(wait):
@@ -496,6 +544,12 @@ func (c *Controller) update(conf *Conference, p *participant) {
 			return
 		}
 	}
+	p.mu.Lock()
+	p.reason = fmt.Sprintf("behind: the re-INVITE was refused %d times (last: %v); the next change tries again", attempts, last)
+	p.mu.Unlock()
+	snap := p.snapshot()
+	c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
+	c.log.Warn("re-INVITE gave up", "conference", conf.name, "participant", p.uri, "err", last)
 }
 
 // reinviteOnce sends one re-INVITE with the conference's current
@@ -623,6 +677,11 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 				return nil
 			case res.StatusCode == sip.StatusRequestPending:
 				return errGlare
+			case retryAfterOf(res) != nil:
+				p.mu.Lock()
+				p.status, p.reason = res.StatusCode, "re-INVITE refused, to be retried: "+res.Reason
+				p.mu.Unlock()
+				return retryAfterOf(res)
 			case res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout:
 				c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %d %s", res.StatusCode, res.Reason))
 				return nil
