@@ -239,10 +239,13 @@ func New(cfg Config) (*Controller, error) {
 				if c.guard.udpPeersSeen() < udpRotateAfter {
 					continue
 				}
+				all := true
 				for _, m := range c.muxes {
-					m.rotate(c.serving)
+					all = m.rotate(c.serving) && all
 				}
-				c.guard.resetUDPPeers()
+				if all { // else the next tick tries again, the count kept
+					c.guard.resetUDPPeers()
+				}
 			}
 		}
 	})
@@ -643,8 +646,8 @@ func fmtPort(u *sip.Uri, p string) {
 // ACK of such a rejection matches nothing and is dropped (§17.2.3).
 //
 // An INVITE is answered so only while it is sure to have had no
-// provisional response: sipgo sends 100 Trying 200 ms after the request
-// came (§17.2.1), and a caller that has had one stops retransmitting
+// provisional response (within 50 ms of its handler's start): sipgo sends
+// 100 Trying 200 ms after the request came (§17.2.1), and a caller that has had one stops retransmitting
 // (§17.1.1.2), so a lost rejection after it would never be sent again.
 // And only out of a dialog (or with 481: there is none) and without
 // credentials: a re-INVITE's CSeq and a digest response's nc are used
@@ -660,6 +663,12 @@ type countingTx struct {
 }
 
 func (t *countingTx) Respond(res *sip.Response) error {
+	if t.final && !(res.IsSuccess() && t.method == sip.INVITE) {
+		// After a final response only an INVITE's 2xx may go again
+		// (§13.3.1.4); anything else (a panic's 500) would take the final
+		// one's place in sipgo's transaction, and its retransmissions.
+		return nil
+	}
 	t.c.metrics.response("sent", t.method, res.StatusCode)
 	first := !t.final && res.StatusCode >= 200
 	t.final = t.final || res.StatusCode >= 200
@@ -686,5 +695,8 @@ func (t *countingTx) stateless(res *sip.Response) bool {
 	if _, inDialog := tagOf(t.req.To().Params); inDialog && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
 		return false // a 481 says there is no dialog: it is the same every time
 	}
-	return t.req.GetHeader("Authorization") == nil && time.Since(t.start) < sip.Timer_1xx/2 // well before the 100
+	// sipgo arms its 100 Trying when it makes the transaction, a little
+	// before the handler starts: a quarter of Timer_1xx leaves room for
+	// the difference.
+	return t.req.GetHeader("Authorization") == nil && time.Since(t.start) < sip.Timer_1xx/4
 }

@@ -65,6 +65,9 @@ type dialog struct {
 	// is the caller's ephemeral one); TLS is left alone, its certificate
 	// names the host. A proxy in front of mcc must record-route.
 	fixTo netip.AddrPort
+	// pinned: the first hop is fixTo's, written by fixTargetLocked (not
+	// the caller's own): over UDP it follows fixTo's port when that moves.
+	pinned bool
 }
 
 // fixTargetLocked applies fixTo to the first hop. Called with d.mu held.
@@ -77,12 +80,16 @@ func (d *dialog) fixTargetLocked() {
 		hop = &d.routeSet[0]
 	}
 	if a, err := netip.ParseAddr(strings.Trim(hop.Host, "[]")); err == nil && a.Unmap() == d.fixTo.Addr().Unmap() {
+		if d.pinned && !strings.EqualFold(d.transport, "TCP") {
+			hop.Port = int(d.fixTo.Port()) // ours from before: it follows a new source port
+		}
 		return
 	}
 	hop.Host = hostForURI(d.fixTo.Addr().Unmap().WithZone("").String())
 	if !strings.EqualFold(d.transport, "TCP") || hop.Port == 0 {
 		hop.Port = int(d.fixTo.Port())
 	}
+	d.pinned = true
 }
 
 // key is the dialog's key in the controller's table; the remote tag
@@ -166,6 +173,7 @@ func (d *dialog) refreshTargetLocked(m sip.Message) {
 	if h := m.GetHeaders("Contact"); len(h) > 0 {
 		if c, ok := h[0].(*sip.ContactHeader); ok {
 			d.remoteTarget = *c.Address.Clone()
+			d.pinned = false
 			// A dial-in's first hop stays the address it came from,
 			// whatever a later 2xx or re-INVITE names (see fixTo).
 			d.fixTargetLocked()

@@ -1130,3 +1130,33 @@ func TestReinviteRetryAfter(t *testing.T) {
 		t.Fatalf("converged %v after the 500, before its Retry-After of 1 s", d)
 	}
 }
+
+// TestCancelledInviteNeverAnswered: a callee that rings, then answers
+// neither the CANCEL nor the INVITE, does not hold the invitation (nor
+// Close) for ever: sipgo's Timer B stops at the 1xx, mcc's own bound
+// (64·T1) or Close ends the wait.
+func TestCancelledInviteNeverAnswered(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.RingTimeout = 300 * time.Millisecond }, "udp")
+	peer := rawUDP(t, "127.0.0.1:0")
+	if _, err := e.c.Invite(e.name, "sip:x@"+peer.LocalAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	m := readSIP(peer, "INVITE", 3*time.Second)
+	if m == nil {
+		t.Fatal("no INVITE")
+	}
+	to, _ := net.ResolveUDPAddr("udp", e.c.Addrs()[0].Addr)
+	ringing := sip.NewResponseFromRequest(m.(*sip.Request), 180, "Ringing", nil)
+	ringing.To().Params.Add("tag", "callee")
+	peer.WriteTo([]byte(ringing.String()), to)
+	if readSIP(peer, "CANCEL", 2*time.Second) == nil {
+		t.Fatal("no CANCEL after the ring timeout")
+	}
+	done := make(chan struct{})
+	go func() { e.c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for an invitation whose callee answers nothing")
+	}
+}

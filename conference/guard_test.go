@@ -485,3 +485,30 @@ func TestRetryAfterOf(t *testing.T) {
 		}
 	}
 }
+
+// TestNATRebinding: a dial-in behind NAT (a private Contact) whose
+// re-INVITE comes from a new source port is reached at that port from then
+// on, with or without a Contact in the re-INVITE.
+func TestNATRebinding(t *testing.T) {
+	invite := func(contact bool) *sip.Request {
+		req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "lecture", Host: "192.0.2.1"})
+		if contact {
+			req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: "10.0.0.5", Port: 5060}})
+		}
+		return req
+	}
+	for _, withContact := range []bool{true, false} {
+		d := &dialog{transport: "UDP", fixTo: netip.MustParseAddrPort("198.51.100.7:40000")}
+		d.refreshTargetLocked(invite(true)) // the dial-in
+		if d.remoteTarget.Host != "198.51.100.7" || d.remoteTarget.Port != 40000 {
+			t.Fatalf("the dial-in's target is %s:%d", d.remoteTarget.Host, d.remoteTarget.Port)
+		}
+		// The re-INVITE, as onReinvite applies it: fixTo first.
+		d.fixTo = netip.MustParseAddrPort("198.51.100.7:41234")
+		d.refreshTargetLocked(invite(withContact))
+		d.fixTargetLocked()
+		if d.remoteTarget.Host != "198.51.100.7" || d.remoteTarget.Port != 41234 {
+			t.Errorf("Contact %v: after the rebinding the target is %s:%d, want the new source port", withContact, d.remoteTarget.Host, d.remoteTarget.Port)
+		}
+	}
+}

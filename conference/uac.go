@@ -187,8 +187,24 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 				if provisional {
 					c.cancelAsync(cl, req)
 				}
+				// Wait for the 487, or for a provisional to cancel after,
+				// at most 64·T1: a callee that answers neither is given up
+				// (§9.1), and sipgo's Timer B no longer runs once a 1xx
+				// came. Close ends the wait too.
+				var stop context.CancelFunc
+				ringCtx, stop = context.WithTimeout(c.ctx, 64*sip.T1)
+				defer stop()
+				continue
 			}
-			ringCtx = context.Background() // wait for the 487 now
+			// Cancelled 64·T1 ago and still no final response.
+			c.untrack(d)
+			if c.ctx.Err() != nil {
+				return nil, ErrClosed
+			}
+			if !p.ended() {
+				p.set(Failed, sip.StatusRequestTimeout, "no final response after CANCEL")
+			}
+			return nil, nil
 		case <-tx.Done():
 			c.untrack(d)
 			if cancelled {
@@ -233,8 +249,10 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 					return &next, nil
 				}
 				return nil, fmt.Errorf("%d without a Contact", res.StatusCode)
-			case (res.StatusCode == 401 || res.StatusCode == 407) && !authed && c.cfg.Credentials != nil:
-				authed = true
+			case (res.StatusCode == 401 || res.StatusCode == 407) && !authed && c.cfg.Credentials != nil && !cancelled:
+				// (Once cancelled, a challenge is a final answer like any:
+				// a removed participant is not rung again.)
+				authed, provisional = true, false // a new transaction: no 1xx of its own yet
 				tx.Terminate()
 				tx, err = cl.TransactionDigestAuth(c.ctx, req, res, sipgo.DigestAuth{Username: c.cfg.Credentials.Username, Password: c.cfg.Credentials.Password})
 				if err != nil {
@@ -284,12 +302,24 @@ func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte
 // may take up to 32 s, and meanwhile the INVITE's own responses (a 487,
 // or a 2xx that crossed it) are read on.
 func (c *Controller) cancelAsync(cl *sipgo.Client, inv *sip.Request) {
-	c.goOwned(func() { c.sendCancel(cl, inv) })
+	req := cancelFor(inv) // now: a digest retry changes inv in place
+	c.goOwned(func() { c.sendCancel(cl, req) })
 }
 
 // sendCancel cancels a pending INVITE (§9.1): same Request-URI, Call-ID,
 // From, To, CSeq number and top Via.
-func (c *Controller) sendCancel(cl *sipgo.Client, inv *sip.Request) {
+func (c *Controller) sendCancel(cl *sipgo.Client, req *sip.Request) {
+	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
+	defer cancel()
+	if res, err := cl.Do(ctx, req); err != nil {
+		c.log.Warn("CANCEL", "call_id", req.CallID().Value(), "err", err)
+	} else if res.StatusCode >= 300 {
+		c.log.Warn("CANCEL refused", "call_id", req.CallID().Value(), "status", res.StatusCode)
+	}
+}
+
+// cancelFor builds the CANCEL of inv.
+func cancelFor(inv *sip.Request) *sip.Request {
 	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
 	req.SetTransport(inv.Transport())
 	req.AppendHeader(inv.Via().Clone())
@@ -302,13 +332,7 @@ func (c *Controller) sendCancel(cl *sipgo.Client, inv *sip.Request) {
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.SetBody(nil)
-	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
-	defer cancel()
-	if res, err := cl.Do(ctx, req); err != nil {
-		c.log.Warn("CANCEL", "call_id", inv.CallID().Value(), "err", err)
-	} else if res.StatusCode >= 300 {
-		c.log.Warn("CANCEL refused", "call_id", inv.CallID().Value(), "status", res.StatusCode)
-	}
+	return req
 }
 
 // established handles the 2xx of a dial-out INVITE: the dialog is made,
@@ -477,9 +501,14 @@ type retryAfter struct {
 
 func (r *retryAfter) Error() string { return fmt.Sprintf("%d, retry after %v", r.code, r.after) }
 
-// maxRetryAfter bounds the wait a participant's Retry-After asks for: a
-// change should reach everyone within minutes.
-const maxRetryAfter = 2 * time.Minute
+// maxRetryAfter bounds the wait a participant's Retry-After asks for,
+// and maxRetriesAfter how many such waits one change makes: an update
+// holds one of the fan-out's slots while it waits (see Limits; a
+// participant that keeps asking must not hold the others back for long).
+const (
+	maxRetryAfter   = 30 * time.Second
+	maxRetriesAfter = 2
+)
 
 // retryAfterOf reads the Retry-After of a 500 or 503 (delta-seconds,
 // §20.33), or returns nil.
@@ -510,6 +539,7 @@ func retryAfterOf(res *sip.Response) *retryAfter {
 func (c *Controller) update(conf *Conference, p *participant) {
 	const attempts = 6
 	var last error
+	retries := 0
 	for attempt := 0; attempt < attempts; attempt++ {
 		err := c.reinviteOnce(conf, p)
 		if errors.Is(err, errBusy) {
@@ -524,8 +554,12 @@ func (c *Controller) update(conf *Conference, p *participant) {
 			return
 		}
 		last = err
+		if attempt == attempts-1 || (isRetry && retries == maxRetriesAfter) {
+			break // no wait that no attempt follows
+		}
 		var wait time.Duration
 		if isRetry {
+			retries++
 			wait = ra.after
 		} else {
 			p.mu.Lock()
@@ -545,7 +579,7 @@ func (c *Controller) update(conf *Conference, p *participant) {
 		}
 	}
 	p.mu.Lock()
-	p.reason = fmt.Sprintf("behind: the re-INVITE was refused %d times (last: %v); the next change tries again", attempts, last)
+	p.reason = fmt.Sprintf("behind: the re-INVITE was refused (last: %v); the next change tries again", last)
 	p.mu.Unlock()
 	snap := p.snapshot()
 	c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})

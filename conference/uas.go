@@ -487,12 +487,17 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", warning(err.Error()))
 		return
 	}
-	d.refreshTargetLocked(req)
+	// The first hop follows the source (a NAT may have given the caller a
+	// new port), then the target is taken from the Contact and pinned
+	// to it (refreshTargetLocked fixes it with fixTo).
 	if src, err := netip.ParseAddrPort(req.Source()); err == nil && d.fixTo.IsValid() {
 		d.fixTo = src
-		d.v6 = src.Addr().Is6() && !src.Addr().Is4In6() // the next hop is the source again
 	}
-	d.fixTargetLocked()
+	d.refreshTargetLocked(req)
+	d.fixTargetLocked() // also when the re-INVITE has no Contact
+	if d.fixTo.IsValid() && !strings.EqualFold(d.transport, "TLS") {
+		d.v6 = d.fixTo.Addr().Is6() && !d.fixTo.Addr().Is4In6() // the next hop is the source
+	}
 	var body *sdp.Session
 	var ourOffer *sdp.Session
 	var gen uint64

@@ -132,14 +132,14 @@ func (m *udpMux) run() {
 // later (or when the socket closes): its loop reads what it was handed,
 // lets those requests be answered, then stops and forgets its peers.
 //
-// While one replaced session is still retiring, rotate does nothing: at
-// most two loops (and their peers) are alive at once.
-func (m *udpMux) rotate(ready func(*udpSession) bool) {
+// While one replaced session is still retiring, rotate does nothing and
+// returns false: at most two loops (and their peers) are alive at once.
+func (m *udpMux) rotate(ready func(*udpSession) bool) (rotated bool) {
 	m.mu.RLock()
 	busy := len(m.retiring) > 0
 	m.mu.RUnlock()
 	if busy {
-		return
+		return false
 	}
 	next := newUDPSession(m.pc)
 	m.serve(next)
@@ -150,7 +150,7 @@ func (m *udpMux) rotate(ready func(*udpSession) bool) {
 	defer m.mu.Unlock()
 	if m.closed {
 		close(next.in) // the socket went meanwhile: its loop ends too
-		return
+		return false
 	}
 	old := m.cur
 	m.cur = next
@@ -165,6 +165,7 @@ func (m *udpMux) rotate(ready func(*udpSession) bool) {
 			close(old.in)
 		}
 	})
+	return true
 }
 
 // replaced reports whether s is no longer the current session.
