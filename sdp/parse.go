@@ -287,6 +287,10 @@ func build(pd *psdp.SessionDescription, ls []line) (*Session, error) {
 	if f := strings.Split(ol.val, " "); len(f) != 6 || slices.Contains(f, "") {
 		return nil, &SyntaxError{Line: ol.n, Text: ol.text, Err: errors.New("want o=<username> <sess-id> <sess-version> IN IP4|IP6 <address>, six fields with single spaces (RFC 8866 §5.2)")}
 	}
+	if strings.ContainsFunc(ol.val, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		// Each field is a non-ws-string (§9): no tab, no control character.
+		return nil, &SyntaxError{Line: ol.n, Text: ol.text, Err: errors.New("o= fields are visible characters: no tab or control character (RFC 8866 §5.2, §9)")}
+	}
 	for _, l := range x.session {
 		if l.typ != 't' {
 			continue
