@@ -340,6 +340,15 @@ func (m *Manager) Get(id uint64) (*Session, error) {
 	return e.desc.Clone(), nil
 }
 
+// External reports whether session id was imported (heard or read from a
+// file) rather than made by mcc; false when there is no such session.
+func (m *Manager) External(id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.get(id)
+	return err == nil && e.external
+}
+
 // List summarises every session, by ID.
 func (m *Manager) List() []SessionInfo {
 	m.mu.Lock()
@@ -528,6 +537,22 @@ func (m *Manager) Save(id uint64) (Saved, error) {
 // saved description does not mention (taken for a change that was never
 // saved) is released at once.
 func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
+	return m.RestoreIndexed(s, IndexLeases(leases))
+}
+
+// IndexLeases groups leases by owner, for RestoreIndexed.
+func IndexLeases(leases []multicast.Lease) map[string][]multicast.Lease {
+	out := map[string][]multicast.Lease{}
+	for _, l := range leases {
+		out[l.Owner] = append(out[l.Owner], l)
+	}
+	return out
+}
+
+// RestoreIndexed is Restore with the leases grouped by owner once for
+// every session to restore (IndexLeases): restoring n sessions then costs
+// n times one session's leases, not n times all of them.
+func (m *Manager) RestoreIndexed(s Saved, byOwner map[string][]multicast.Lease) (*Session, error) {
 	desc, err := Parse(s.SDP)
 	if err != nil {
 		return nil, fmt.Errorf("sdp: restore: %w", err)
@@ -541,10 +566,7 @@ func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
 			active[md.Connection.Addr] = active[md.Connection.Addr] || md.Port != 0
 		}
 	}
-	for _, l := range leases {
-		if l.Owner != owner {
-			continue
-		}
+	for _, l := range byOwner[owner] {
 		if !described[l.Group] {
 			// Leased for a change that never reached the saved description
 			// (the process stopped in between): nobody uses it.

@@ -293,6 +293,7 @@ func (s *Server) Restore() (conferences, participants int) {
 		return nil
 	})
 	leases := s.Allocator.Leases()
+	byOwner := sdp.IndexLeases(leases)
 	migrated := false
 	for i, r := range confs {
 		migrated = migrated || r.migrated
@@ -304,7 +305,7 @@ func (s *Server) Restore() (conferences, participants int) {
 			s.log().Warn("restore conference: a digest user of the old record is dropped (set the users again)",
 				"conference", r.Name, "user", u.name, "err", u.why)
 		}
-		desc, err := s.Manager.Restore(r.Session, leases)
+		desc, err := s.Manager.RestoreIndexed(r.Session, byOwner)
 		if err == nil {
 			_, err = s.Controller.Create(r.Name, desc.Origin.SessionID, r.Access)
 		}
