@@ -426,11 +426,13 @@ func TestDeleteWhileInviting(t *testing.T) {
 
 // memDialogs is a DialogStore in memory.
 type memDialogs struct {
-	mu sync.Mutex
-	m  map[string]any
+	mu    sync.Mutex
+	m     map[string]any
+	delay time.Duration // each PutRecord takes this long, as an fsync does
 }
 
 func (s *memDialogs) PutRecord(k string, v any) error {
+	time.Sleep(s.delay)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[k] = v
@@ -1158,5 +1160,77 @@ func TestCancelledInviteNeverAnswered(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close waits for an invitation whose callee answers nothing")
+	}
+}
+
+// TestByeRightAfterACK: a dial-in caller that sends BYE right after its
+// ACK leaves no ghost: it ends left, is never shown joined again, and no
+// dialog of it is saved, even when saving the join takes as long as an
+// fsync.
+func TestByeRightAfterACK(t *testing.T) {
+	store := &memDialogs{m: map[string]any{}, delay: 20 * time.Millisecond}
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Dialogs = store }, "udp")
+	events, _, stop := e.c.Subscribe()
+	defer stop()
+	addr := e.c.Addrs()[0].Addr
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	for i := range 20 {
+		caller := rawUDP(t, "127.0.0.1:0")
+		callID, tag := "ghost-"+strconv.Itoa(i), "g"+strconv.Itoa(i)
+		caller.WriteTo([]byte(msg("INVITE sip:lecture@"+addr+" SIP/2.0", []string{
+			"Via: SIP/2.0/UDP " + caller.LocalAddr().String() + ";branch=z9hG4bKg" + strconv.Itoa(i), "Max-Forwards: 70",
+			"To: <sip:lecture@" + addr + ">", "From: <sip:a@127.0.0.1>;tag=" + tag, "Call-ID: " + callID, "CSeq: 1 INVITE",
+			"Contact: <sip:a@" + caller.LocalAddr().String() + ">", "Content-Length: 0"}, "")), to)
+		ok := readSIP(caller, "SIP/2.0 200", 2*time.Second)
+		if ok == nil {
+			t.Fatal("no 200")
+		}
+		offer, _ := sdp.Parse(ok.Body())
+		answer := string(echo(offer))
+		toTag, _ := tagOf(ok.(*sip.Response).To().Params)
+		dialog := []string{"Max-Forwards: 70", "To: <sip:lecture@" + addr + ">;tag=" + toTag, "From: <sip:a@127.0.0.1>;tag=" + tag, "Call-ID: " + callID}
+		caller.WriteTo([]byte(msg("ACK sip:lecture@"+addr+" SIP/2.0", append(with(dialog,
+			"Via: SIP/2.0/UDP "+caller.LocalAddr().String()+";branch=z9hG4bKga"+strconv.Itoa(i), "CSeq: 1 ACK", "Content-Type: application/sdp"),
+			"Content-Length: "+strconv.Itoa(len(answer))), answer)), to)
+		caller.WriteTo([]byte(msg("BYE sip:lecture@"+addr+" SIP/2.0", with(dialog,
+			"Via: SIP/2.0/UDP "+caller.LocalAddr().String()+";branch=z9hG4bKgb"+strconv.Itoa(i), "CSeq: 2 BYE", "Content-Length: 0"), "")), to)
+		if readSIP(caller, "SIP/2.0 200", 2*time.Second) == nil {
+			t.Fatalf("call %d: no 200 to the BYE", i)
+		}
+	}
+	eventually(t, "every caller left", func() bool {
+		ps, _ := e.c.Participants(e.name)
+		for _, p := range ps {
+			if p.State != Left {
+				return false
+			}
+		}
+		return len(ps) == 20
+	})
+	time.Sleep(300 * time.Millisecond) // a late "joined" would come now
+	ps, _ := e.c.Participants(e.name)
+	for _, p := range ps {
+		if p.State != Left {
+			t.Fatalf("%s is %v after its BYE", p.ID, p.State)
+		}
+	}
+	if n := store.len(); n != 0 {
+		t.Fatalf("%d dialogs saved of callers that left", n)
+	}
+	// No participant's events go "left" then "joined".
+	last := map[string]State{}
+	for {
+		select {
+		case ev := <-events:
+			if ev.Participant == nil {
+				continue
+			}
+			if last[ev.Participant.ID] == Left && ev.Participant.State == Joined {
+				t.Fatalf("%s was shown joined after it left", ev.Participant.ID)
+			}
+			last[ev.Participant.ID] = ev.Participant.State
+		default:
+			return
+		}
 	}
 }
