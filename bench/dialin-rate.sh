@@ -24,7 +24,9 @@ mccpid=$!
 for _ in $(seq 50); do [ -s "$work/data/api.addr" ] && break; sleep 0.1; done
 MCC_DATA="$work/data" "$work/mcc" session create lecture --media audio,video >/dev/null
 
-timeout 600 sipp -sn uas -i 127.0.0.1 -p 25070 -nostdin -bg >/dev/null 2>&1 || true
+# In the foreground of a background job (sipp's -bg forks away from the
+# shell, out of reach of the trap that ends the run's processes).
+timeout 900 sipp -sn uas -i 127.0.0.1 -p 25070 -nostdin >/dev/null 2>&1 &
 
 run() { # target rate -> failed successful achieved-rate
 	local target=$1 rate=$2 calls=$(( $2 * 5 ))

@@ -121,7 +121,10 @@ func TestVLCReceivesSession(t *testing.T) {
 	// it into an rtp:// item, which --loop makes it play.
 	script := strings.Join([]string{
 		fmt.Sprintf(`ffmpeg -nostdin -hide_banner -loglevel error -re -f lavfi -i sine=frequency=440:sample_rate=8000 -t 20 -ac 1 -c:a pcm_mulaw -payload_type 0 -f rtp 'rtp://%s:%d?ttl=1&localaddr=127.0.0.1' >/dev/null & s1=$!`, m.Connection.Addr, m.Port),
-		`timeout -s INT 8 su nobody -s /bin/sh -c "HOME=/tmp cvlc -vv -I dummy --no-video --loop --run-time 4 session.sdp --sout '#std{access=file,mux=wav,dst=rec/out.wav}'" >vlc.log 2>&1 || true`,
+		// setpriv execs VLC as nobody, so timeout signals VLC itself (su
+		// kept it from the signal, and VLC outlived the test), and kills
+		// it 2 s after the SIGINT if that does not end it.
+		`timeout -k 2 -s INT 8 setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp cvlc -vv -I dummy --no-video --loop --run-time 4 session.sdp --sout '#std{access=file,mux=wav,dst=rec/out.wav}' >vlc.log 2>&1 || true`,
 		"kill $s1 2>/dev/null || true",
 		"wait",
 	}, "\n")
