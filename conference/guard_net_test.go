@@ -1002,11 +1002,10 @@ func TestRotateUnderLoad(t *testing.T) {
 	}
 }
 
-// TestCancelWaitsForProvisional: when the ring timeout ends an invitation
-// that has had no provisional response, mcc sends no CANCEL until one
-// comes (RFC 3261 §9.1), then at once; a 2xx that crosses the CANCEL is
-// ACKed and the dialog ended with BYE, and the participant is failed.
-func TestCancelWaitsForProvisional(t *testing.T) {
+// rawCallee invites a raw UDP socket, with a ring timeout of 300 ms, and
+// returns it with the INVITE it got and mcc's address to answer to.
+func rawCallee(t *testing.T) (*env, *net.UDPConn, *sip.Request, *net.UDPAddr) {
+	t.Helper()
 	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.RingTimeout = 300 * time.Millisecond }, "udp")
 	peer := rawUDP(t, "127.0.0.1:0")
 	if _, err := e.c.Invite(e.name, "sip:x@"+peer.LocalAddr().String()); err != nil {
@@ -1016,18 +1015,27 @@ func TestCancelWaitsForProvisional(t *testing.T) {
 	if m == nil {
 		t.Fatal("no INVITE")
 	}
-	inv := m.(*sip.Request)
-	from := inv.Source()
-	to, _ := net.ResolveUDPAddr("udp", from)
-	if to == nil {
-		to, _ = net.ResolveUDPAddr("udp", e.c.Addrs()[0].Addr)
-	}
-	if readSIP(peer, "CANCEL", 1200*time.Millisecond) != nil {
-		t.Fatal("CANCEL before any provisional response")
-	}
+	to, _ := net.ResolveUDPAddr("udp", e.c.Addrs()[0].Addr)
+	return e, peer, m.(*sip.Request), to
+}
+
+// ring answers inv with 180 from peer, with the callee's tag.
+func ring(peer *net.UDPConn, inv *sip.Request, to *net.UDPAddr) {
 	ringing := sip.NewResponseFromRequest(inv, 180, "Ringing", nil)
 	ringing.To().Params.Add("tag", "callee")
 	peer.WriteTo([]byte(ringing.String()), to)
+}
+
+// TestCancelWaitsForProvisional: when the ring timeout ends an invitation
+// that has had no provisional response, mcc sends no CANCEL until one
+// comes (RFC 3261 §9.1), then at once; a 2xx that crosses the CANCEL is
+// ACKed and the dialog ended with BYE, and the participant is failed.
+func TestCancelWaitsForProvisional(t *testing.T) {
+	e, peer, inv, to := rawCallee(t)
+	if readSIP(peer, "CANCEL", 1200*time.Millisecond) != nil {
+		t.Fatal("CANCEL before any provisional response")
+	}
+	ring(peer, inv, to)
 	if readSIP(peer, "CANCEL", 2*time.Second) == nil {
 		t.Fatal("no CANCEL after the 180")
 	}
@@ -1138,19 +1146,8 @@ func TestReinviteRetryAfter(t *testing.T) {
 // Close) for ever: sipgo's Timer B stops at the 1xx, mcc's own bound
 // (64·T1) or Close ends the wait.
 func TestCancelledInviteNeverAnswered(t *testing.T) {
-	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.RingTimeout = 300 * time.Millisecond }, "udp")
-	peer := rawUDP(t, "127.0.0.1:0")
-	if _, err := e.c.Invite(e.name, "sip:x@"+peer.LocalAddr().String()); err != nil {
-		t.Fatal(err)
-	}
-	m := readSIP(peer, "INVITE", 3*time.Second)
-	if m == nil {
-		t.Fatal("no INVITE")
-	}
-	to, _ := net.ResolveUDPAddr("udp", e.c.Addrs()[0].Addr)
-	ringing := sip.NewResponseFromRequest(m.(*sip.Request), 180, "Ringing", nil)
-	ringing.To().Params.Add("tag", "callee")
-	peer.WriteTo([]byte(ringing.String()), to)
+	e, peer, inv, to := rawCallee(t)
+	ring(peer, inv, to)
 	if readSIP(peer, "CANCEL", 2*time.Second) == nil {
 		t.Fatal("no CANCEL after the ring timeout")
 	}

@@ -170,15 +170,7 @@ func TestRestoreMigratesPasswords(t *testing.T) {
 			"carol": conference.NewHA1("carol", "club-realm", "pass word")}}, []string{"pass word"}},
 		{"staff", conference.Access{Mode: conference.AllowList, Allow: []string{"sip:alice@example.org"}}, nil},
 	} {
-		got, err := ts.srv.Controller.AccessOf(tc.conf)
-		g, _ := json.Marshal(got)
-		w, _ := json.Marshal(tc.want)
-		if err != nil || !bytes.Equal(g, w) {
-			t.Errorf("%s after restore: %s, %v; want %s", tc.conf, g, err, w)
-		}
-		store.mu.Lock()
-		rec := store.m["c/"+tc.conf]
-		store.mu.Unlock()
+		rec := checkRestoredAccess(t, ts, store, tc.conf, tc.want)
 		for _, s := range tc.clear {
 			if bytes.Contains(rec, []byte(s)) {
 				t.Errorf("%s: the record still holds a password: %s", tc.conf, rec)
@@ -189,8 +181,32 @@ func TestRestoreMigratesPasswords(t *testing.T) {
 		if err := json.Unmarshal(rec, &r); err != nil || r.migrated {
 			t.Errorf("%s: re-read record: migrated %v, %v", tc.conf, r.migrated, err)
 		}
-		if g2, _ := json.Marshal(r.Access); !bytes.Equal(g2, w) {
+		if g2, w, _ := jsonPair(r.Access, tc.want); !bytes.Equal(g2, w) {
 			t.Errorf("%s: re-read access %s, want %s", tc.conf, g2, w)
 		}
 	}
+}
+
+// checkRestoredAccess checks that conference conf came back with access
+// want, and returns its record as the store holds it.
+func checkRestoredAccess(t *testing.T, ts *testServer, store *memStore, conf string, want conference.Access) []byte {
+	t.Helper()
+	got, err := ts.srv.Controller.AccessOf(conf)
+	g, w, _ := jsonPair(got, want)
+	if err != nil || !bytes.Equal(g, w) {
+		t.Errorf("%s after restore: %s, %v; want %s", conf, g, err, w)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	return store.m["c/"+conf]
+}
+
+// jsonPair marshals a and b, to compare them.
+func jsonPair(a, b any) ([]byte, []byte, error) {
+	x, err := json.Marshal(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	y, err := json.Marshal(b)
+	return x, y, err
 }

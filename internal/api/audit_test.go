@@ -135,15 +135,7 @@ func TestRestoreMigratesOddPasswords(t *testing.T) {
 		t.Fatalf("the log names a password:\n%s", logs.String())
 	}
 	for _, tc := range tests {
-		got, err := ts.srv.Controller.AccessOf(tc.conf)
-		g, _ := json.Marshal(got)
-		w, _ := json.Marshal(tc.want)
-		if err != nil || !bytes.Equal(g, w) {
-			t.Errorf("%s after restore: %s, %v; want %s", tc.conf, g, err, w)
-		}
-		store.mu.Lock()
-		rec := store.m["c/"+tc.conf]
-		store.mu.Unlock()
+		rec := checkRestoredAccess(t, ts, store, tc.conf, tc.want)
 		if bytes.Contains(rec, []byte("MARKER")) {
 			t.Errorf("%s: the record still holds a password: %s", tc.conf, rec)
 		}
@@ -263,16 +255,7 @@ func TestRestoreCompactsStore(t *testing.T) {
 // internal/store's.
 func newServerOn(t *testing.T, a *multicast.Allocator, st RecordStore) *testServer {
 	t.Helper()
-	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl, err := conference.New(conference.Config{Listeners: []conference.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
-		Manager: m, RingTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
+	m, ctl := newStack(t, a)
 	srv := &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: st}
 	t.Cleanup(ctl.OnChange(srv.Save))
 	hs := httptest.NewServer(srv.Handler())

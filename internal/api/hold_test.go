@@ -93,21 +93,29 @@ func newServer(t *testing.T, a *multicast.Allocator, store *memStore, dir *sap.D
 			t.Fatal(err)
 		}
 	}
-	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl, err := conference.New(conference.Config{Listeners: []conference.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
-		Manager: m, RingTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
+	m, ctl := newStack(t, a)
 	srv := &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: store, Directory: dir}
 	t.Cleanup(ctl.OnChange(srv.Save))
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &testServer{cl: &Client{Base: ts.URL, Token: "sesame", HTTP: ts.Client()}, srv: srv, alloc: a, store: store}
+}
+
+// newStack makes the manager over a and a controller on a free loopback
+// UDP port, which the test's cleanup closes (closing it before is fine).
+func newStack(tb testing.TB, a *multicast.Allocator) (*sdp.Manager, *conference.Controller) {
+	tb.Helper()
+	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctl, err := conference.New(conference.Config{Listeners: []conference.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
+		Manager: m, RingTimeout: 2 * time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ctl.Close() })
+	return m, ctl
 }
 
 // TestTextRefused: a text that would reach an SDP line or a SIP header

@@ -2,7 +2,6 @@ package api
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -31,16 +30,7 @@ func BenchmarkRestart10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctl, err := conference.New(conference.Config{Listeners: []conference.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
-			Manager: m, RingTimeout: 2 * time.Second})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { ctl.Close() })
+		m, ctl := newStack(b, a)
 		return db, &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: db}
 	}
 	db, srv := open()
