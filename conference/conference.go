@@ -65,9 +65,18 @@ type Participant struct {
 	// Streams says, per stream of the session, whether the participant
 	// accepted it.
 	Streams []string `json:"streams,omitempty"`
-	// Version is the o= version of the description the participant has.
-	Version uint64    `json:"version,omitempty"`
-	Since   time.Time `json:"since"`
+	// Version is the o= version of the description the participant has,
+	// in its dialog (each dialog counts its own, RFC 3264 §8).
+	Version uint64 `json:"version,omitempty"`
+	// Acked is the version of the session's description (its o= version,
+	// the ID of the change that made it) the participant last
+	// acknowledged; 0 before it has any.
+	Acked uint64 `json:"acked,omitempty"`
+	// Behind says a joined participant does not have the session's
+	// latest description yet: its re-INVITE is on its way, or was
+	// refused (Reason says why, and the next change tries again).
+	Behind bool      `json:"behind,omitempty"`
+	Since  time.Time `json:"since"`
 	// Hold says the participant put every stream it receives on hold
 	// (a=inactive in its own re-INVITE, RFC 3264 §8.4).
 	Hold bool `json:"hold,omitempty"`
@@ -126,9 +135,15 @@ type Conference struct {
 	mu           sync.Mutex // guards the fields below
 	desc         *sdp.Session
 	external     bool
-	generation   uint64 // goes up with every media change
 	participants []*participant
 	deleted      bool // Delete has begun: no one joins any more
+	// progress is closed, and replaced, each time a participant moves
+	// on: those waiting for a change wake (await).
+	progress chan struct{}
+	// retiring counts the removed streams whose groups may still be
+	// leased; settling and settleAgain run settle one at a time.
+	retiring              int
+	settling, settleAgain bool
 }
 
 type participant struct {
@@ -150,8 +165,13 @@ type participant struct {
 	// rejected marks the streams whose answer broke a rule: they are
 	// offered to this participant at port 0 from then on.
 	rejected map[int]bool
-	// generation is the conference generation the participant has.
-	generation uint64
+	// acked is the version of the session's description the participant
+	// last acknowledged (Participant.Acked); 0 for none yet.
+	acked uint64
+	// behind: its worker gave up on the latest version for now (refused,
+	// or its attempts ran out); working and again run the worker one at a
+	// time (kick).
+	behind, working, again bool
 	// cancelRing, while a dial-out rings, cancels it (CANCEL, §9.1).
 	cancelRing context.CancelFunc
 	// source is where a dial-in came from while it counts against
@@ -200,6 +220,12 @@ func (p *participant) set(s State, status int, reason string) {
 		snap := p.snapshot()
 		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
 	}
+	if changed && p.in != nil {
+		p.in.progressed()
+		if s >= Declined && p.c != nil {
+			p.c.settle(p.in) // it held groups no one else may
+		}
+	}
 }
 
 func (conf *Conference) isDeleted() bool {
@@ -221,11 +247,22 @@ func (p *participant) ended() bool {
 	return p.state >= Declined
 }
 
+// snapshot describes p as it is now.
 func (p *participant) snapshot() Participant {
+	var v uint64
+	if p.in != nil {
+		v = p.in.version()
+	}
+	return p.snapshotAt(v)
+}
+
+// snapshotAt is snapshot with v the conference's version (the caller may
+// hold the conference's lock).
+func (p *participant) snapshotAt(v uint64) Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := Participant{ID: p.id, URI: p.uri, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
-		Version: p.version, Since: p.since, Hold: p.hold}
+		Version: p.version, Acked: p.acked, Behind: p.state == Joined && p.acked < v, Since: p.since, Hold: p.hold}
 	for _, s := range p.streams {
 		out.Streams = append(out.Streams, s.String())
 	}
@@ -310,9 +347,7 @@ func (c *Controller) Create(name string, sessionID uint64, access Access) (Info,
 	if _, ok := c.conferences[name]; ok {
 		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	// Generations start at 1, so that 0 can mean "behind" (see
-	// RestoreParticipant).
-	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, generation: 1}
+	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, progress: make(chan struct{})}
 	c.conferences[name] = conf
 	return c.info(conf), nil
 }
@@ -330,7 +365,7 @@ func (c *Controller) info(conf *Conference) Info {
 	defer conf.mu.Unlock()
 	in := Info{Name: conf.name, URI: c.URI(conf.name), SessionID: conf.sessionID, Version: conf.desc.Origin.Version, External: conf.external}
 	for _, p := range conf.participants {
-		in.Participants = append(in.Participants, p.snapshot())
+		in.Participants = append(in.Participants, p.snapshotAt(in.Version))
 	}
 	return in
 }

@@ -35,6 +35,11 @@ type dialog struct {
 	// with mcc's address of the participant's family.
 	origin   *sdp.Origin
 	offered  *sdp.Session  // the last description we sent that the participant accepted
+	// inflight is our offer in a re-INVITE not answered yet, and
+	// pendingCSeq its CSeq: its groups are in use (settle), and it is
+	// saved so that a restarted mcc ACKs its 2xx (§13.2.2.4).
+	inflight    *sdp.Session
+	pendingCSeq uint32
 	version  uint64        // o= version of the last description we sent in this dialog
 	inviteTx bool          // our INVITE (initial or re-INVITE) is in progress
 	inviteRx bool          // an INVITE of theirs is in progress: answered but not ACKed

@@ -249,14 +249,13 @@ func TestLockOrderDialogParticipant(t *testing.T) {
 	desc := sdp.MustParse("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.1.1/15\r\nm=video 5006 RTP/AVP 96\r\nc=IN IP4 239.255.1.2/15\r\n")
 	d := &dialog{offered: desc}
 	p := &participant{dlg: d, rejected: map[int]bool{1: true}}
-	c := &Controller{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			for range 20000 {
-				c.hasRejectedActive(desc, p)
+				hasRejectedActive(p)
 			}
 		})
 		wg.Go(func() {

@@ -47,6 +47,15 @@ type SavedParticipant struct {
 	FixTo   string `json:"fix_to,omitempty"`
 	Offered []byte `json:"offered,omitempty"`
 	Version uint64 `json:"version"`
+	// Acked is the version of the session's description the participant
+	// last acknowledged: after a restart it resumes from there (0, in a
+	// record of an older form, is worked out from Offered).
+	Acked uint64 `json:"acked,omitempty"`
+	// LastACK is the CSeq of the INVITE whose 2xx mcc last ACKed, and
+	// Pending that of a re-INVITE of mcc's not answered yet: a 2xx of
+	// either that comes again after a restart is ACKed (§13.2.2.4).
+	LastACK uint32 `json:"last_ack,omitempty"`
+	Pending uint32 `json:"pending,omitempty"`
 }
 
 func participantKey(conf, id string) string { return "p/" + conf + "/" + id }
@@ -80,6 +89,7 @@ func (c *Controller) persistAs(p *participant, state State) {
 	for i := range p.rejected {
 		sp.Rejected = append(sp.Rejected, i)
 	}
+	sp.Acked = p.acked
 	p.mu.Unlock()
 	key := participantKey(p.conf, p.id)
 	if d == nil || state != Joined || p.in != nil && p.in.isDeleted() {
@@ -101,6 +111,7 @@ func (c *Controller) persistAs(p *participant, state State) {
 	if d.offered != nil {
 		sp.Offered, _ = d.offered.Marshal()
 	}
+	sp.LastACK, sp.Pending = d.lastACKCSeq, d.pendingCSeq
 	ended := d.ended
 	d.mu.Unlock()
 	if ended {
@@ -160,20 +171,25 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 		o := d.offered.Origin
 		d.origin = &o
 	}
-	// Generations count the changes of this run only: the participant is
-	// up to date if what it last accepted is the restored description;
-	// otherwise the next change brings it up.
+	// The participant resumes from the version it acknowledged; Resume
+	// has its worker bring it up to the session's. A record of an older
+	// form has no version: it is the session's if what it accepted is the
+	// restored description, else none.
+	d.lastACKCSeq = max(sp.LastACK, sp.Pending)
 	conf.mu.Lock()
-	gen := conf.generation
-	if !sameMedia(d.offered, conf.desc) {
-		gen = 0
+	acked := sp.Acked
+	if acked > conf.desc.Origin.Version {
+		acked = 0 // saved after a change that the session's record lacks: unknown
+	}
+	if acked == 0 && sameMedia(d.offered, conf.desc) {
+		acked = conf.desc.Origin.Version
 	}
 	conf.mu.Unlock()
 	if sp.SessionID != 0 && sp.SessionID != conf.sessionID {
 		return fmt.Errorf("conference: restore %s: saved for session %d, but %s is session %d now", sp.ID, sp.SessionID, conf.name, conf.sessionID)
 	}
 	p := &participant{id: sp.ID, uri: sp.URI, dialIn: sp.DialIn, in: conf, conf: conf.name, c: c, state: Joined, status: 200,
-		since: sp.Since, dlg: d, generation: gen, version: sp.Version, rejected: map[int]bool{}}
+		since: sp.Since, dlg: d, acked: acked, version: sp.Version, rejected: map[int]bool{}}
 	for _, s := range sp.Streams {
 		p.streams = append(p.streams, streamStates[s])
 	}

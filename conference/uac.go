@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 
-	"strconv"
 	"strings"
 	"time"
 
@@ -123,8 +121,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		return nil, nil // removed before its invitation went out
 	}
 	conf.mu.Lock()
-	desc, gen := conf.desc.Clone(), conf.generation
+	desc := conf.desc.Clone()
 	conf.mu.Unlock()
+	ver := desc.Origin.Version
 
 	d := &dialog{callID: sip.GenerateTagN(20) + "@mcc", owner: true, localTag: sip.GenerateTagN(10), localCSeq: 1, acked: make(chan struct{})}
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
@@ -133,6 +132,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	d.v6 = c.isV6(target.Host) // the one lookup of this invitation
 	d.origin = c.originFor(desc, conf.isExternal(), d.v6)
 	offer := d.nextOfferLocked(desc)
+	d.inflight = offer // its groups are in use until it is answered (settle)
 	body, err := offer.Marshal()
 	if err != nil {
 		return nil, err
@@ -240,7 +240,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 					// (established sees an ended participant).
 					p.set(Failed, sip.StatusRequestTimeout, "answered after the ring timeout")
 				}
-				c.established(conf, p, d, cl, tx, req, res, offer, gen)
+				c.established(conf, p, d, cl, tx, req, res, offer, ver)
 				return nil, nil
 			case res.StatusCode < 400:
 				c.untrack(d)
@@ -337,7 +337,7 @@ func cancelFor(inv *sip.Request) *sip.Request {
 
 // established handles the 2xx of a dial-out INVITE: the dialog is made,
 // ACKed, and the answer checked.
-func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl *sipgo.Client, tx sip.ClientTransaction, req *sip.Request, res *sip.Response, offer *sdp.Session, gen uint64) {
+func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl *sipgo.Client, tx sip.ClientTransaction, req *sip.Request, res *sip.Response, offer *sdp.Session, ver uint64) {
 	d.mu.Lock()
 	d.remoteTag, _ = tagOf(res.To().Params)
 	d.refreshTargetLocked(res)
@@ -359,7 +359,7 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 			c.sendACK(cl, ack.Clone())
 		}
 	})
-	c.applyAnswer(conf, p, d, offer, res.Body(), gen, true)
+	c.applyAnswer(conf, p, d, offer, res.Body(), ver, true)
 }
 
 func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {
@@ -368,11 +368,16 @@ func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {
 	}
 }
 
-// applyAnswer checks a participant's answer to an offer of this dialog.
-// Streams whose answer breaks a rule count as declined; the participant is
-// told by a re-INVITE that offers them at port 0, or by BYE when nothing
-// is left.
-func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, offer *sdp.Session, body []byte, gen uint64, initial bool) {
+// applyAnswer checks a participant's answer to an offer of this dialog,
+// made from version ver of the session's description. Streams whose
+// answer breaks a rule count as declined; the participant is told by a
+// re-INVITE that offers them at port 0, or by BYE when nothing is left.
+// A participant that joins on an older version than the session's is
+// brought up to it by its worker.
+func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, offer *sdp.Session, body []byte, ver uint64, initial bool) {
+	d.mu.Lock()
+	d.inflight = nil // answered: d.offered says what is in use from here
+	d.mu.Unlock()
 	answer, err := sdp.Parse(body)
 	var res []sdp.StreamResult
 	if err == nil {
@@ -407,7 +412,7 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 			p.rejected[i] = true
 		}
 	}
-	p.streams, p.version, p.generation = states, offer.Origin.Version, gen
+	p.streams, p.version, p.acked = states, offer.Origin.Version, ver
 	p.mu.Unlock()
 	d.mu.Lock()
 	d.offered = offer
@@ -425,12 +430,17 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 		p.set(Joined, 200, "") // saves the dialog
 	} else {
 		c.persist(p)
+		conf.progressed()
 	}
+	c.settle(conf)
 	if invalid > 0 {
 		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
-		if !c.goOwned(func() { c.update(conf, p) }) {
-			return
-		}
+	}
+	if initial || invalid > 0 {
+		// Joined on an older version than the session's (a change came
+		// while it rang), or with streams to offer at port 0: its worker
+		// brings it up.
+		c.kick(conf, p)
 	}
 }
 
@@ -482,282 +492,6 @@ func (c *Controller) sendBye(d *dialog) error {
 		return fmt.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
 	}
 	return nil
-}
-
-// errGlare is a 491 to our re-INVITE; errBusy says the dialog's INVITE
-// transaction has just become free, so try again at once.
-var (
-	errGlare = errors.New("491 Request Pending")
-	errBusy  = errors.New("dialog was busy")
-)
-
-// retryAfter is a 500 (or 503) to our re-INVITE with a Retry-After: the
-// participant asks to be sent it again after that long (RFC 3261 §21.5.1,
-// §20.33).
-type retryAfter struct {
-	code  int
-	after time.Duration
-}
-
-func (r *retryAfter) Error() string { return fmt.Sprintf("%d, retry after %v", r.code, r.after) }
-
-// maxRetryAfter bounds the wait a participant's Retry-After asks for,
-// and maxRetriesAfter how many such waits one change makes: an update
-// holds one of the fan-out's slots while it waits (see Limits; a
-// participant that keeps asking must not hold the others back for long).
-const (
-	maxRetryAfter   = 30 * time.Second
-	maxRetriesAfter = 2
-)
-
-// retryAfterOf reads the Retry-After of a 500 or 503 (delta-seconds,
-// §20.33), or returns nil.
-func retryAfterOf(res *sip.Response) *retryAfter {
-	if res.StatusCode != sip.StatusInternalServerError && res.StatusCode != sip.StatusServiceUnavailable {
-		return nil
-	}
-	h := res.GetHeader("Retry-After")
-	if h == nil {
-		return nil
-	}
-	v, _, _ := strings.Cut(strings.TrimSpace(h.Value()), ";")
-	v, _, _ = strings.Cut(v, "(")
-	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-	if err != nil {
-		return nil
-	}
-	return &retryAfter{code: res.StatusCode, after: min(time.Duration(n)*time.Second, maxRetryAfter)}
-}
-
-// update brings one participant to the conference's current description by
-// re-INVITE (RFC 3264 §8). It retries after 491 as §14.1 says, while the
-// change is still the latest, and records the result.
-//
-// A 500 or 503 with Retry-After is retried after it (at most
-// maxRetryAfter). When the attempts run out the participant keeps what it
-// had, and its status says it is behind; the next change tries again.
-func (c *Controller) update(conf *Conference, p *participant) {
-	const attempts = 6
-	var last error
-	retries := 0
-	for attempt := 0; attempt < attempts; attempt++ {
-		err := c.reinviteOnce(conf, p)
-		if errors.Is(err, errBusy) {
-			continue
-		}
-		var ra *retryAfter
-		isRetry := errors.As(err, &ra)
-		if !errors.Is(err, errGlare) && !isRetry {
-			if err != nil {
-				c.log.Info("re-INVITE", "conference", conf.name, "participant", p.uri, "err", err)
-			}
-			return
-		}
-		last = err
-		if attempt == attempts-1 || (isRetry && retries == maxRetriesAfter) {
-			break // no wait that no attempt follows
-		}
-		var wait time.Duration
-		if isRetry {
-			retries++
-			wait = ra.after
-		} else {
-			p.mu.Lock()
-			d := p.dlg
-			p.mu.Unlock()
-			// §14.1: 2.1-4 s when we own the Call-ID, 0-2 s otherwise, in
-			// units of 10 ms.
-			wait = time.Duration(rand.IntN(200)) * 10 * time.Millisecond
-			if d != nil && d.owner {
-				wait = 2100*time.Millisecond + time.Duration(rand.IntN(190))*10*time.Millisecond
-			}
-		}
-		select {
-		case <-time.After(wait):
-		case <-c.ctx.Done():
-			return
-		}
-	}
-	p.mu.Lock()
-	p.reason = fmt.Sprintf("behind: the re-INVITE was refused (last: %v); the next change tries again", last)
-	p.mu.Unlock()
-	snap := p.snapshot()
-	c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
-	c.log.Warn("re-INVITE gave up", "conference", conf.name, "participant", p.uri, "err", last)
-}
-
-// reinviteOnce sends one re-INVITE with the conference's current
-// description, unless the participant has it already.
-func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
-	p.mu.Lock()
-	d, state, have := p.dlg, p.state, p.generation
-	p.mu.Unlock()
-	if d == nil || state != Joined {
-		return nil
-	}
-	conf.mu.Lock()
-	desc, gen := conf.desc.Clone(), conf.generation
-	conf.mu.Unlock()
-	if have == gen && !c.hasRejectedActive(desc, p) {
-		return nil
-	}
-	d.mu.Lock()
-	if d.ended {
-		d.mu.Unlock()
-		return nil
-	}
-	if d.inviteRx {
-		// Their INVITE is still in progress (§14.1: one at a time): wait
-		// for its ACK, then send ours.
-		acked := d.acked
-		d.mu.Unlock()
-		select {
-		case <-acked:
-		case <-time.After(64 * sip.T1):
-		case <-c.ctx.Done():
-			return c.ctx.Err()
-		}
-		return errBusy
-	}
-	if d.inviteTx {
-		d.mu.Unlock()
-		return errGlare // ours is in progress already; try again later
-	}
-	d.inviteTx = true
-	offer := d.nextOfferLocked(offerFor(desc, p))
-	body, err := offer.Marshal()
-	if err != nil {
-		d.inviteTx = false
-		d.mu.Unlock()
-		return err
-	}
-	req := d.newRequestLocked(sip.INVITE, c.contactFor(d.local.User, d.transport, d.v6), 0)
-	ct := sip.ContentTypeHeader("application/sdp")
-	req.AppendHeader(&ct)
-	req.SetBody(body)
-	if tr := c.pickTransport(req, strings.ToUpper(d.transport)); tr != strings.ToUpper(d.transport) {
-		req.SetTransport(tr)
-		req.RemoveHeader("Contact")
-		req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
-	}
-	v6 := d.v6
-	d.mu.Unlock()
-	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
-	defer func() {
-		d.mu.Lock()
-		d.inviteTx = false
-		d.mu.Unlock()
-	}()
-	cl, err := c.clientFor(req.Transport(), v6)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1)
-	defer cancel()
-	tx, err := cl.TransactionRequest(ctx, req)
-	if err != nil {
-		return fmt.Errorf("send re-INVITE: %w", err)
-	}
-	defer tx.Terminate()
-	sent := time.Now()
-	for {
-		select {
-		case <-tx.Done():
-			if c.ctx.Err() != nil {
-				// Shutting down (SIGTERM): the participant is not failed
-				// and its saved dialog stays, so the restart brings it
-				// back and converges it.
-				return ErrClosed
-			}
-			// No final response: the dialog is over (§14.1).
-			c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %v", tx.Err()))
-			return tx.Err()
-		case <-ctx.Done():
-			if c.ctx.Err() != nil {
-				return ErrClosed // as above
-			}
-			c.endDialog(d, p, Failed, "re-INVITE timed out")
-			return ctx.Err()
-		case res := <-tx.Responses():
-			if checkResponse(res) != nil {
-				// From a connection mcc opened, which the guard does not
-				// screen: a response without the headers a dialog needs is
-				// dropped, as §17.1.3 would not match it.
-				c.guard.count("response", false)
-				continue
-			}
-			c.metrics.response("received", sip.INVITE, res.StatusCode)
-			if res.StatusCode >= 200 {
-				c.metrics.reinvite(time.Since(sent))
-			}
-			switch {
-			case res.StatusCode < 200:
-				continue
-			case res.StatusCode < 300:
-				d.mu.Lock()
-				d.refreshTargetLocked(res)
-				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
-				d.lastACKCSeq = req.CSeq().SeqNo
-				d.mu.Unlock()
-				c.sendACK(cl, ack)
-				tx.OnRetransmission(func(r *sip.Response) {
-					if r.IsSuccess() {
-						c.sendACK(cl, ack.Clone())
-					}
-				})
-				c.applyAnswer(conf, p, d, offer, res.Body(), gen, false)
-				snap := p.snapshot()
-				c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
-				return nil
-			case res.StatusCode == sip.StatusRequestPending:
-				return errGlare
-			case retryAfterOf(res) != nil:
-				p.mu.Lock()
-				p.status, p.reason = res.StatusCode, "re-INVITE refused, to be retried: "+res.Reason
-				p.mu.Unlock()
-				return retryAfterOf(res)
-			case res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout:
-				c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %d %s", res.StatusCode, res.Reason))
-				return nil
-			default:
-				// The session stays as it was for this participant (§14.1).
-				p.mu.Lock()
-				p.status, p.reason = res.StatusCode, "re-INVITE refused: "+res.Reason
-				p.mu.Unlock()
-				snap := p.snapshot()
-				c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
-				return nil
-			}
-		}
-	}
-}
-
-// hasRejectedActive reports whether p was last offered a stream it had
-// answered wrongly with a port other than 0. The locks are taken one at a
-// time: elsewhere d.mu is held while p.mu is taken (offerFor), so holding
-// p.mu while taking d.mu could deadlock the two.
-func (c *Controller) hasRejectedActive(desc *sdp.Session, p *participant) bool {
-	p.mu.Lock()
-	d := p.dlg
-	rejected := make([]int, 0, len(p.rejected))
-	for i := range p.rejected {
-		rejected = append(rejected, i)
-	}
-	p.mu.Unlock()
-	if d == nil || len(rejected) == 0 {
-		return false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.offered == nil {
-		return false
-	}
-	for _, i := range rejected {
-		if i < len(d.offered.Media) && d.offered.Media[i].Port != 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // endDialog forgets a dialog that is over without a BYE of ours.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,8 +115,9 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	conf.mu.Lock()
-	desc, gen := conf.desc.Clone(), conf.generation
+	desc := conf.desc.Clone()
 	conf.mu.Unlock()
+	ver := desc.Origin.Version
 
 	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{}), early: true}
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
@@ -212,8 +214,10 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		d.offered = answer
 		d.mu.Unlock()
 		p.mu.Lock()
-		p.version, p.generation = answer.Origin.Version, gen
-		if !reinvite {
+		p.version, p.acked = answer.Origin.Version, ver
+		if reinvite {
+			p.acked = 0 // not the session's streams yet: its worker offers them
+		} else {
 			p.streams = make([]sdp.StreamState, len(answer.Media))
 			for i, m := range answer.Media {
 				p.streams[i] = sdp.StreamAccepted
@@ -241,16 +245,13 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		if ourOffer != nil {
-			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), gen, true)
+			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), ver, true)
 			return
 		}
 		p.set(Joined, 200, "")
-		if reinvite {
-			p.mu.Lock()
-			p.generation = gen - 1 // not the session's streams yet
-			p.mu.Unlock()
-			c.update(conf, p)
-		}
+		// On the session's streams already, unless a change came while it
+		// dialled in, or its offer was unicast: its worker brings it up.
+		c.kick(conf, p)
 	})
 	if !started {
 		c.guard.unhold(src)
@@ -500,7 +501,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	}
 	var body *sdp.Session
 	var ourOffer *sdp.Session
-	var gen uint64
+	var ver uint64
 	if len(req.Body()) > 0 {
 		theirs, err := sdp.Parse(req.Body())
 		if err != nil {
@@ -547,7 +548,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	} else {
 		conf.mu.Lock()
 		desc := conf.desc.Clone()
-		gen = conf.generation // what this offer carries, whatever changes before the ACK
+		ver = desc.Origin.Version // what this offer carries, whatever changes before the ACK
 		conf.mu.Unlock()
 		ourOffer = d.nextOfferLocked(offerFor(desc, p))
 		body = ourOffer
@@ -582,7 +583,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 			return
 		}
 		if ourOffer != nil {
-			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), gen, false)
+			c.applyAnswer(conf, p, d, ourOffer, ack.Body(), ver, false)
 		}
 	})
 }
@@ -623,95 +624,6 @@ func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Supported", ""))
 	tx.Respond(res)
 }
-
-// Change is the outcome of a media change for everyone.
-type Change struct {
-	Version uint64        `json:"version"`
-	Stream  int           `json:"stream"`
-	Results []Participant `json:"participants"`
-}
-
-// AddStream adds a stream to conference name (the manager leases its
-// group) and re-INVITEs every joined participant. It returns once every
-// participant has answered or failed.
-func (c *Controller) AddStream(ctx context.Context, name string, ms sdp.MediaSpec) (Change, error) {
-	return c.change(ctx, name, func(conf *Conference) (*sdp.Session, int, error) {
-		return c.cfg.Manager.AddStream(conf.sessionID, ms)
-	})
-}
-
-// RemoveStream sets stream i of conference name to port 0 and re-INVITEs
-// everyone; the group is released once they all have moved on.
-func (c *Controller) RemoveStream(ctx context.Context, name string, i int) (Change, error) {
-	return c.change(ctx, name, func(conf *Conference) (*sdp.Session, int, error) {
-		s, err := c.cfg.Manager.RemoveStream(conf.sessionID, i)
-		return s, i, err
-	})
-}
-
-// SetDirection changes the direction of stream i for everyone.
-func (c *Controller) SetDirection(ctx context.Context, name string, i int, dir sdp.Direction) (Change, error) {
-	return c.change(ctx, name, func(conf *Conference) (*sdp.Session, int, error) {
-		s, err := c.cfg.Manager.SetDirection(conf.sessionID, i, dir)
-		return s, i, err
-	})
-}
-
-func (c *Controller) change(ctx context.Context, name string, edit func(*Conference) (*sdp.Session, int, error)) (Change, error) {
-	conf, err := c.conference(name)
-	if err != nil {
-		return Change{}, err
-	}
-	conf.mu.Lock()
-	desc, stream, err := edit(conf)
-	if err != nil {
-		conf.mu.Unlock()
-		return Change{}, err
-	}
-	conf.desc = desc
-	conf.generation++
-	parts := slices_clone(conf.participants)
-	conf.mu.Unlock()
-	// The new description is saved before anyone hears of it and before a
-	// removed stream's group is released (Settle, below): a crash in between
-	// can then never restore a description whose group is free.
-	c.changed(name)
-
-	var wg sync.WaitGroup
-	for _, p := range parts {
-		p.mu.Lock()
-		joined := p.state == Joined
-		p.mu.Unlock()
-		if !joined {
-			continue
-		}
-		if !c.acquire(ctx) {
-			break
-		}
-		wg.Add(1) // before the goroutine starts, which may be done at once
-		ok := c.goOwned(func() {
-			defer c.release()
-			defer wg.Done()
-			c.update(conf, p)
-		})
-		if !ok {
-			wg.Done()
-			c.release()
-		}
-	}
-	wg.Wait()
-	if err := c.cfg.Manager.Settle(conf.sessionID); err != nil {
-		c.log.Warn("release removed groups", "conference", name, "err", err)
-	}
-	out := Change{Version: desc.Origin.Version, Stream: stream}
-	for _, p := range parts {
-		out.Results = append(out.Results, p.snapshot())
-	}
-	c.publish(Event{Conference: name, Kind: "stream", Change: &out})
-	return out, ctx.Err()
-}
-
-func slices_clone[T any](s []T) []T { return append([]T(nil), s...) }
 
 // Remove sends BYE to one participant.
 func (c *Controller) Remove(name, id string) error {
@@ -778,7 +690,7 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	c.mu.Unlock()
 	conf.mu.Lock()
 	conf.deleted = true // from here no one joins, and no join is saved
-	parts := slices_clone(conf.participants)
+	parts := slices.Clone(conf.participants)
 	conf.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range parts {

@@ -96,7 +96,7 @@ type managed struct {
 	sources  []netip.Addr
 	stop     time.Time
 	leases   map[netip.Addr]multicast.Lease
-	retiring []netip.Addr // groups of removed streams, released by Settle
+	retiring []netip.Addr // groups of removed streams, released by Settle once no participant uses them
 }
 
 // NewManager returns a Manager.
@@ -458,25 +458,37 @@ func (m *Manager) SetDirection(id uint64, i int, d Direction) (*Session, error) 
 	return e.desc.Clone(), nil
 }
 
-// Settle releases the groups of the streams removed from session id, once
-// every participant has moved on from them.
-func (m *Manager) Settle(id uint64) error {
+// Settle releases the groups of the streams removed from session id that
+// inUse does not report as still in use, and returns how many removed
+// streams' groups stay leased. A removed stream's group is still in use
+// while a participant's acknowledged description, or an offer in flight,
+// has it at a port other than 0 (RFC 3264 §8.2: the stream ends for a
+// participant only when its answer is in): the conference layer says so.
+// A nil inUse releases them all.
+func (m *Manager) Settle(id uint64, inUse func(netip.Addr) bool) (retiring int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.get(id)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var errs []error
+	kept := e.retiring[:0]
 	for _, g := range e.retiring {
+		if inUse != nil && inUse(g) {
+			kept = append(kept, g)
+			continue
+		}
 		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
 			errs = append(errs, err)
+			kept = append(kept, g)
 			continue
 		}
 		delete(e.leases, g)
 	}
-	e.retiring = nil
-	return errors.Join(errs...)
+	clear(e.retiring[len(kept):])
+	e.retiring = kept
+	return len(kept), errors.Join(errs...)
 }
 
 // Leases returns the leases session id holds.
@@ -532,10 +544,11 @@ func (m *Manager) Save(id uint64) (Saved, error) {
 }
 
 // Restore brings back a session saved before a restart. The leases it
-// holds are the allocator's, found by their owner; a removed stream whose
-// lease is still held is released at the next Settle, and a lease the
-// saved description does not mention (taken for a change that was never
-// saved) is released at once.
+// holds are the allocator's, found by their owner. A lease whose group is
+// not an active stream of the saved description (a removed stream's, or
+// one taken for a change that was never saved) is held as a removed
+// stream's: the next Settle releases it unless a restored participant
+// still uses it.
 func (m *Manager) Restore(s Saved, leases []multicast.Lease) (*Session, error) {
 	return m.RestoreIndexed(s, IndexLeases(leases))
 }
@@ -559,22 +572,18 @@ func (m *Manager) RestoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 	}
 	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
 	owner := fmt.Sprintf("session %d", desc.Origin.SessionID)
-	active, described := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	active := map[netip.Addr]bool{}
 	for _, md := range desc.Media {
 		if md.Connection != nil {
-			described[md.Connection.Addr] = true
 			active[md.Connection.Addr] = active[md.Connection.Addr] || md.Port != 0
 		}
 	}
 	for _, l := range byOwner[owner] {
-		if !described[l.Group] {
-			// Leased for a change that never reached the saved description
-			// (the process stopped in between): nobody uses it.
-			if err := m.cfg.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
-				return nil, fmt.Errorf("sdp: restore: release %v: %w", l.Group, err)
-			}
-			continue
-		}
+		// A group the description no longer has active (a removed
+		// stream's, whose slot a later stream may have taken, or one
+		// leased for a change that never reached the saved description)
+		// may still be in a restored participant's description: Settle
+		// decides.
 		e.leases[l.Group] = l
 		if !active[l.Group] {
 			e.retiring = append(e.retiring, l.Group)
@@ -611,7 +620,9 @@ func (m *Manager) RenewLeases(d time.Duration) (int, error) {
 			continue
 		}
 		for g, l := range e.leases {
-			if l.End.Sub(now) >= d/2 || slices.Contains(e.retiring, g) {
+			// A removed stream's group is renewed too: a participant may
+			// still receive it (see Settle).
+			if l.End.Sub(now) >= d/2 {
 				continue
 			}
 			end := now.Add(d)

@@ -75,8 +75,15 @@ func TestManagerLifecycle(t *testing.T) {
 	if _, ok := a.Lease(removed); !ok {
 		t.Fatal("the removed stream's group was released before Settle")
 	}
-	if err := m.Settle(id); err != nil {
-		t.Fatal(err)
+	// A participant still has it: it stays leased.
+	if left, err := m.Settle(id, func(g netip.Addr) bool { return g == removed }); err != nil || left != 1 {
+		t.Fatalf("Settle with the group in use = %d, %v; want 1 kept", left, err)
+	}
+	if _, ok := a.Lease(removed); !ok {
+		t.Fatal("Settle released a group still in use")
+	}
+	if left, err := m.Settle(id, func(netip.Addr) bool { return false }); err != nil || left != 0 {
+		t.Fatalf("Settle = %d, %v", left, err)
 	}
 	if _, ok := a.Lease(removed); ok {
 		t.Fatal("Settle kept the removed stream's group")
@@ -290,5 +297,53 @@ func TestManagerAddStreamMustRestore(t *testing.T) {
 	saved, _ := m.Save(s.Origin.SessionID)
 	if _, err := Parse(saved.SDP); err != nil {
 		t.Fatalf("the saved description does not read back: %v", err)
+	}
+}
+
+// TestRestoreKeepsRetiringGroups: after a restart, a removed stream's
+// group whose m= slot a later stream took is no longer in the saved
+// description, but a participant may still receive it: Restore keeps its
+// lease for Settle to decide, which releases it once nothing uses it.
+func TestRestoreKeepsRetiringGroups(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, a := newManager(t, local)
+	s, err := m.Create(SessionSpec{Name: "lecture", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}, {Kind: "video"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.Origin.SessionID
+	old := s.Media[1].Connection.Addr
+	if _, err := m.RemoveStream(id, 1); err != nil {
+		t.Fatal(err)
+	}
+	s2, i, err := m.AddStream(id, MediaSpec{Kind: "text"})
+	if err != nil || i != 1 || s2.Media[1].Connection.Addr == old {
+		t.Fatalf("AddStream into the port-0 slot: %d, %v", i, err)
+	}
+	saved, err := m.Save(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Restore(saved, a.Leases()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Lease(old); !ok {
+		t.Fatal("Restore released a removed stream's group before anyone could say it is in use")
+	}
+	if left, err := m2.Settle(id, func(g netip.Addr) bool { return g == old }); err != nil || left != 1 {
+		t.Fatalf("Settle = %d, %v; want the group in use kept", left, err)
+	}
+	if left, err := m2.Settle(id, nil); err != nil || left != 0 {
+		t.Fatalf("Settle = %d, %v", left, err)
+	}
+	if _, ok := a.Lease(old); ok {
+		t.Fatal("the group no one uses is still leased")
+	}
+	if ls, _ := m2.Leases(id); len(ls) != 2 {
+		t.Fatalf("the restored session holds %d leases, want its 2 streams'", len(ls))
 	}
 }

@@ -192,7 +192,7 @@ func printInfo(w io.Writer, format string, in conference.Info) error {
 }
 
 func printParticipants(w io.Writer, ps []conference.Participant) {
-	rows := [][]string{{"ID", "URI", "STATE", "STREAMS", "STATUS", "REASON"}}
+	rows := [][]string{{"ID", "URI", "STATE", "VERSION", "STREAMS", "STATUS", "REASON"}}
 	for _, p := range ps {
 		status := ""
 		if p.Status != 0 {
@@ -202,7 +202,14 @@ func printParticipants(w io.Writer, ps []conference.Participant) {
 		if p.Hold && p.State == conference.Joined {
 			state += " (on hold)"
 		}
-		rows = append(rows, []string{p.ID, p.URI, state, strings.Join(p.Streams, ","), status, p.Reason})
+		if p.Behind {
+			state += " (behind)"
+		}
+		version := ""
+		if p.Acked != 0 {
+			version = strconv.FormatUint(p.Acked, 10)
+		}
+		rows = append(rows, []string{p.ID, p.URI, state, version, strings.Join(p.Streams, ","), status, p.Reason})
 	}
 	table(w, rows)
 }
@@ -334,6 +341,17 @@ func cmdParticipants(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// mediaWait is how long mcc media waits for every participant by
+// default: a re-INVITE that gets no answer ends its dialog after 64·T1
+// (32 s), so by then each participant has answered, failed or been
+// given up on for now.
+const mediaWait = 40 * time.Second
+
+// cmdMedia changes a session's streams for everyone. The change is saved
+// and goes on in mcc serve whatever happens here; --wait says how long to
+// wait for the participants' answers. The exit status is 0 when every
+// participant that is in the session has the change (or, with --wait 0,
+// once it is applied); 1 when one is behind, or the wait ran out first.
 func cmdMedia(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usagef("media needs a sub-command: add, remove or direction")
@@ -343,48 +361,80 @@ func cmdMedia(args []string, stdout, stderr io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	dir := fs.String("direction", "", "the stream's direction: sendrecv, sendonly, recvonly or inactive")
-	ctx, cancel := apiCtx()
+	wait := fs.Duration("wait", mediaWait, "wait up to this long for every participant's answer; 0: return once the change is applied")
+	var pos []string
+	var cl *api.Client
+	var err error
+	switch sub {
+	case "add":
+		pos, cl, err = cf.parse(fs, args, 2, 2, "the session and a kind (audio, video, text)")
+	case "remove":
+		pos, cl, err = cf.parse(fs, args, 2, 2, "the session and the stream's index")
+	case "direction":
+		pos, cl, err = cf.parse(fs, args, 3, 3, "the session, the stream's index and a direction")
+	default:
+		return usagef("unknown media sub-command %q: want add, remove or direction", sub)
+	}
+	if err != nil {
+		return err
+	}
+	if *wait < 0 {
+		return usagef("--wait %v: want a duration, 0 to return once the change is applied", *wait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *wait+30*time.Second)
 	defer cancel()
+	cl.HTTP.Timeout = 0 // ctx bounds the request, past the wait
+	q := ""
+	if *wait > 0 {
+		q = "?wait=" + url.QueryEscape(wait.String())
+	}
+	path := "/v1/sessions/" + url.PathEscape(pos[0]) + "/streams"
 	var ch conference.Change
 	switch sub {
 	case "add":
-		pos, cl, err := cf.parse(fs, args, 2, 2, "the session and a kind (audio, video, text)")
-		if err != nil {
-			return err
-		}
-		if err := cl.Do(ctx, "POST", "/v1/sessions/"+url.PathEscape(pos[0])+"/streams", api.StreamRequest{Kind: pos[1], Direction: *dir}, &ch); err != nil {
-			return err
-		}
+		err = cl.Do(ctx, "POST", path+q, api.StreamRequest{Kind: pos[1], Direction: *dir}, &ch)
 	case "remove", "direction":
-		min := 2
-		what := "the session and the stream's index"
-		if sub == "direction" {
-			min, what = 3, "the session, the stream's index and a direction"
-		}
-		pos, cl, err := cf.parse(fs, args, min, min, what)
-		if err != nil {
-			return err
-		}
 		if _, err := strconv.Atoi(pos[1]); err != nil {
 			return usagef("stream %q: want its index, from 0", pos[1])
 		}
-		path := "/v1/sessions/" + url.PathEscape(pos[0]) + "/streams/" + pos[1]
+		path += "/" + pos[1] + q
 		if sub == "remove" {
 			err = cl.Do(ctx, "DELETE", path, nil, &ch)
 		} else {
 			err = cl.Do(ctx, "PATCH", path, api.StreamRequest{Direction: pos[2]}, &ch)
 		}
-		if err != nil {
-			return err
-		}
-	default:
-		return usagef("unknown media sub-command %q: want add, remove or direction", sub)
+	}
+	if err != nil {
+		return err
 	}
 	if cf.output == "json" {
-		return printJSON(stdout, ch)
+		if err := printJSON(stdout, ch); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "stream %d, version %d\n", ch.Stream, ch.Version)
+		printParticipants(stdout, ch.Results)
 	}
-	fmt.Fprintf(stdout, "stream %d, version %d\n", ch.Stream, ch.Version)
-	printParticipants(stdout, ch.Results)
+	if *wait == 0 {
+		return nil
+	}
+	var behind []string
+	for _, p := range ch.Results {
+		switch {
+		case p.State == conference.Joined && p.Acked < ch.Version:
+			behind = append(behind, p.URI+" behind")
+		case p.State == conference.Invited || p.State == conference.Ringing:
+			behind = append(behind, p.URI+" "+p.State.String())
+		}
+	}
+	if len(behind) > 0 {
+		how := "the change is applied; it goes on for"
+		if ch.Done {
+			how = "the change is applied, but refused by"
+		}
+		fmt.Fprintf(stderr, "mcc: %s %d participant(s) (mcc participants %s follows them): %s\n", how, len(behind), pos[0], strings.Join(behind, ", "))
+		return &exitError{1}
+	}
 	return nil
 }
 

@@ -35,6 +35,7 @@ Usage:
   mcc invite  SESSION URI... [--wait 45s]   exits 1 unless every one joined
   mcc participants SESSION | remove SESSION ID
   mcc media   add SESSION KIND | remove SESSION STREAM | direction SESSION STREAM DIR
+              [--wait 40s]          exits 1 unless every participant has the change
 
   mcc alloc   --family 4|6 --scope SCOPE | --pool NAME  [--count N] [--lease DURATION] [--data DIR] [-o json]
   mcc leases  [--data DIR] [-o json]

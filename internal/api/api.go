@@ -354,6 +354,9 @@ func (s *Server) Restore() (conferences, participants int) {
 		}
 		participants++
 	}
+	// Each participant goes on from the version it acknowledged, and the
+	// removed streams' groups no restored participant uses are released.
+	s.Controller.Resume()
 	return conferences, participants
 }
 
@@ -399,6 +402,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("POST /v1/sessions/{name}/streams", s.addStream)
 	v1.HandleFunc("DELETE /v1/sessions/{name}/streams/{index}", s.removeStream)
 	v1.HandleFunc("PATCH /v1/sessions/{name}/streams/{index}", s.patchStream)
+	v1.HandleFunc("GET /v1/sessions/{name}/changes/{version}", s.getChange)
 	v1.HandleFunc("GET /v1/leases", s.listLeases)
 	v1.HandleFunc("POST /v1/leases", s.allocate)
 	v1.HandleFunc("PATCH /v1/leases/{group}", s.renew)
@@ -765,14 +769,80 @@ func (s *Server) addStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
-	defer cancel()
-	ch, err := s.Controller.AddStream(ctx, r.PathValue("name"), sdp.MediaSpec{Kind: req.Kind, Direction: sdp.Direction(req.Direction)})
+	ctx, cancel, err := waitCtx(r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ch)
+	defer cancel()
+	ch, err := s.Controller.AddStream(ctx, r.PathValue("name"), sdp.MediaSpec{Kind: req.Kind, Direction: sdp.Direction(req.Direction)})
+	writeChange(s, w, ch, err)
+}
+
+// maxWait bounds the wait parameter of a change.
+const maxWait = 10 * time.Minute
+
+// waitCtx is the context a change waits under: the request's, ended at
+// once when the request has no wait parameter (the change is saved and
+// goes on: 202), else after the wait it gives, as a Go duration ("10s")
+// or in seconds.
+func waitCtx(r *http.Request) (context.Context, context.CancelFunc, error) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		ctx, cancel := context.WithCancel(r.Context())
+		cancel()
+		return ctx, func() {}, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.ParseUint(v, 10, 32)
+		if nerr != nil {
+			return nil, nil, badf("wait %q: want a duration such as 10s, or seconds", v)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > maxWait {
+		return nil, nil, badf("wait %q: want from 0 to %v", v, maxWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return ctx, cancel, nil
+}
+
+// writeChange answers a change: 200 when every participant is done with
+// it, 202 while it goes on (Done false, each participant's state in
+// Results). A wait that ends first is no error: the change is applied and
+// saved, and GET .../changes/{version} follows it.
+func writeChange(s *Server, w http.ResponseWriter, ch conference.Change, err error) {
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if ch.Results == nil {
+		ch.Results = []conference.Participant{}
+	}
+	code := http.StatusAccepted
+	if ch.Done {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, ch)
+}
+
+// getChange reports how far a change has reached; with wait, it waits
+// for it to be done, as long as the wait says.
+func (s *Server) getChange(w http.ResponseWriter, r *http.Request) {
+	v, err := strconv.ParseUint(r.PathValue("version"), 10, 64)
+	if err != nil || v == 0 {
+		s.fail(w, badf("change %q: want the version it made, from 1", r.PathValue("version")))
+		return
+	}
+	ctx, cancel, err := waitCtx(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer cancel()
+	ch, err := s.Controller.Progress(ctx, r.PathValue("name"), v)
+	writeChange(s, w, ch, err)
 }
 
 // checkDirection refuses what is not a direction attribute (RFC 8866 §6.7).
@@ -801,14 +871,14 @@ func (s *Server) removeStream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
-	defer cancel()
-	ch, err := s.Controller.RemoveStream(ctx, r.PathValue("name"), i)
+	ctx, cancel, err := waitCtx(r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ch)
+	defer cancel()
+	ch, err := s.Controller.RemoveStream(ctx, r.PathValue("name"), i)
+	writeChange(s, w, ch, err)
 }
 
 func (s *Server) patchStream(w http.ResponseWriter, r *http.Request) {
@@ -826,14 +896,14 @@ func (s *Server) patchStream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
-	defer cancel()
-	ch, err := s.Controller.SetDirection(ctx, r.PathValue("name"), i, sdp.Direction(req.Direction))
+	ctx, cancel, err := waitCtx(r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ch)
+	defer cancel()
+	ch, err := s.Controller.SetDirection(ctx, r.PathValue("name"), i, sdp.Direction(req.Direction))
+	writeChange(s, w, ch, err)
 }
 
 func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {

@@ -95,22 +95,33 @@ func TestSessionLifecycle(t *testing.T) {
 	if ps[0].State != conference.Joined {
 		t.Fatalf("participant: %+v", ps[0])
 	}
+	// With a wait, a change answers once every participant has it.
 	var ch conference.Change
-	if err := cl.Do(ctx, "POST", "/v1/sessions/lecture/streams", StreamRequest{Kind: "audio"}, &ch); err != nil {
+	if err := cl.Do(ctx, "POST", "/v1/sessions/lecture/streams?wait=10s", StreamRequest{Kind: "audio"}, &ch); err != nil {
 		t.Fatal(err)
 	}
-	if ch.Stream != 2 || ch.Results[0].Streams[2] != "accepted" {
+	if ch.Stream != 2 || !ch.Done || ch.Results[0].Streams[2] != "accepted" || ch.Results[0].Acked != ch.Version || ch.Results[0].Behind {
 		t.Fatalf("add stream: %+v", ch)
 	}
-	if err := cl.Do(ctx, "PATCH", "/v1/sessions/lecture/streams/2", StreamRequest{Direction: "sendrecv"}, &ch); err != nil || ch.Results[0].Version != 3 {
+	if err := cl.Do(ctx, "PATCH", "/v1/sessions/lecture/streams/2?wait=10", StreamRequest{Direction: "sendrecv"}, &ch); err != nil || ch.Results[0].Version != 3 {
 		t.Fatalf("direction: %+v %v", ch, err)
 	}
-	if err := cl.Do(ctx, "DELETE", "/v1/sessions/lecture/streams/2", nil, &ch); err != nil || ch.Results[0].Streams[2] != "removed" {
+	if err := cl.Do(ctx, "DELETE", "/v1/sessions/lecture/streams/2?wait=10s", nil, &ch); err != nil || ch.Results[0].Streams[2] != "removed" {
 		t.Fatalf("remove stream: %+v %v", ch, err)
 	}
+	// The removed stream's group goes once no participant has it.
 	var leases []multicast.Lease
-	if err := cl.Do(ctx, "GET", "/v1/leases", nil, &leases); err != nil || len(leases) != 2 {
-		t.Fatalf("leases: %d %v", len(leases), err)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := cl.Do(ctx, "GET", "/v1/leases", nil, &leases); err != nil {
+			t.Fatal(err)
+		}
+		if len(leases) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(leases) != 2 {
+		t.Fatalf("leases: %d, want the 2 of the streams left", len(leases))
 	}
 	// /metrics counts what happened, in the Prometheus text format.
 	res, err := cl.HTTP.Get(cl.Base + "/metrics")

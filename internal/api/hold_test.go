@@ -478,15 +478,15 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 	for i := range 200 {
 		n := fmt.Sprintf("base-%02d", i%bases)
-		ops = append(ops, op{"add", n, "POST", "/v1/sessions/" + n + "/streams", StreamRequest{Kind: []string{"audio", "video", "text"}[i%3]}, []int{200}})
+		ops = append(ops, op{"add", n, "POST", "/v1/sessions/" + n + "/streams", StreamRequest{Kind: []string{"audio", "video", "text"}[i%3]}, []int{200, 202}})
 	}
 	for i := range 100 {
 		n := fmt.Sprintf("base-%02d", i%bases)
-		ops = append(ops, op{"remove", n, "DELETE", fmt.Sprintf("/v1/sessions/%s/streams/%d", n, i%3), nil, []int{200, 404}})
+		ops = append(ops, op{"remove", n, "DELETE", fmt.Sprintf("/v1/sessions/%s/streams/%d", n, i%3), nil, []int{200, 202, 404}})
 	}
 	for i := range 50 {
 		n := fmt.Sprintf("base-%02d", i%bases)
-		ops = append(ops, op{"patch", n, "PATCH", fmt.Sprintf("/v1/sessions/%s/streams/%d", n, i%2), StreamRequest{Direction: "sendrecv"}, []int{200, 404}})
+		ops = append(ops, op{"patch", n, "PATCH", fmt.Sprintf("/v1/sessions/%s/streams/%d", n, i%2), StreamRequest{Direction: "sendrecv"}, []int{200, 202, 404}})
 	}
 	for i := range 50 {
 		n := fmt.Sprintf("base-%02d", i%bases)
@@ -565,7 +565,7 @@ func TestConcurrentRequests(t *testing.T) {
 		case "delete":
 			deleted[o.conf] = r.status == 204
 		case "add", "remove", "patch":
-			if r.status != 200 {
+			if r.status != 200 && r.status != 202 {
 				continue
 			}
 			var ch conference.Change
@@ -674,8 +674,17 @@ func TestConcurrentRequests(t *testing.T) {
 			}
 		}
 	}
-	if all := ts.alloc.Leases(); len(all) != len(leased) {
-		t.Errorf("%d leases for %d live streams: orphans", len(all), len(leased))
+	// A lease that is no live stream's is a removed stream's whose group
+	// an invitation still in flight offers (they ring a closed port): its
+	// session lives.
+	owners := map[string]bool{}
+	for _, in := range live {
+		owners[fmt.Sprintf("session %d", in.SessionID)] = true
+	}
+	for _, l := range ts.alloc.Leases() {
+		if _, ok := leased[l.Group]; !ok && !owners[l.Owner] {
+			t.Errorf("lease %+v: orphaned", l)
+		}
 	}
 
 	// The store holds each live conference as it is now.
@@ -707,14 +716,23 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 	}
 
-	// And a restart brings back the same conferences, releasing nothing.
-	leases := len(ts.alloc.Leases())
+	// And a restart brings back the same conferences, releasing no live
+	// stream's lease, and those of the removed streams, which no restored
+	// participant uses (invitations are not restored).
 	again := newServer(t, ts.alloc, store, nil)
 	if nc, _ := again.srv.Restore(); nc != len(live) {
 		t.Errorf("restored %d conferences, want %d", nc, len(live))
 	}
-	if n := len(ts.alloc.Leases()); n != leases {
-		t.Errorf("the restore released leases: %d, had %d", n, leases)
+	for deadline := time.Now().Add(10 * time.Second); len(ts.alloc.Leases()) != len(leased) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for g, n := range leased {
+		if _, ok := ts.alloc.Lease(g); !ok {
+			t.Errorf("the restore released %v, a stream of %s", g, n)
+		}
+	}
+	if n := len(ts.alloc.Leases()); n != len(leased) {
+		t.Errorf("after the restore, %d leases for %d live streams", n, len(leased))
 	}
 	for n := range live {
 		a, _ := ts.srv.Controller.Session(n)

@@ -1,0 +1,267 @@
+package conference
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+
+	"mcc/sdp"
+)
+
+// Change is a media change for everyone, and how far it has reached.
+type Change struct {
+	// Version is the session's o= version the change made: the change's
+	// ID. A participant has it once its acknowledged version is at least
+	// this.
+	Version uint64 `json:"version"`
+	Stream  int    `json:"stream"`
+	// Done says every participant that was not ended has acknowledged
+	// the change, ended, or is behind (refused it, or its attempts ran
+	// out: its Reason says which); Results is each one's state.
+	Done    bool          `json:"done"`
+	Results []Participant `json:"participants"`
+}
+
+// AddStream adds a stream to conference name (the manager leases its
+// group) and has every participant re-INVITEd to it (see kick). The
+// change is applied and saved when AddStream returns; ctx bounds only the
+// wait for the participants: AddStream waits until the change is Done or
+// ctx ends, and returns how far it got either way. An already cancelled
+// ctx returns at once.
+func (c *Controller) AddStream(ctx context.Context, name string, ms sdp.MediaSpec) (Change, error) {
+	return c.change(ctx, name, false, func(conf *Conference) (*sdp.Session, int, error) {
+		return c.cfg.Manager.AddStream(conf.sessionID, ms)
+	})
+}
+
+// RemoveStream sets stream i of conference name to port 0 for everyone,
+// as AddStream says. Its group stays leased while any participant's
+// acknowledged description or offer in flight has it (settle).
+func (c *Controller) RemoveStream(ctx context.Context, name string, i int) (Change, error) {
+	return c.change(ctx, name, true, func(conf *Conference) (*sdp.Session, int, error) {
+		s, err := c.cfg.Manager.RemoveStream(conf.sessionID, i)
+		return s, i, err
+	})
+}
+
+// SetDirection changes the direction of stream i for everyone, as
+// AddStream says.
+func (c *Controller) SetDirection(ctx context.Context, name string, i int, dir sdp.Direction) (Change, error) {
+	return c.change(ctx, name, false, func(conf *Conference) (*sdp.Session, int, error) {
+		s, err := c.cfg.Manager.SetDirection(conf.sessionID, i, dir)
+		return s, i, err
+	})
+}
+
+func (c *Controller) change(ctx context.Context, name string, removal bool, edit func(*Conference) (*sdp.Session, int, error)) (Change, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Change{}, err
+	}
+	conf.mu.Lock()
+	if conf.deleted {
+		conf.mu.Unlock()
+		return Change{}, ErrUnknown
+	}
+	desc, stream, err := edit(conf)
+	if err != nil {
+		conf.mu.Unlock()
+		return Change{}, err
+	}
+	conf.desc = desc
+	if removal {
+		conf.retiring++ // settle counts them again
+	}
+	parts := slices.Clone(conf.participants)
+	conf.mu.Unlock()
+	// The new description is saved before anyone hears of it and before a
+	// removed stream's group can be released: a crash in between can then
+	// never restore a description whose group is free.
+	c.changed(name)
+	for _, p := range parts {
+		p.mu.Lock()
+		p.behind = false // a new version: fresh attempts
+		p.mu.Unlock()
+		c.kick(conf, p) // a participant not joined yet is kicked by its join
+	}
+	conf.progressed()
+	c.settle(conf)
+	ch := Change{Version: desc.Origin.Version, Stream: stream}
+	c.publish(Event{Conference: name, Kind: "stream", Change: &ch})
+	return c.await(ctx, conf, ch), nil
+}
+
+// Progress reports how far change version of conference name has reached,
+// waiting until it is Done or ctx ends.
+func (c *Controller) Progress(ctx context.Context, name string, version uint64) (Change, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Change{}, err
+	}
+	return c.await(ctx, conf, Change{Version: version, Stream: -1}), nil
+}
+
+// await fills ch's results, waiting until it is done or ctx ends.
+func (c *Controller) await(ctx context.Context, conf *Conference, ch Change) Change {
+	for {
+		conf.mu.Lock()
+		parts := slices.Clone(conf.participants)
+		v := conf.desc.Origin.Version
+		wake := conf.progress
+		conf.mu.Unlock()
+		ch.Done, ch.Results = true, ch.Results[:0]
+		for _, p := range parts {
+			snap := p.snapshotAt(v)
+			if !p.settledAt(ch.Version) {
+				ch.Done = false
+			}
+			ch.Results = append(ch.Results, snap)
+		}
+		if ch.Done || ctx.Err() != nil {
+			return ch
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// settledAt reports whether p is done with version v: acknowledged it (or
+// a later one), ended, or behind with no worker running.
+func (p *participant) settledAt(v uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.state >= Declined:
+		return true
+	case p.state != Joined:
+		return false // a join on an older version converges after it
+	case p.acked >= v:
+		return true
+	}
+	return p.behind && !p.working
+}
+
+// version is the conference's description's version: the one every
+// participant converges on.
+func (conf *Conference) version() uint64 {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	return conf.desc.Origin.Version
+}
+
+// progressed wakes those waiting for a change (await).
+func (conf *Conference) progressed() {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	if conf.progress != nil {
+		close(conf.progress)
+	}
+	conf.progress = make(chan struct{})
+}
+
+// settle releases the groups of the conference's removed streams that no
+// participant uses any more: none that has not ended has the group at a
+// port other than 0 in its acknowledged description or in an offer in
+// flight (RFC 3264 §8.2: a stream ends for a participant when its answer
+// is in). Settles of one conference run one at a time on the
+// controller's goroutines; one asked for while one runs runs once more
+// after it.
+func (c *Controller) settle(conf *Conference) {
+	conf.mu.Lock()
+	if conf.retiring == 0 || conf.deleted {
+		conf.mu.Unlock()
+		return
+	}
+	if conf.settling {
+		conf.settleAgain = true
+		conf.mu.Unlock()
+		return
+	}
+	conf.settling = true
+	conf.mu.Unlock()
+	if !c.goOwned(func() { c.settleLoop(conf) }) {
+		conf.mu.Lock()
+		conf.settling = false
+		conf.mu.Unlock()
+	}
+}
+
+func (c *Controller) settleLoop(conf *Conference) {
+	for {
+		inUse := groupsInUse(conf)
+		left, err := c.cfg.Manager.Settle(conf.sessionID, func(g netip.Addr) bool { return inUse[g] })
+		if err != nil && !conf.isDeleted() {
+			c.log.Warn("release removed groups", "conference", conf.name, "err", err)
+		}
+		conf.mu.Lock()
+		if err == nil || conf.deleted {
+			conf.retiring = left
+		}
+		if !conf.settleAgain || conf.deleted {
+			conf.settling = false
+			conf.mu.Unlock()
+			return
+		}
+		conf.settleAgain = false
+		conf.mu.Unlock()
+	}
+}
+
+// groupsInUse is the set of groups some participant of conf that has not
+// ended may receive: those at a port other than 0 in its dialog's last
+// acknowledged description or in an offer of the dialog in flight. The
+// locks are taken one at a time (conference, then each participant, then
+// its dialog): the lock order puts the dialog first.
+func groupsInUse(conf *Conference) map[netip.Addr]bool {
+	conf.mu.Lock()
+	parts := slices.Clone(conf.participants)
+	conf.mu.Unlock()
+	out := map[netip.Addr]bool{}
+	for _, p := range parts {
+		p.mu.Lock()
+		d, ended := p.dlg, p.state >= Declined
+		p.mu.Unlock()
+		if d == nil || ended {
+			continue
+		}
+		d.mu.Lock()
+		for _, s := range []*sdp.Session{d.offered, d.inflight} {
+			if s == nil {
+				continue
+			}
+			for _, m := range s.Media {
+				if c := s.EffectiveConnection(m); m.Port != 0 && c != nil {
+					out[c.Addr] = true
+				}
+			}
+		}
+		d.mu.Unlock()
+	}
+	return out
+}
+
+// Resume starts, after a restart, what the restored participants need:
+// each that is behind the conference's description is re-INVITEd to it,
+// and the groups of removed streams that no restored participant uses any
+// more are released. Call it once every conference and participant is
+// restored.
+func (c *Controller) Resume() {
+	c.mu.Lock()
+	confs := make([]*Conference, 0, len(c.conferences))
+	for _, conf := range c.conferences {
+		confs = append(confs, conf)
+	}
+	c.mu.Unlock()
+	for _, conf := range confs {
+		conf.mu.Lock()
+		parts := slices.Clone(conf.participants)
+		conf.retiring++ // the manager knows how many: settle finds out
+		conf.mu.Unlock()
+		for _, p := range parts {
+			c.kick(conf, p)
+		}
+		c.settle(conf)
+	}
+}

@@ -1,0 +1,385 @@
+package conference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Each participant converges on its own: the conference's description has
+// a version (its o= version, which every change raises by one), and each
+// participant records the version it last acknowledged (offer, answer,
+// ACK). A participant's worker, one at a time per participant, re-INVITEs
+// it until it has the latest version, whatever state it was in when a
+// change was made: it is started by every change, by the participant's
+// join, and by a restart (Resume). Changes that come while a re-INVITE is
+// out coalesce: the next one carries the latest version.
+
+// kick asks p's worker to bring p to its conference's latest description.
+// A worker that is running runs once more; otherwise one starts.
+func (c *Controller) kick(conf *Conference, p *participant) {
+	p.mu.Lock()
+	if p.state >= Declined {
+		p.mu.Unlock()
+		return
+	}
+	if p.working {
+		p.again = true
+		p.mu.Unlock()
+		return
+	}
+	p.working = true
+	p.mu.Unlock()
+	if !c.goOwned(func() { c.work(conf, p) }) {
+		p.mu.Lock()
+		p.working = false
+		p.mu.Unlock()
+	}
+}
+
+// work is p's worker: it converges p, again while changes came meanwhile.
+func (c *Controller) work(conf *Conference, p *participant) {
+	defer conf.progressed() // a waiter sees the worker's end
+	for {
+		c.converge(conf, p)
+		p.mu.Lock()
+		if !p.again || p.state >= Declined || c.ctx.Err() != nil {
+			p.working, p.again = false, false
+			p.mu.Unlock()
+			return
+		}
+		p.again = false
+		p.mu.Unlock()
+	}
+}
+
+// The bounds of one participant's attempts at one version: after them it
+// is shown as behind, and the next change (or restart) tries again.
+const (
+	// maxGlares bounds the 491s in a row (RFC 3261 §14.1 sets the waits,
+	// not their number).
+	maxGlares = 6
+	// maxRetryAfter bounds the wait a participant's Retry-After asks for,
+	// and maxRetriesAfter how many such waits one version makes. No wait
+	// holds a fan-out slot.
+	maxRetryAfter   = 30 * time.Second
+	maxRetriesAfter = 4
+)
+
+// converge re-INVITEs p until it has the latest description, the attempts
+// run out, or it ends. Each attempt holds one of the fan-out's slots
+// (Config.Fanout); the waits between them hold none.
+func (c *Controller) converge(conf *Conference, p *participant) {
+	var want uint64
+	glares, retries := 0, 0
+	var last error
+	for {
+		v := conf.version()
+		if v != want {
+			want, glares, retries = v, 0, 0 // a new change: fresh attempts
+		}
+		if !c.acquire(c.ctx) {
+			return
+		}
+		err := c.reinviteOnce(conf, p)
+		c.release()
+		var wait time.Duration
+		var busy *dialogBusy
+		var ra *retryAfter
+		var no *refused
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, ErrClosed):
+			return
+		case errors.As(err, &busy):
+			// Their INVITE is in progress (§14.1: one at a time): once it
+			// is ACKed, ours goes.
+			select {
+			case <-busy.acked:
+			case <-time.After(64 * sip.T1):
+			case <-c.ctx.Done():
+				return
+			}
+			continue
+		case errors.Is(err, errGlare):
+			last = err
+			if glares++; glares >= maxGlares {
+				c.behind(conf, p, fmt.Sprintf("%d re-INVITEs in a row met 491 Request Pending", glares))
+				return
+			}
+			// §14.1: 2.1-4 s when we own the Call-ID, 0-2 s otherwise, in
+			// units of 10 ms.
+			wait = time.Duration(rand.IntN(200)) * 10 * time.Millisecond
+			p.mu.Lock()
+			if p.dlg != nil && p.dlg.owner {
+				wait = 2100*time.Millisecond + time.Duration(rand.IntN(190))*10*time.Millisecond
+			}
+			p.mu.Unlock()
+		case errors.As(err, &ra):
+			last = err
+			if retries++; retries > maxRetriesAfter {
+				c.behind(conf, p, fmt.Sprintf("refused %d times, last: %v", retries, last))
+				return
+			}
+			wait = ra.after
+		case errors.As(err, &no):
+			c.behind(conf, p, "re-INVITE refused: "+no.Error())
+			return
+		default:
+			c.log.Info("re-INVITE", "conference", conf.name, "participant", p.uri, "err", err)
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// behind records that p keeps an older description for now, and why.
+func (c *Controller) behind(conf *Conference, p *participant, why string) {
+	p.mu.Lock()
+	if p.state >= Declined {
+		p.mu.Unlock()
+		return
+	}
+	p.behind = true
+	p.reason = "behind: " + why + "; the next change tries again"
+	p.mu.Unlock()
+	snap := p.snapshot()
+	c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
+	conf.progressed()
+	c.log.Warn("re-INVITE gave up for now", "conference", conf.name, "participant", p.uri, "why", why)
+}
+
+// errGlare is a 491 to our re-INVITE (§14.1).
+var errGlare = errors.New("491 Request Pending")
+
+// dialogBusy says an INVITE of the participant's is in progress in the
+// dialog: ours waits for its ACK.
+type dialogBusy struct{ acked <-chan struct{} }
+
+func (b *dialogBusy) Error() string { return "an INVITE of the participant's is in progress" }
+
+// refused is a final refusal of a re-INVITE: the participant keeps the
+// session it had (§14.1).
+type refused struct {
+	code   int
+	reason string
+}
+
+func (r *refused) Error() string { return strconv.Itoa(r.code) + " " + r.reason }
+
+// retryAfter is a 500 (or 503) to our re-INVITE with a Retry-After: the
+// participant asks to be sent it again after that long (RFC 3261 §21.5.1,
+// §20.33).
+type retryAfter struct {
+	code  int
+	after time.Duration
+}
+
+func (r *retryAfter) Error() string { return fmt.Sprintf("%d, retry after %v", r.code, r.after) }
+
+// retryAfterOf reads the Retry-After of a 500 or 503 (delta-seconds,
+// §20.33), or returns nil.
+func retryAfterOf(res *sip.Response) *retryAfter {
+	if res.StatusCode != sip.StatusInternalServerError && res.StatusCode != sip.StatusServiceUnavailable {
+		return nil
+	}
+	h := res.GetHeader("Retry-After")
+	if h == nil {
+		return nil
+	}
+	v, _, _ := strings.Cut(strings.TrimSpace(h.Value()), ";")
+	v, _, _ = strings.Cut(v, "(")
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		return nil
+	}
+	return &retryAfter{code: res.StatusCode, after: min(time.Duration(n)*time.Second, maxRetryAfter)}
+}
+
+// reinviteOnce sends one re-INVITE with the conference's latest
+// description, unless the participant has it already (or is not joined).
+// It returns nil when there is nothing more to do: the participant has
+// the latest version, or its dialog ended.
+func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
+	p.mu.Lock()
+	d, state, have := p.dlg, p.state, p.acked
+	p.mu.Unlock()
+	if d == nil || state != Joined {
+		return nil
+	}
+	conf.mu.Lock()
+	desc := conf.desc.Clone()
+	conf.mu.Unlock()
+	want := desc.Origin.Version
+	if have >= want && !hasRejectedActive(p) {
+		p.mu.Lock()
+		p.behind = false
+		p.mu.Unlock()
+		return nil
+	}
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return nil
+	}
+	if d.inviteRx {
+		acked := d.acked
+		d.mu.Unlock()
+		return &dialogBusy{acked}
+	}
+	if d.inviteTx {
+		d.mu.Unlock()
+		return errGlare // ours is in progress already; try again later
+	}
+	d.inviteTx = true
+	offer := d.nextOfferLocked(offerFor(desc, p))
+	body, err := offer.Marshal()
+	if err != nil {
+		d.inviteTx = false
+		d.mu.Unlock()
+		return err
+	}
+	req := d.newRequestLocked(sip.INVITE, c.contactFor(d.local.User, d.transport, d.v6), 0)
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(body)
+	if tr := c.pickTransport(req, strings.ToUpper(d.transport)); tr != strings.ToUpper(d.transport) {
+		req.SetTransport(tr)
+		req.RemoveHeader("Contact")
+		req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
+	}
+	// In flight: its groups are in use until it is answered (settle), and
+	// a 2xx to it that reaches a restarted mcc is ACKed (RestoreParticipant).
+	d.inflight, d.pendingCSeq = offer, req.CSeq().SeqNo
+	v6 := d.v6
+	d.mu.Unlock()
+	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
+	defer func() {
+		d.mu.Lock()
+		d.inviteTx, d.inflight, d.pendingCSeq = false, nil, 0
+		d.mu.Unlock()
+		c.settle(conf)
+	}()
+	cl, err := c.clientFor(req.Transport(), v6)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1)
+	defer cancel()
+	tx, err := cl.TransactionRequest(ctx, req)
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return fmt.Errorf("send re-INVITE: %w", err)
+	}
+	defer tx.Terminate()
+	sent := time.Now()
+	for {
+		select {
+		case <-tx.Done():
+			if c.ctx.Err() != nil {
+				// Shutting down (SIGTERM): the participant is not failed
+				// and its saved dialog stays, so the restart brings it
+				// back and converges it.
+				return ErrClosed
+			}
+			// No final response: the dialog is over (§14.1, §12.2.1.2).
+			c.endDialog(d, p, Failed, fmt.Sprintf("no answer to a re-INVITE: %v", tx.Err()))
+			return nil
+		case <-ctx.Done():
+			if c.ctx.Err() != nil {
+				return ErrClosed // as above
+			}
+			c.endDialog(d, p, Failed, "no final answer to a re-INVITE in 64·T1")
+			return nil
+		case res := <-tx.Responses():
+			if checkResponse(res) != nil {
+				// From a connection mcc opened, which the guard does not
+				// screen: a response without the headers a dialog needs is
+				// dropped, as §17.1.3 would not match it.
+				c.guard.count("response", false)
+				continue
+			}
+			c.metrics.response("received", sip.INVITE, res.StatusCode)
+			if res.StatusCode >= 200 {
+				c.metrics.reinvite(time.Since(sent))
+			}
+			switch {
+			case res.StatusCode < 200:
+				continue
+			case res.StatusCode < 300:
+				d.mu.Lock()
+				d.refreshTargetLocked(res)
+				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
+				d.lastACKCSeq = req.CSeq().SeqNo
+				d.mu.Unlock()
+				c.sendACK(cl, ack)
+				tx.OnRetransmission(func(r *sip.Response) {
+					if r.IsSuccess() {
+						c.sendACK(cl, ack.Clone())
+					}
+				})
+				c.applyAnswer(conf, p, d, offer, res.Body(), want, false)
+				snap := p.snapshot()
+				c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
+				return nil
+			case res.StatusCode == sip.StatusRequestPending:
+				return errGlare
+			case retryAfterOf(res) != nil:
+				p.mu.Lock()
+				p.status, p.reason = res.StatusCode, "re-INVITE refused, to be retried: "+res.Reason
+				p.mu.Unlock()
+				return retryAfterOf(res)
+			case res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout:
+				// §12.2.1.2: the dialog is gone; a BYE could not arrive.
+				c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %d %s", res.StatusCode, res.Reason))
+				return nil
+			default:
+				// The session stays as it was for this participant (§14.1).
+				p.mu.Lock()
+				p.status = res.StatusCode
+				p.mu.Unlock()
+				return &refused{res.StatusCode, res.Reason}
+			}
+		}
+	}
+}
+
+// hasRejectedActive reports whether p was last offered a stream it had
+// answered wrongly with a port other than 0. The locks are taken one at a
+// time, participant then dialog, against the lock order (see doc.go).
+func hasRejectedActive(p *participant) bool {
+	p.mu.Lock()
+	d := p.dlg
+	rejected := make([]int, 0, len(p.rejected))
+	for i := range p.rejected {
+		rejected = append(rejected, i)
+	}
+	p.mu.Unlock()
+	if d == nil || len(rejected) == 0 {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.offered == nil {
+		return false
+	}
+	for _, i := range rejected {
+		if i < len(d.offered.Media) && d.offered.Media[i].Port != 0 {
+			return true
+		}
+	}
+	return false
+}
