@@ -33,19 +33,19 @@ type dialog struct {
 	// origin is the o= this dialog's offers carry, fixed by its first
 	// (RFC 3264 §8: only the version changes): the session's own, or
 	// with mcc's address of the participant's family.
-	origin   *sdp.Origin
-	offered  *sdp.Session  // the last description we sent that the participant accepted
+	origin  *sdp.Origin
+	offered *sdp.Session // the last description we sent that the participant accepted
 	// inflight is our offer in a re-INVITE not answered yet, and
 	// pendingCSeq its CSeq: its groups are in use (settle), and it is
 	// saved so that a restarted mcc ACKs its 2xx (§13.2.2.4).
 	inflight    *sdp.Session
 	pendingCSeq uint32
-	version  uint64        // o= version of the last description we sent in this dialog
-	inviteTx bool          // our INVITE (initial or re-INVITE) is in progress
-	inviteRx bool          // an INVITE of theirs is in progress: answered but not ACKed
-	rxCSeq   uint32        // CSeq of that INVITE
-	acked    chan struct{} // closed by the ACK of their INVITE
-	ackReq   *sip.Request  // that ACK
+	version     uint64        // o= version of the last description we sent in this dialog
+	inviteTx    bool          // our INVITE (initial or re-INVITE) is in progress
+	inviteRx    bool          // an INVITE of theirs is in progress: answered but not ACKed
+	rxCSeq      uint32        // CSeq of that INVITE
+	acked       chan struct{} // closed by the ACK of their INVITE
+	ackReq      *sip.Request  // that ACK
 	// lastACKCSeq is the CSeq of the INVITE whose 2xx we last ACKed: a
 	// retransmission of that 2xx is ACKed again (§13.2.2.4). The ACK is
 	// rebuilt from the dialog rather than kept, to keep dialogs small.
