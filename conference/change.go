@@ -165,9 +165,9 @@ func (conf *Conference) progressed() {
 // participant uses any more: none that has not ended has the group at a
 // port other than 0 in its acknowledged description or in an offer in
 // flight (RFC 3264 §8.2: a stream ends for a participant when its answer
-// is in). Settles of one conference run one at a time on the
-// controller's goroutines; one asked for while one runs runs once more
-// after it.
+// is in). Settles of one conference run one at a time, in the caller: one
+// asked for while another runs makes that one run once more, so a caller
+// that returns has its settle done or in the hands of the one running.
 func (c *Controller) settle(conf *Conference) {
 	conf.mu.Lock()
 	if conf.retiring == 0 || conf.deleted {
@@ -181,14 +181,6 @@ func (c *Controller) settle(conf *Conference) {
 	}
 	conf.settling = true
 	conf.mu.Unlock()
-	if !c.goOwned(func() { c.settleLoop(conf) }) {
-		conf.mu.Lock()
-		conf.settling = false
-		conf.mu.Unlock()
-	}
-}
-
-func (c *Controller) settleLoop(conf *Conference) {
 	for {
 		inUse := groupsInUse(conf)
 		left, err := c.cfg.Manager.Settle(conf.sessionID, func(g netip.Addr) bool { return inUse[g] })

@@ -221,10 +221,10 @@ func (p *participant) set(s State, status int, reason string) {
 		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
 	}
 	if changed && p.in != nil {
-		p.in.progressed()
 		if s >= Declined && p.c != nil {
 			p.c.settle(p.in) // it held groups no one else may
 		}
+		p.in.progressed()
 	}
 }
 

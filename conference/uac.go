@@ -426,13 +426,13 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 		c.hangUp(d, p, state, reason)
 		return
 	}
+	c.settle(conf) // before anyone hears it has moved on
 	if initial {
 		p.set(Joined, 200, "") // saves the dialog
 	} else {
 		c.persist(p)
 		conf.progressed()
 	}
-	c.settle(conf)
 	if invalid > 0 {
 		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
 	}
