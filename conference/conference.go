@@ -172,6 +172,9 @@ type participant struct {
 	// or its attempts ran out); working and again run the worker one at a
 	// time (kick).
 	behind, working, again bool
+	// refresh asks the worker for a session refresh (RFC 4028 §10) even
+	// when the participant has the latest description.
+	refresh bool
 	// cancelRing, while a dial-out rings, cancels it (CANCEL, §9.1).
 	cancelRing context.CancelFunc
 	// source is where a dial-in came from while it counts against

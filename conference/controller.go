@@ -59,7 +59,9 @@ type Config struct {
 	// RingTimeout is how long an invitation may ring before mcc sends
 	// CANCEL. Zero means 30 s.
 	RingTimeout time.Duration
-	// Fanout bounds the re-INVITEs and invitations in flight at once.
+	// Fanout bounds the INVITEs and re-INVITEs sent and not answered yet:
+	// each holds a slot until its first response, or for T1 at most, so
+	// a participant that vanished never holds the others back for long.
 	// Zero means 64.
 	Fanout int
 	// MaxRedirects bounds the 3xx responses an invitation follows. Zero
@@ -83,8 +85,19 @@ type Config struct {
 	Limits Limits
 	// Resolver looks up the hosts of SIP URIs; nil means the system's.
 	Resolver *net.Resolver
+	// ProbeInterval is how long a joined participant that does no session
+	// timer may stay silent before mcc sends it an in-dialog OPTIONS; one
+	// that does not answer is ended with BYE and failed within two
+	// intervals. Zero means 30 s; negative sends no probes.
+	ProbeInterval time.Duration
+	// SessionExpires is the RFC 4028 session interval mcc asks for in its
+	// INVITEs, and whether it does timers at all. Zero means 1800 s;
+	// negative turns session timers off (Session-Expires in a dial-in is
+	// then ignored, and probes watch every participant).
+	SessionExpires time.Duration
 
 	ackWait time.Duration // how long a 2xx waits for its ACK; zero: 64·T1 (§13.3.1.4). Tests shorten it.
+	minSE   time.Duration // mcc's Min-SE; zero: 90 s (RFC 4028 §5). Tests shorten it.
 }
 
 // UnicastPolicy is what a dial-in with a unicast-only offer gets.
@@ -115,13 +128,17 @@ type Controller struct {
 	cancel    context.CancelFunc
 	sem       chan struct{}
 
-	uriPort    string // the port in conference URIs, when Config.Host is derived
-	metrics    counters
-	hub        hub
-	guard      *guard
-	muxes      []*udpMux     // one per UDP listener, set up by New
-	ackWait    time.Duration // Config.ackWait, or 64·T1
-	handlerMap map[sip.RequestMethod]sipgo.RequestHandler
+	uriPort string // the port in conference URIs, when Config.Host is derived
+	metrics counters
+	hub     hub
+	guard   *guard
+	muxes   []*udpMux     // one per UDP listener, set up by New
+	ackWait time.Duration // Config.ackWait, or 64·T1
+	// probeInterval, sessionExpires and minSE are Config's with their
+	// defaults; probes bounds the probes in flight (liveness.go).
+	probeInterval, sessionExpires, minSE time.Duration
+	probes                               chan struct{}
+	handlerMap                           map[sip.RequestMethod]sipgo.RequestHandler
 
 	mu          sync.Mutex // guards the fields below
 	conferences map[string]*Conference
@@ -178,6 +195,10 @@ func New(cfg Config) (*Controller, error) {
 	c.guard.hasConference = func(name string) bool { _, err := c.conference(name); return err == nil }
 	c.guard.hasDialog = func(req *sip.Request) bool { return c.lookup(req) != nil }
 	c.ackWait = cmp.Or(cfg.ackWait, 64*sip.T1)
+	c.probeInterval = cmp.Or(cfg.ProbeInterval, defaultProbeInterval)
+	c.sessionExpires = cmp.Or(cfg.SessionExpires, defaultSessionExpires)
+	c.minSE = cmp.Or(cfg.minSE, minSE)
+	c.probes = make(chan struct{}, probeSlots)
 	stack := stackLogger(log)
 	// Every TCP and TLS connection, mcc's own outgoing ones too (which the
 	// guard does not see), is closed when idle and never blocks a write
@@ -249,6 +270,9 @@ func New(cfg Config) (*Controller, error) {
 			}
 		}
 	})
+	if c.probeInterval > 0 || c.sessionExpires > 0 {
+		c.wg.Go(c.livenessLoop)
+	}
 	h, p, _ := net.SplitHostPort(c.addrs[0].Addr)
 	if p != "5060" {
 		c.uriPort = p

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -73,6 +74,15 @@ type dialog struct {
 	// pinned: the first hop is fixTo's, written by fixTargetLocked (not
 	// the caller's own): over UDP it follows fixTo's port when that moves.
 	pinned bool
+	// Liveness (liveness.go): the RFC 4028 session timer, the largest
+	// Min-SE a 422 asked for, when the participant was last heard from,
+	// whether a probe or a refresh is out, and the local CSeq last saved.
+	timer      sessionTimer
+	minSE      time.Duration
+	seen       time.Time
+	probing    bool
+	refreshing bool
+	savedCSeq  uint32
 }
 
 // fixTargetLocked applies fixTo to the first hop. Called with d.mu held.

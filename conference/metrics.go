@@ -35,6 +35,12 @@ type Metrics struct {
 	// server transactions, dial-ins waiting for their ACK, accepted
 	// connections.
 	Transactions, Pending, TCPConns int64
+	// Behind counts, per conference, the joined participants that do not
+	// have its latest description yet.
+	Behind map[string]int
+	// Probes counts in-dialog OPTIONS probes by outcome: answered, or
+	// not (the participant was ended).
+	ProbesAnswered, ProbesUnanswered uint64
 }
 
 // ResponseKey says which responses a count is of.
@@ -51,6 +57,18 @@ type counters struct {
 	buckets   []uint64
 	count     uint64
 	sum       time.Duration
+	probesOK  uint64
+	probesNo  uint64
+}
+
+func (m *counters) probe(answered bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if answered {
+		m.probesOK++
+	} else {
+		m.probesNo++
+	}
 }
 
 func (m *counters) request(method sip.RequestMethod) {
@@ -100,15 +118,21 @@ func (c *Controller) Metrics() Metrics {
 		out.Responses[k] = v
 	}
 	copy(out.ReinviteBuckets, c.metrics.buckets)
+	out.ProbesAnswered, out.ProbesUnanswered = c.metrics.probesOK, c.metrics.probesNo
 	c.metrics.mu.Unlock()
 	out.Rejected = c.guard.rejections()
 	out.Transactions, out.Pending, out.TCPConns = c.guard.live.Load(), c.guard.pending.Load(), c.guard.conns.Load()
 	out.Participants = map[State]int{}
+	out.Behind = map[string]int{}
 	list := c.List()
 	out.Conferences = len(list)
 	for _, in := range list {
+		out.Behind[in.Name] = 0
 		for _, p := range in.Participants {
 			out.Participants[p.State]++
+			if p.Behind {
+				out.Behind[in.Name]++
+			}
 		}
 	}
 	return out

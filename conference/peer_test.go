@@ -35,6 +35,7 @@ type peer struct {
 	byes     []*sip.Request
 	answerFn func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session)
 	handler  func(req *sip.Request, tx sip.ServerTransaction) // replaces onInvite when set
+	extra    func(req *sip.Request, code int) []sip.Header    // more headers for a response
 	version  uint64
 }
 
@@ -142,7 +143,7 @@ func (p *peer) uri() string {
 func (p *peer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	p.mu.Lock()
 	p.invites = append(p.invites, req)
-	fn, custom := p.answerFn, p.handler
+	fn, custom, extra := p.answerFn, p.handler, p.extra
 	p.mu.Unlock()
 	if custom != nil {
 		custom(req, tx)
@@ -178,6 +179,11 @@ func (p *peer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		contact.UriParams.Add("transport", p.transport)
 	}
 	res.AppendHeader(&sip.ContactHeader{Address: contact})
+	if extra != nil {
+		for _, h := range extra(req, code) {
+			res.AppendHeader(h)
+		}
+	}
 	if body != nil {
 		ct := sip.ContentTypeHeader("application/sdp")
 		res.AppendHeader(&ct)

@@ -56,6 +56,10 @@ type SavedParticipant struct {
 	// either that comes again after a restart is ACKed (§13.2.2.4).
 	LastACK uint32 `json:"last_ack,omitempty"`
 	Pending uint32 `json:"pending,omitempty"`
+	// SessionExpires is the dialog's RFC 4028 session interval in
+	// seconds (0: none), and Refresher says mcc refreshes it.
+	SessionExpires int  `json:"session_expires,omitempty"`
+	Refresher      bool `json:"refresher,omitempty"`
 }
 
 func participantKey(conf, id string) string { return "p/" + conf + "/" + id }
@@ -112,6 +116,8 @@ func (c *Controller) persistAs(p *participant, state State) {
 		sp.Offered, _ = d.offered.Marshal()
 	}
 	sp.LastACK, sp.Pending = d.lastACKCSeq, d.pendingCSeq
+	sp.SessionExpires, sp.Refresher = int(d.timer.interval/time.Second), d.timer.ours
+	d.savedCSeq = d.localCSeq
 	ended := d.ended
 	d.mu.Unlock()
 	if ended {
@@ -130,8 +136,14 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 	if err != nil {
 		return err
 	}
+	// The local CSeq goes on from above the saved one by more than the
+	// probes may have taken since it was saved (see cseqSlack).
 	d := &dialog{callID: sp.CallID, owner: sp.Owner, transport: sp.Transport, localTag: sp.LocalTag, remoteTag: sp.RemoteTag,
-		localCSeq: sp.LocalCSeq, remoteCSeq: sp.RemoteCSeq, version: sp.Version, acked: make(chan struct{})}
+		localCSeq: sp.LocalCSeq + cseqSlack, savedCSeq: sp.LocalCSeq, remoteCSeq: sp.RemoteCSeq, version: sp.Version, acked: make(chan struct{})}
+	if sp.SessionExpires > 0 {
+		// The interval starts again from the restart.
+		d.timer = sessionTimer{interval: time.Duration(sp.SessionExpires) * time.Second, ours: sp.Refresher, refreshed: time.Now()}
+	}
 	for _, u := range []struct {
 		s   string
 		dst *sip.Uri

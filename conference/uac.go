@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -55,17 +56,35 @@ func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) 
 
 func newID() string { return sip.GenerateTagN(10) }
 
-// acquire takes a fan-out slot.
-func (c *Controller) acquire(ctx context.Context) bool {
+// slot is one of the fan-out's (Config.Fanout): it bounds the INVITEs
+// sent and not answered yet. It is given back at the first response, or
+// T1 after the request went, whichever comes first: a participant that
+// has vanished holds one for T1, not for its transaction's 32 s, so it
+// never delays a change to the others for long. free may be called more
+// than once.
+type slot struct {
+	c    *Controller
+	once sync.Once
+}
+
+// acquire takes a fan-out slot, or returns nil when ctx ends first.
+func (c *Controller) acquire(ctx context.Context) *slot {
 	select {
 	case c.sem <- struct{}{}:
-		return true
+		return &slot{c: c}
 	case <-ctx.Done():
-		return false
+		return nil
 	}
 }
 
-func (c *Controller) release() { <-c.sem }
+func (s *slot) free() { s.once.Do(func() { <-s.c.sem }) }
+
+// freeAfter gives s back T1 from now, and returns the timer's channel
+// and its stop.
+func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
+	t := time.NewTimer(sip.T1)
+	return t.C, t.Stop
+}
 
 func uriTransport(u sip.Uri) string {
 	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
@@ -90,12 +109,13 @@ func (c *Controller) pickTransport(req *sip.Request, tr string) string {
 
 // dialOut runs one invitation to its end.
 func (c *Controller) dialOut(conf *Conference, p *participant, target sip.Uri) {
-	if !c.acquire(c.ctx) {
-		return
-	}
-	defer c.release()
 	for redirects := 0; ; redirects++ {
-		next, err := c.inviteOnce(conf, p, target)
+		s := c.acquire(c.ctx)
+		if s == nil {
+			return
+		}
+		next, err := c.inviteOnce(conf, p, target, s)
+		s.free()
 		if err != nil {
 			p.set(Failed, 0, err.Error())
 			return
@@ -113,7 +133,7 @@ func (c *Controller) dialOut(conf *Conference, p *participant, target sip.Uri) {
 
 // inviteOnce sends one INVITE and follows it to its final response. It
 // returns the next target for a 3xx.
-func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri) (*sip.Uri, error) {
+func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri, s *slot) (*sip.Uri, error) {
 	if conf.isDeleted() {
 		return nil, errors.New("the conference ended before the invitation went out")
 	}
@@ -169,12 +189,17 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		return nil, fmt.Errorf("send INVITE: %w", err)
 	}
 	defer tx.Terminate()
+	slotDue, stopSlot := s.freeAfter()
+	defer stopSlot()
 	// cancelled: the ring timeout or a removal wants the INVITE ended; a
 	// CANCEL goes out only once a provisional response came (§9.1: until
 	// then it MUST NOT be sent), so provisional says whether one did.
-	authed, cancelled, provisional := false, false, false
+	authed, cancelled, provisional, retried422 := false, false, false, false
 	for {
 		select {
+		case <-slotDue:
+			s.free()
+			continue
 		case <-ringCtx.Done():
 			if c.ctx.Err() != nil {
 				// Close: the invitation is left to its transaction, which
@@ -222,6 +247,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 				c.guard.count("response", false)
 				continue
 			}
+			s.free()
 			c.metrics.response("received", sip.INVITE, res.StatusCode)
 			switch {
 			case res.StatusCode < 200:
@@ -249,6 +275,21 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 					return &next, nil
 				}
 				return nil, fmt.Errorf("%d without a Contact", res.StatusCode)
+			case res.StatusCode == statusIntervalTooSmall && !retried422 && !cancelled && minSEOf(res) > 0:
+				// RFC 4028 §7.3: again, asking for at least the Min-SE the
+				// 422 names, with the next CSeq.
+				retried422, provisional = true, false
+				tx.Terminate()
+				d.mu.Lock()
+				d.minSE = max(d.minSE, minSEOf(res))
+				d.localCSeq++
+				d.mu.Unlock()
+				req = c.newInvite(d, target, tr, body)
+				if tx, err = cl.TransactionRequest(c.ctx, req); err != nil {
+					c.untrack(d)
+					return nil, fmt.Errorf("send INVITE: %w", err)
+				}
+				continue
 			case (res.StatusCode == 401 || res.StatusCode == 407) && !authed && c.cfg.Credentials != nil && !cancelled:
 				// (Once cancelled, a challenge is a final answer like any:
 				// a removed participant is not rung again.)
@@ -292,6 +333,7 @@ func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte
 	req.AppendHeader(&mf)
 	req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
 	req.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	c.addTimerHeaders(req, d, false)
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
 	req.SetBody(body)
@@ -349,6 +391,9 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 		}
 	}
 	d.nextHopFamilyLocked() // the first route's now, or the 2xx's Contact
+	now := time.Now()
+	d.timerFromAnswerLocked(res, now)
+	d.seen = now
 	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 	d.lastACKCSeq = req.CSeq().SeqNo
 	d.mu.Unlock()

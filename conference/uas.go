@@ -94,6 +94,11 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		tx.Respond(r.response(req))
 		return
 	}
+	timer, timerHdrs, tooSmall := c.timerForRequest(req)
+	if tooSmall {
+		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §8.1
+		return
+	}
 	var offer *sdp.Session
 	if len(req.Body()) > 0 {
 		// An offer mcc cannot read is one it cannot accept (RFC 3261
@@ -119,7 +124,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	conf.mu.Unlock()
 	ver := desc.Origin.Version
 
-	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{}), early: true}
+	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{}), early: true, timer: timer}
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = *req.From().Address.Clone()
 	d.remoteTag, _ = tagOf(req.From().Params)
@@ -203,7 +208,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.track(d, conf, p)
 	c.retrack(d)
-	res := c.ok(req, d, b)
+	res := c.ok(req, d, b, timerHdrs...)
 	if err := tx.Respond(res); err != nil {
 		c.guard.unhold(src)
 		c.abandon(conf, p, d)
@@ -355,8 +360,8 @@ func rejectAll(offer, desc *sdp.Session, d *dialog) *sdp.Session {
 	return a
 }
 
-// ok builds the 2xx to an INVITE of dialog d.
-func (c *Controller) ok(req *sip.Request, d *dialog, body []byte) *sip.Response {
+// ok builds the 2xx to an INVITE of dialog d, with extra headers.
+func (c *Controller) ok(req *sip.Request, d *dialog, body []byte, extra ...sip.Header) *sip.Response {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", body)
 	if to := res.To(); to != nil {
 		// sipgo puts a random tag on responses; the dialog's is ours.
@@ -371,6 +376,9 @@ func (c *Controller) ok(req *sip.Request, d *dialog, body []byte) *sip.Response 
 	}
 	res.AppendHeader(c.contact(d.local.User, d.transport, peer))
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	for _, h := range extra {
+		res.AppendHeader(h)
+	}
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
 	return res
@@ -418,6 +426,7 @@ func (c *Controller) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.seen = time.Now()
 	if d.inviteRx && req.CSeq().SeqNo == d.rxCSeq {
 		d.inviteRx = false
 		d.ackReq = req
@@ -488,6 +497,13 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", warning(err.Error()))
 		return
 	}
+	timer, timerHdrs, tooSmall := c.timerForRequest(req)
+	if tooSmall {
+		d.mu.Unlock()
+		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §8.1
+		return
+	}
+	d.seen = time.Now()
 	// The first hop follows the source (a NAT may have given the caller a
 	// new port), then the target is taken from the Contact and pinned
 	// to it (refreshTargetLocked fixes it with fixTo).
@@ -554,6 +570,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		body = ourOffer
 	}
 	d.inviteRx, d.rxCSeq, d.acked = true, req.CSeq().SeqNo, make(chan struct{})
+	d.timer = timer // the re-INVITE refreshes the session, or ends its timer (RFC 4028 §9)
 	d.mu.Unlock()
 	c.persist(p) // their CSeq and the new target
 	b, err := body.Marshal()
@@ -561,7 +578,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
-	res := c.ok(req, d, b)
+	res := c.ok(req, d, b, timerHdrs...)
 	if err := tx.Respond(res); err != nil {
 		c.log.Warn("re-INVITE 200", "call_id", d.callID, "err", err)
 	}
@@ -613,15 +630,23 @@ func (c *Controller) onBye(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if _, ok := tagOf(req.To().Params); ok && c.lookup(req) == nil {
-		// In a dialog that does not exist (§12.2.2).
-		respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
+	if _, ok := tagOf(req.To().Params); ok {
+		d := c.lookup(req)
+		if d == nil {
+			// In a dialog that does not exist (§12.2.2).
+			respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			return
+		}
+		d.touch()
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
-	res.AppendHeader(sip.NewHeader("Supported", ""))
+	supported := ""
+	if c.sessionExpires > 0 {
+		supported = "timer" // RFC 4028
+	}
+	res.AppendHeader(sip.NewHeader("Supported", supported))
 	tx.Respond(res)
 }
 

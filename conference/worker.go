@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"mcc/sdp"
 )
 
 // Each participant converges on its own: the conference's description has
@@ -84,11 +86,12 @@ func (c *Controller) converge(conf *Conference, p *participant) {
 		if v != want {
 			want, glares, retries = v, 0, 0 // a new change: fresh attempts
 		}
-		if !c.acquire(c.ctx) {
+		s := c.acquire(c.ctx)
+		if s == nil {
 			return
 		}
-		err := c.reinviteOnce(conf, p)
-		c.release()
+		err := c.reinviteOnce(conf, p, s)
+		s.free()
 		var wait time.Duration
 		var busy *dialogBusy
 		var ra *retryAfter
@@ -211,9 +214,9 @@ func retryAfterOf(res *sip.Response) *retryAfter {
 // description, unless the participant has it already (or is not joined).
 // It returns nil when there is nothing more to do: the participant has
 // the latest version, or its dialog ended.
-func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
+func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) error {
 	p.mu.Lock()
-	d, state, have := p.dlg, p.state, p.acked
+	d, state, have, refresh := p.dlg, p.state, p.acked, p.refresh
 	p.mu.Unlock()
 	if d == nil || state != Joined {
 		return nil
@@ -222,11 +225,14 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 	desc := conf.desc.Clone()
 	conf.mu.Unlock()
 	want := desc.Origin.Version
-	if have >= want && !hasRejectedActive(p) {
+	upToDate := have >= want && !hasRejectedActive(p)
+	if upToDate {
 		p.mu.Lock()
 		p.behind = false
 		p.mu.Unlock()
-		return nil
+		if !refresh {
+			return nil
+		}
 	}
 	d.mu.Lock()
 	if d.ended {
@@ -243,7 +249,14 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 		return errGlare // ours is in progress already; try again later
 	}
 	d.inviteTx = true
-	offer := d.nextOfferLocked(offerFor(desc, p))
+	var offer *sdp.Session
+	if upToDate && d.offered != nil {
+		// A session refresh with nothing to change: the same description,
+		// the same version (RFC 3264 §8, RFC 4028 §7.4).
+		offer = d.offered.Clone()
+	} else {
+		offer = d.nextOfferLocked(offerFor(desc, p))
+	}
 	body, err := offer.Marshal()
 	if err != nil {
 		d.inviteTx = false
@@ -251,23 +264,25 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 		return err
 	}
 	req := d.newRequestLocked(sip.INVITE, c.contactFor(d.local.User, d.transport, d.v6), 0)
-	ct := sip.ContentTypeHeader("application/sdp")
-	req.AppendHeader(&ct)
-	req.SetBody(body)
-	if tr := c.pickTransport(req, strings.ToUpper(d.transport)); tr != strings.ToUpper(d.transport) {
-		req.SetTransport(tr)
-		req.RemoveHeader("Contact")
-		req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
-	}
+	ours := d.timer.ours && d.timer.interval > 0
 	// In flight: its groups are in use until it is answered (settle), and
 	// a 2xx to it that reaches a restarted mcc is ACKed (RestoreParticipant).
 	d.inflight, d.pendingCSeq = offer, req.CSeq().SeqNo
-	v6 := d.v6
+	v6, transport := d.v6, strings.ToUpper(d.transport)
 	d.mu.Unlock()
+	c.addTimerHeaders(req, d, ours)
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(body)
+	if tr := c.pickTransport(req, transport); tr != transport {
+		req.SetTransport(tr)
+		req.RemoveHeader("Contact")
+		req.AppendHeader(c.contactFor(d.local.User, tr, v6))
+	}
 	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
 	defer func() {
 		d.mu.Lock()
-		d.inviteTx, d.inflight, d.pendingCSeq = false, nil, 0
+		d.inviteTx, d.inflight, d.pendingCSeq, d.refreshing = false, nil, 0, false
 		d.mu.Unlock()
 		c.settle(conf)
 	}()
@@ -286,8 +301,13 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 	}
 	defer tx.Terminate()
 	sent := time.Now()
+	slotDue, stopSlot := s.freeAfter()
+	defer stopSlot()
 	for {
 		select {
+		case <-slotDue:
+			s.free()
+			continue
 		case <-tx.Done():
 			if c.ctx.Err() != nil {
 				// Shutting down (SIGTERM): the participant is not failed
@@ -312,15 +332,21 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 				c.guard.count("response", false)
 				continue
 			}
+			s.free()
 			c.metrics.response("received", sip.INVITE, res.StatusCode)
 			if res.StatusCode >= 200 {
 				c.metrics.reinvite(time.Since(sent))
 			}
+			d.touch()
 			switch {
 			case res.StatusCode < 200:
 				continue
 			case res.StatusCode < 300:
+				p.mu.Lock()
+				p.refresh = false
+				p.mu.Unlock()
 				d.mu.Lock()
+				d.timerFromAnswerLocked(res, time.Now()) // a refresh, whatever it changed (§7.4)
 				d.refreshTargetLocked(res)
 				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 				d.lastACKCSeq = req.CSeq().SeqNo
@@ -337,6 +363,12 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant) error {
 				return nil
 			case res.StatusCode == sip.StatusRequestPending:
 				return errGlare
+			case res.StatusCode == statusIntervalTooSmall && minSEOf(res) > 0:
+				// RFC 4028 §7.3: again at once, with at least its Min-SE.
+				d.mu.Lock()
+				d.minSE = max(d.minSE, minSEOf(res))
+				d.mu.Unlock()
+				return &retryAfter{code: res.StatusCode}
 			case retryAfterOf(res) != nil:
 				p.mu.Lock()
 				p.status, p.reason = res.StatusCode, "re-INVITE refused, to be retried: "+res.Reason

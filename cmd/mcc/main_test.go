@@ -140,6 +140,10 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"sdp", "lint"}, "needs one file"},
 		{[]string{"sdp", "frobnicate"}, "want lint or new"},
 		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"serve", "--probe-interval", "10ms", "--data", data}, "want 1s or more"},
+		{[]string{"serve", "--session-expires", "60s", "--data", data}, "want 90s or more"},
+		{[]string{"serve", "--ring-timeout", "-1s", "--data", data}, "want a duration above 0"},
+		{[]string{"media", "add", "lecture", "audio", "--wait", "-1s", "--data", data}, "want a duration"},
 	}
 	for _, tc := range tests {
 		r := mcc(t, "", tc.args...)

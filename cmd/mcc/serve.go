@@ -36,6 +36,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cert := fs.String("tls-cert", "", "certificate file for tls listeners (PEM)")
 	key := fs.String("tls-key", "", "key file for tls listeners (PEM)")
 	ring := fs.Duration("ring-timeout", 30*time.Second, "how long an invitation rings before CANCEL")
+	probe := fs.Duration("probe-interval", 30*time.Second, "how long a joined participant without session timers may be silent before an in-dialog OPTIONS checks it is there (one that does not answer is ended within two intervals); 0: no probes")
+	sessionExpires := fs.Duration("session-expires", 30*time.Minute, "RFC 4028 session interval mcc asks for; participants that do timers refresh (or are refreshed) within it, or are ended; 0: no session timers")
 	unicast := fs.String("unicast-offer", "reinvite", "dial-in with a unicast-only offer: reinvite (reject its streams, then offer the session's) or reject (488)")
 	authUser := fs.String("auth-user", "", "user name for digest challenges to mcc's INVITEs")
 	authPass := fs.String("auth-pass", "", "password for digest challenges (or MCC_AUTH_PASS)")
@@ -98,6 +100,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *maxTx < -1 {
 		return usagef("--sip-max-transactions %d: want a count, 0 for the default or -1 for no bound", *maxTx)
 	}
+	if *probe != 0 && *probe < time.Second {
+		return usagef("--probe-interval %v: want 1s or more, or 0 for no probes", *probe)
+	}
+	if *sessionExpires != 0 && *sessionExpires < 90*time.Second {
+		return usagef("--session-expires %v: want 90s or more (RFC 4028 §5), or 0 for no session timers", *sessionExpires)
+	}
+	if *ring <= 0 {
+		return usagef("--ring-timeout %v: want a duration above 0", *ring)
+	}
 	var tlsConf *tls.Config
 	if *cert != "" || *key != "" {
 		c, err := tls.LoadX509KeyPair(*cert, *key)
@@ -142,7 +153,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	conference.SetStackLogger(log)
 	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: uriHost,
-		Host4: host4, Host6: host6, RingTimeout: *ring, UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db,
+		Host4: host4, Host6: host6, RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db,
 		Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}})
 	if err != nil {
 		return err
@@ -351,4 +362,13 @@ func parseListeners(s string) ([]conference.Listener, error) {
 		ls = append(ls, conference.Listener{Transport: tr, Addr: addr})
 	}
 	return ls, nil
+}
+
+// orOff maps a flag's 0 ("off") to the controller's negative off; a
+// controller's zero is its default.
+func orOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -16,7 +16,8 @@ import (
 )
 
 // Participant is a running echoing UAS. An INVITE to the user "busy"
-// (sip:busy@ its address) is declined with 486.
+// (sip:busy@ its address) is declined with 486; the user "stubborn"
+// joins, and refuses every re-INVITE with 488.
 type Participant struct {
 	// URI is its address, sip:p@127.0.0.1:PORT.
 	URI string
@@ -70,6 +71,10 @@ func Start(t testing.TB) *Participant {
 		p.invites.Add(1)
 		from, _ := req.From().Params.Get("tag")
 		to, _ := req.To().Params.Get("tag")
+		if req.Recipient.User == "stubborn" && to != "" {
+			tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+			return
+		}
 		p.mu.Lock()
 		p.log = append(p.log, Invite{req.CallID().Value(), req.CSeq().SeqNo, from, to})
 		p.mu.Unlock()

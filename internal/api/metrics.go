@@ -32,6 +32,19 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "mcc_participants{state=%q} %d\n", st.String(), m.Participants[st])
 	}
 
+	metric("mcc_participants_behind", "Joined participants that do not have their conference's latest description yet, by conference.", "gauge")
+	confs := make([]string, 0, len(m.Behind))
+	for n := range m.Behind {
+		confs = append(confs, n)
+	}
+	slices.Sort(confs)
+	for _, n := range confs {
+		fmt.Fprintf(&b, "mcc_participants_behind{conference=%q} %d\n", n, m.Behind[n])
+	}
+	metric("mcc_probes_total", "In-dialog OPTIONS probes of silent participants, by outcome (unanswered: the participant was ended).", "counter")
+	fmt.Fprintf(&b, "mcc_probes_total{outcome=\"answered\"} %d\n", m.ProbesAnswered)
+	fmt.Fprintf(&b, "mcc_probes_total{outcome=\"unanswered\"} %d\n", m.ProbesUnanswered)
+
 	metric("mcc_sip_requests_total", "SIP requests received, by method.", "counter")
 	methods := make([]string, 0, len(m.Requests))
 	for k := range m.Requests {
