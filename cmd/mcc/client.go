@@ -24,6 +24,9 @@ import (
 type clientFlags struct {
 	commonFlags
 	addr, token string
+	// check, when set, checks the flags before the daemon is looked for:
+	// a bad flag is a usage error even with no daemon running.
+	check func() error
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -36,6 +39,11 @@ func (c *clientFlags) parse(fs *flag.FlagSet, args []string, min, max int, what 
 	pos, dir, err := c.commonFlags.parse(fs, args, min, max, what)
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.check != nil {
+		if err := c.check(); err != nil {
+			return nil, nil, err
+		}
 	}
 	cl, err := api.Discover(c.addr, c.token, dir)
 	return pos, cl, err
@@ -229,12 +237,15 @@ func cmdInvite(args []string, stdout, stderr io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	wait := fs.Duration("wait", inviteWait, "wait up to this long for every invitation's outcome (joined, declined or failed); 0: return once they are sent")
+	cf.check = func() error {
+		if *wait < 0 {
+			return usagef("--wait %v: want a duration, 0 to return at once", *wait)
+		}
+		return nil
+	}
 	pos, cl, err := cf.parse(fs, args, 2, -1, "the session and one or more SIP URIs")
 	if err != nil {
 		return err
-	}
-	if *wait < 0 {
-		return usagef("--wait %v: want a duration, 0 to return at once", *wait)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+30*time.Second)
 	defer cancel()
@@ -362,6 +373,12 @@ func cmdMedia(args []string, stdout, stderr io.Writer) error {
 	cf.register(fs)
 	dir := fs.String("direction", "", "the stream's direction: sendrecv, sendonly, recvonly or inactive")
 	wait := fs.Duration("wait", mediaWait, "wait up to this long for every participant's answer; 0: return once the change is applied")
+	cf.check = func() error {
+		if *wait < 0 {
+			return usagef("--wait %v: want a duration, 0 to return once the change is applied", *wait)
+		}
+		return nil
+	}
 	var pos []string
 	var cl *api.Client
 	var err error
@@ -377,9 +394,6 @@ func cmdMedia(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
-	}
-	if *wait < 0 {
-		return usagef("--wait %v: want a duration, 0 to return once the change is applied", *wait)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+30*time.Second)
 	defer cancel()

@@ -586,3 +586,39 @@ func TestInviteExitStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestMediaExitStatus: mcc media waits for every participant's answer by
+// default, prints each one's result, and exits 1 naming those that do not
+// have the change (one refused it); --wait 0 returns once it is applied.
+func TestMediaExitStatus(t *testing.T) {
+	data := startServe(t)
+	p := conferencetest.Start(t)
+	stubborn := strings.Replace(p.URI, "sip:p@", "sip:stubborn@", 1)
+	run := runner(t, data)
+	run("session", "create", "lecture", "--media", "audio")
+	run("invite", "lecture", p.URI, stubborn)
+
+	r := mcc(t, "", "media", "add", "lecture", "video", "--data", data)
+	if r.code != 1 || !strings.Contains(r.stderr, stubborn+" behind") || !strings.Contains(r.stderr, "refused by 1") {
+		t.Fatalf("media add with a participant that refuses: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "joined (behind)") || !strings.Contains(r.stdout, "488") || !strings.Contains(r.stdout, "accepted,accepted") {
+		t.Fatalf("media add does not show each participant's result:\n%s", r.stdout)
+	}
+	if out := run("media", "add", "lecture", "text", "--wait", "0"); !strings.Contains(out, "stream 2, version 3") {
+		t.Fatalf("media add --wait 0: %s", out)
+	}
+	ps := run("participants", "lecture", "-o", "json")
+	var got []conference.Participant
+	if err := json.Unmarshal([]byte(ps), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range got {
+		if x.URI == stubborn {
+			run("participants", "remove", "lecture", x.ID)
+		}
+	}
+	if out := run("media", "remove", "lecture", "1"); !strings.Contains(out, "version 4") || !strings.Contains(out, "accepted,removed,accepted") {
+		t.Fatalf("media remove with everyone accepting: %s", out)
+	}
+}
