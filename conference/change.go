@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"mcc/sdp"
 )
@@ -69,9 +70,6 @@ func (c *Controller) change(ctx context.Context, name string, removal bool, edit
 		return Change{}, err
 	}
 	conf.desc = desc
-	if removal {
-		conf.retiring++ // settle counts them again
-	}
 	parts := slices.Clone(conf.participants)
 	conf.mu.Unlock()
 	// The new description is saved before anyone hears of it and before a
@@ -165,39 +163,83 @@ func (conf *Conference) progressed() {
 // participant uses any more: none that has not ended has the group at a
 // port other than 0 in its acknowledged description or in an offer in
 // flight (RFC 3264 §8.2: a stream ends for a participant when its answer
-// is in). Settles of one conference run one at a time, in the caller: one
-// asked for while another runs makes that one run once more, so a caller
-// that returns has its settle done or in the hands of the one running.
+// is in).
+//
+// Why no offer can slip past it: the groups it may release are read
+// under the conference's lock, and each was removed from the description
+// before that. An offer is made from the description either under its
+// dialog's lock, and is in d.inflight before that lock goes (reinviteOnce,
+// onReinvite), which groupsInUse takes after the read; or while counted in
+// conf.building (offerDesc: a new dialog groupsInUse cannot reach yet),
+// and a settle that finds one being built waits for it. An offer made
+// after the read has none of those groups active.
+//
+// Settles of one conference run one at a time, in the caller; one asked
+// for meanwhile makes the one running go again.
 func (c *Controller) settle(conf *Conference) {
 	conf.mu.Lock()
-	if conf.retiring == 0 || conf.deleted {
+	if conf.deleted {
 		conf.mu.Unlock()
 		return
 	}
-	if conf.settling {
-		conf.settleAgain = true
+	if conf.settling || conf.building > 0 {
+		conf.settleAgain = true // done by the one running, or by the last offer built
 		conf.mu.Unlock()
 		return
 	}
-	conf.settling = true
+	candidates := c.cfg.Manager.Retiring(conf.sessionID)
+	if len(candidates) == 0 {
+		conf.mu.Unlock()
+		return
+	}
+	conf.settling, conf.settleAgain = true, false
 	conf.mu.Unlock()
 	for {
+		may := map[netip.Addr]bool{}
+		for _, g := range candidates {
+			may[g] = true
+		}
 		inUse := groupsInUse(conf)
-		left, err := c.cfg.Manager.Settle(conf.sessionID, func(g netip.Addr) bool { return inUse[g] })
+		_, err := c.cfg.Manager.Settle(conf.sessionID, func(g netip.Addr) bool { return inUse[g] || !may[g] })
 		if err != nil && !conf.isDeleted() {
 			c.log.Warn("release removed groups", "conference", conf.name, "err", err)
 		}
 		conf.mu.Lock()
-		if err == nil || conf.deleted {
-			conf.retiring = left
-		}
-		if !conf.settleAgain || conf.deleted {
-			conf.settling = false
+		if !conf.settleAgain || conf.building > 0 || conf.deleted {
+			conf.settling = false // a settle still wanted runs when the last offer is built
 			conf.mu.Unlock()
 			return
 		}
 		conf.settleAgain = false
+		if candidates = c.cfg.Manager.Retiring(conf.sessionID); len(candidates) == 0 {
+			conf.settling = false
+			conf.mu.Unlock()
+			return
+		}
 		conf.mu.Unlock()
+	}
+}
+
+// offerDesc returns a copy of the conference's description for an offer
+// in a dialog settle cannot see yet, counted as being built until done
+// (which may be called more than once) says the offer is where
+// groupsInUse looks, or abandoned.
+func (c *Controller) offerDesc(conf *Conference) (desc *sdp.Session, done func()) {
+	conf.mu.Lock()
+	conf.building++
+	desc = conf.desc.Clone()
+	conf.mu.Unlock()
+	var once sync.Once
+	return desc, func() {
+		once.Do(func() {
+			conf.mu.Lock()
+			conf.building--
+			again := conf.building == 0 && conf.settleAgain && !conf.settling
+			conf.mu.Unlock()
+			if again {
+				c.settle(conf)
+			}
+		})
 	}
 }
 
@@ -249,7 +291,6 @@ func (c *Controller) Resume() {
 	for _, conf := range confs {
 		conf.mu.Lock()
 		parts := slices.Clone(conf.participants)
-		conf.retiring++ // the manager knows how many: settle finds out
 		conf.mu.Unlock()
 		for _, p := range parts {
 			c.kick(conf, p)

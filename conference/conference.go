@@ -140,10 +140,11 @@ type Conference struct {
 	// progress is closed, and replaced, each time a participant moves
 	// on: those waiting for a change wake (await).
 	progress chan struct{}
-	// retiring counts the removed streams whose groups may still be
-	// leased; settling and settleAgain run settle one at a time.
-	retiring              int
+	// settling and settleAgain run settle one at a time; building
+	// counts the offers being made in dialogs settle cannot see yet
+	// (offerDesc).
 	settling, settleAgain bool
+	building              int
 }
 
 type participant struct {

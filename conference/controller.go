@@ -198,6 +198,7 @@ func New(cfg Config) (*Controller, error) {
 	c.probeInterval = cmp.Or(cfg.ProbeInterval, defaultProbeInterval)
 	c.sessionExpires = cmp.Or(cfg.SessionExpires, defaultSessionExpires)
 	c.minSE = cmp.Or(cfg.minSE, minSE)
+	c.guard.timers = c.sessionExpires > 0
 	c.probes = make(chan struct{}, probeSlots)
 	stack := stackLogger(log)
 	// Every TCP and TLS connection, mcc's own outgoing ones too (which the

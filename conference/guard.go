@@ -29,6 +29,9 @@ type guard struct {
 	lim    Limits
 	parser *sip.Parser
 	allow  map[sip.RequestMethod]bool
+	// timers: mcc does RFC 4028 session timers, so Require: timer is
+	// met.
+	timers bool
 	// hasConference says whether a conference of that name exists: a
 	// request to one that does not gets 404 before its Require and body
 	// are looked at (§8.2.2.1 comes first). Nil: every name exists.
@@ -571,7 +574,7 @@ func (g *guard) check(req *sip.Request, data []byte, perr error) *refusal {
 		var unsupported []string
 		for _, h := range req.GetHeaders("Require") {
 			for _, tag := range strings.Split(h.Value(), ",") {
-				if tag = strings.TrimSpace(tag); tag != "" && !supportedOption(tag) {
+				if tag = strings.TrimSpace(tag); tag != "" && !g.supportedOption(tag) {
 					unsupported = append(unsupported, tag)
 				}
 			}
@@ -628,9 +631,9 @@ func checkScheme(req *sip.Request) *refusal {
 	return nil
 }
 
-// supportedOption reports whether mcc supports a Require option tag: it
-// supports none yet.
-func supportedOption(string) bool { return false }
+// supportedOption reports whether mcc supports a Require option tag:
+// "timer" (RFC 4028 §3) while it does session timers.
+func (g *guard) supportedOption(tag string) bool { return g.timers && strings.EqualFold(tag, "timer") }
 
 // checkSDPBody applies §8.2.3 to a request whose body mcc reads as SDP.
 func checkSDPBody(req *sip.Request) *refusal {

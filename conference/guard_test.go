@@ -77,6 +77,8 @@ func TestGuardRFC3261(t *testing.T) {
 		{"bare LF", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Subject: a\nb"), ""), 400, "an LF that does not follow CR", "malformed"},
 		{"Require an unknown option", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Require: foo, 100rel"), ""), 420, "Unsupported: foo, 100rel", "extension"},
 		{"Require on ACK is ignored", msg("ACK sip:lecture@127.0.0.1 SIP/2.0", with(base("ACK"), "Require: foo"), ""), -1, "", ""},
+		{"Require: timer is met (RFC 4028)", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Require: timer"), ""), -1, "", ""},
+		{"Require: timer and another", msg("OPTIONS sip:lecture@127.0.0.1 SIP/2.0", with(base("OPTIONS"), "Require: timer, foo"), ""), 420, "Unsupported: foo", "extension"},
 		{"INVITE with a text body", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Type: text/plain", "Content-Length: 5"), "hello"), 415, "Accept: application/sdp", "media_type"},
 		{"INVITE with gzip SDP", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Type: application/sdp", "Content-Encoding: gzip", "Content-Length: 5"), "hello"), 415, "Accept-Encoding: identity", "media_type"},
 		{"INVITE with a body and no type", msg("INVITE sip:lecture@127.0.0.1 SIP/2.0", with(invite, "Content-Length: 5"), "hello"), 400, "without Content-Type", "malformed"},
@@ -93,6 +95,7 @@ func TestGuardRFC3261(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGuard(Limits{}, handledMethods)
+			g.timers = true // as a controller with session timers on
 			pass, reply := g.screen([]byte(tc.msg), "UDP", testSrc)
 			switch {
 			case tc.status == -1:

@@ -114,8 +114,10 @@ func (c *Controller) dialOut(conf *Conference, p *participant, target sip.Uri) {
 		if s == nil {
 			return
 		}
-		next, err := c.inviteOnce(conf, p, target, s)
-		s.free()
+		next, err := func() (*sip.Uri, error) {
+			defer s.free() // a panic gives it back too
+			return c.inviteOnce(conf, p, target, s)
+		}()
 		if err != nil {
 			p.set(Failed, 0, err.Error())
 			return
@@ -140,16 +142,15 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	if p.ended() {
 		return nil, nil // removed before its invitation went out
 	}
-	conf.mu.Lock()
-	desc := conf.desc.Clone()
-	conf.mu.Unlock()
-	ver := desc.Origin.Version
-
 	d := &dialog{callID: sip.GenerateTagN(20) + "@mcc", owner: true, localTag: sip.GenerateTagN(10), localCSeq: 1, acked: make(chan struct{})}
 	d.local = sip.Uri{Scheme: "sip", User: conf.name, Host: c.cfg.Host}
 	d.remote = sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}
 	d.remoteTarget = target
 	d.v6 = c.isV6(target.Host) // the one lookup of this invitation
+	// Counted as being built until the dialog is where settle looks.
+	desc, built := c.offerDesc(conf)
+	defer built()
+	ver := desc.Origin.Version
 	d.origin = c.originFor(desc, conf.isExternal(), d.v6)
 	offer := d.nextOfferLocked(desc)
 	d.inflight = offer // its groups are in use until it is answered (settle)
@@ -172,6 +173,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	p.mu.Lock()
 	p.dlg = d
 	p.mu.Unlock()
+	built() // d.inflight is where settle looks now
 
 	ringCtx, stopRing := context.WithTimeout(c.ctx, c.cfg.RingTimeout)
 	defer stopRing()
@@ -420,9 +422,6 @@ func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {
 // A participant that joins on an older version than the session's is
 // brought up to it by its worker.
 func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, offer *sdp.Session, body []byte, ver uint64, initial bool) {
-	d.mu.Lock()
-	d.inflight = nil // answered: d.offered says what is in use from here
-	d.mu.Unlock()
 	answer, err := sdp.Parse(body)
 	var res []sdp.StreamResult
 	if err == nil {
@@ -460,7 +459,7 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 	p.streams, p.version, p.acked = states, offer.Origin.Version, ver
 	p.mu.Unlock()
 	d.mu.Lock()
-	d.offered = offer
+	d.offered, d.inflight = offer, nil // answered: in one step, for settle
 	d.mu.Unlock()
 	if accepted == 0 {
 		reason := "declined every stream"

@@ -119,9 +119,9 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, sip.StatusLoopDetected, "Loop Detected")
 		return
 	}
-	conf.mu.Lock()
-	desc := conf.desc.Clone()
-	conf.mu.Unlock()
+	// Counted as being built until the participant is where settle looks.
+	desc, built := c.offerDesc(conf)
+	defer built()
 	ver := desc.Origin.Version
 
 	d := &dialog{callID: req.CallID().Value(), transport: strings.ToUpper(req.Transport()), localTag: sip.GenerateTagN(10), acked: make(chan struct{}), early: true, timer: timer}
@@ -200,12 +200,19 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
+	// What this dialog offers or accepts, in use from here (settle).
+	if ourOffer != nil {
+		d.inflight = ourOffer
+	} else {
+		d.offered = answer
+	}
 	if !c.addParticipant(conf, p) {
 		c.guard.unhold(src)
 		c.guard.unjoin(src)
 		respond(tx, req, sip.StatusNotFound, "Not Found", warning("the conference is ending"))
 		return
 	}
+	built()
 	c.track(d, conf, p)
 	c.retrack(d)
 	res := c.ok(req, d, b, timerHdrs...)
@@ -215,9 +222,6 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if answer != nil {
-		d.mu.Lock()
-		d.offered = answer
-		d.mu.Unlock()
 		p.mu.Lock()
 		p.version, p.acked = answer.Origin.Version, ver
 		if reinvite {
@@ -568,11 +572,18 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		conf.mu.Unlock()
 		ourOffer = d.nextOfferLocked(offerFor(desc, p))
 		body = ourOffer
+		d.inflight = ourOffer // until the ACK answers it (settle)
 	}
 	d.inviteRx, d.rxCSeq, d.acked = true, req.CSeq().SeqNo, make(chan struct{})
 	d.timer = timer // the re-INVITE refreshes the session, or ends its timer (RFC 4028 §9)
+	if ourOffer == nil {
+		d.offered = body // our answer to their offer: what the dialog has from here
+	}
 	d.mu.Unlock()
-	c.persist(p) // their CSeq and the new target
+	c.persist(p) // their CSeq, the new target, and what they have
+	if ourOffer == nil {
+		c.settle(conf) // a stream they declined may have been a group's last holder
+	}
 	b, err := body.Marshal()
 	if err != nil {
 		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error")
@@ -581,11 +592,6 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	res := c.ok(req, d, b, timerHdrs...)
 	if err := tx.Respond(res); err != nil {
 		c.log.Warn("re-INVITE 200", "call_id", d.callID, "err", err)
-	}
-	if ourOffer == nil {
-		d.mu.Lock()
-		d.offered = body
-		d.mu.Unlock()
 	}
 	c.goOwned(func() {
 		ack := c.awaitACK(d, res)

@@ -48,12 +48,23 @@ func (c *Controller) kick(conf *Conference, p *participant) {
 // work is p's worker: it converges p, again while changes came meanwhile.
 func (c *Controller) work(conf *Conference, p *participant) {
 	defer conf.progressed() // a waiter sees the worker's end
+	finished := false
+	defer func() {
+		if !finished {
+			// A panic, recovered by goOwned's barrier: the participant
+			// is left to the next change rather than to no worker ever.
+			p.mu.Lock()
+			p.working, p.again, p.behind = false, false, true
+			p.mu.Unlock()
+		}
+	}()
 	for {
 		c.converge(conf, p)
 		p.mu.Lock()
 		if !p.again || p.state >= Declined || c.ctx.Err() != nil {
 			p.working, p.again = false, false
 			p.mu.Unlock()
+			finished = true
 			return
 		}
 		p.again = false
@@ -86,12 +97,10 @@ func (c *Controller) converge(conf *Conference, p *participant) {
 		if v != want {
 			want, glares, retries = v, 0, 0 // a new change: fresh attempts
 		}
-		s := c.acquire(c.ctx)
-		if s == nil {
+		ok, err := c.attempt(conf, p)
+		if !ok {
 			return
 		}
-		err := c.reinviteOnce(conf, p, s)
-		s.free()
 		var wait time.Duration
 		var busy *dialogBusy
 		var ra *retryAfter
@@ -132,11 +141,17 @@ func (c *Controller) converge(conf *Conference, p *participant) {
 				return
 			}
 			wait = ra.after
+			if ra.code != statusIntervalTooSmall {
+				wait = max(wait, time.Second) // a Retry-After of 0 is not a loop
+			}
 		case errors.As(err, &no):
 			c.behind(conf, p, "re-INVITE refused: "+no.Error())
 			return
 		default:
-			c.log.Info("re-INVITE", "conference", conf.name, "participant", p.uri, "err", err)
+			// It could not be sent (no listener of its transport, an
+			// offer that does not marshal): shown, and the next change
+			// tries again.
+			c.behind(conf, p, err.Error())
 			return
 		}
 		select {
@@ -145,6 +160,17 @@ func (c *Controller) converge(conf *Conference, p *participant) {
 			return
 		}
 	}
+}
+
+// attempt makes one re-INVITE attempt under a fan-out slot; ok is false
+// when the controller is closing.
+func (c *Controller) attempt(conf *Conference, p *participant) (ok bool, err error) {
+	s := c.acquire(c.ctx)
+	if s == nil {
+		return false, nil
+	}
+	defer s.free() // a panic gives it back too
+	return true, c.reinviteOnce(conf, p, s)
 }
 
 // behind records that p keeps an older description for now, and why.
@@ -216,16 +242,12 @@ func retryAfterOf(res *sip.Response) *retryAfter {
 // the latest version, or its dialog ended.
 func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) error {
 	p.mu.Lock()
-	d, state, have, refresh := p.dlg, p.state, p.acked, p.refresh
+	d, state, have, refresh, behind := p.dlg, p.state, p.acked, p.refresh, p.behind
 	p.mu.Unlock()
 	if d == nil || state != Joined {
 		return nil
 	}
-	conf.mu.Lock()
-	desc := conf.desc.Clone()
-	conf.mu.Unlock()
-	want := desc.Origin.Version
-	upToDate := have >= want && !hasRejectedActive(p)
+	upToDate := have >= conf.version() && !hasRejectedActive(p)
 	if upToDate {
 		p.mu.Lock()
 		p.behind = false
@@ -249,11 +271,18 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		return errGlare // ours is in progress already; try again later
 	}
 	d.inviteTx = true
+	// The description is read under the dialog's lock, and the offer made
+	// from it is in d.inflight before that lock goes (see settle).
+	conf.mu.Lock()
+	desc := conf.desc.Clone()
+	conf.mu.Unlock()
+	want := desc.Origin.Version
 	var offer *sdp.Session
-	if upToDate && d.offered != nil {
-		// A session refresh with nothing to change: the same description,
-		// the same version (RFC 3264 §8, RFC 4028 §7.4).
-		offer = d.offered.Clone()
+	if refresh && (upToDate || behind) && d.offered != nil {
+		// A session refresh with nothing to change, or for a participant
+		// that refused the latest: what it has, with the same version
+		// (RFC 3264 §8, RFC 4028 §7.4), so the refresh is not refused.
+		offer, want = d.offered.Clone(), have
 	} else {
 		offer = d.nextOfferLocked(offerFor(desc, p))
 	}
@@ -315,14 +344,15 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 				// back and converges it.
 				return ErrClosed
 			}
-			// No final response: the dialog is over (§14.1, §12.2.1.2).
-			c.endDialog(d, p, Failed, fmt.Sprintf("no answer to a re-INVITE: %v", tx.Err()))
+			// No final response: the dialog is over (§12.2.1.2), with a
+			// BYE where it can still arrive (RFC 4028 §10).
+			c.expire(p, d, fmt.Sprintf("no answer to a re-INVITE: %v", tx.Err()))
 			return nil
 		case <-ctx.Done():
 			if c.ctx.Err() != nil {
 				return ErrClosed // as above
 			}
-			c.endDialog(d, p, Failed, "no final answer to a re-INVITE in 64·T1")
+			c.expire(p, d, "no final answer to a re-INVITE in 64·T1")
 			return nil
 		case res := <-tx.Responses():
 			if checkResponse(res) != nil {
@@ -374,9 +404,13 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 				p.status, p.reason = res.StatusCode, "re-INVITE refused, to be retried: "+res.Reason
 				p.mu.Unlock()
 				return retryAfterOf(res)
-			case res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout:
-				// §12.2.1.2: the dialog is gone; a BYE could not arrive.
+			case res.StatusCode == sip.StatusCallTransactionDoesNotExists:
+				// §12.2.1.2: the participant knows no such dialog; no BYE.
 				c.endDialog(d, p, Failed, fmt.Sprintf("re-INVITE: %d %s", res.StatusCode, res.Reason))
+				return nil
+			case res.StatusCode == sip.StatusRequestTimeout:
+				// §12.2.1.2: the dialog ends, with a BYE (RFC 4028 §10).
+				c.expire(p, d, fmt.Sprintf("re-INVITE: %d %s", res.StatusCode, res.Reason))
 				return nil
 			default:
 				// The session stays as it was for this participant (§14.1).

@@ -491,6 +491,17 @@ func (m *Manager) Settle(id uint64, inUse func(netip.Addr) bool) (retiring int, 
 	return len(kept), errors.Join(errs...)
 }
 
+// Retiring returns the groups of session id's removed streams that are
+// still leased, waiting for Settle.
+func (m *Manager) Retiring(id uint64) []netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.sessions[id]; e != nil {
+		return slices.Clone(e.retiring)
+	}
+	return nil
+}
+
 // Leases returns the leases session id holds.
 func (m *Manager) Leases(id uint64) ([]multicast.Lease, error) {
 	m.mu.Lock()

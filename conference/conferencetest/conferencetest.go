@@ -4,10 +4,14 @@
 package conferencetest
 
 import (
+	"math/rand/v2"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -25,9 +29,95 @@ type Participant struct {
 	Byes chan struct{}
 
 	invites atomic.Int64
+	opts    Options
+	conn    *lossyConn
 
-	mu  sync.Mutex // guards log
-	log []Invite
+	mu      sync.Mutex // guards the fields below
+	log     []Invite
+	rnd     *rand.Rand
+	pending map[string]*sdp.Session // offers answered with 200, by Call-ID and CSeq, until ACKed
+	acks    map[string]chan struct{} // closed by those ACKs
+	current *sdp.Session            // the offer of the last 200 that was ACKed
+}
+
+// Options make a participant misbehave as real ones do.
+type Options struct {
+	// Loss is the share of datagrams dropped, in and out (0 to 1).
+	Loss float64
+	// Refuse is the share of re-INVITEs answered with 491, or with 500
+	// and Retry-After: 1, one or the other at random.
+	Refuse float64
+	// Seed makes the losses and refusals repeatable.
+	Seed uint64
+}
+
+// lossyConn drops a share of datagrams both ways, or all of them once
+// the participant vanished.
+type lossyConn struct {
+	net.PacketConn
+	loss     float64
+	vanished atomic.Bool
+	mu       sync.Mutex // guards r
+	r        *rand.Rand
+}
+
+func (c *lossyConn) drop() bool {
+	if c.vanished.Load() {
+		return true
+	}
+	if c.loss == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.r.Float64() < c.loss
+}
+
+func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, a, err := c.PacketConn.ReadFrom(b)
+		if err != nil || !c.drop() {
+			return n, a, err
+		}
+	}
+}
+
+func (c *lossyConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	if c.drop() {
+		return len(b), nil // lost on the way
+	}
+	return c.PacketConn.WriteTo(b, a)
+}
+
+// Vanish makes the participant silent, as a host that is switched off:
+// nothing it is sent arrives, and it sends nothing.
+func (p *Participant) Vanish() { p.conn.vanished.Store(true) }
+
+// Current returns the description of the last INVITE it answered with
+// 200 and got the ACK of: what it receives. Nil before it joined.
+func (p *Participant) Current() *sdp.Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current == nil {
+		return nil
+	}
+	return p.current.Clone()
+}
+
+// Groups returns the groups of the active streams (port other than 0)
+// of Current.
+func (p *Participant) Groups() []netip.Addr {
+	cur := p.Current()
+	if cur == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, m := range cur.Media {
+		if c := cur.EffectiveConnection(m); m.Port != 0 && c != nil {
+			out = append(out, c.Addr)
+		}
+	}
+	return out
 }
 
 // Invite is what the participant noted of an INVITE it answered.
@@ -51,12 +141,18 @@ func (p *Participant) Invites() int { return int(p.invites.Load()) }
 // stops it.
 func Start(t testing.TB) *Participant {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith starts a participant that loses and refuses as opts say.
+func StartWith(t testing.TB, opts Options) *Participant {
+	t.Helper()
 	ua, err := sipgo.NewUA()
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, _ := sipgo.NewServer(ua)
-	p := &Participant{Byes: make(chan struct{}, 100)}
+	p := &Participant{Byes: make(chan struct{}, 100), opts: opts, rnd: rand.New(rand.NewPCG(opts.Seed, 7)), pending: map[string]*sdp.Session{}, acks: map[string]chan struct{}{}}
 	var version atomic.Uint64
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.Recipient.User == "busy" { // sip:busy@... declines
@@ -75,6 +171,22 @@ func Start(t testing.TB) *Participant {
 			tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
 			return
 		}
+		if to != "" && opts.Refuse > 0 {
+			p.mu.Lock()
+			refuse, glare := p.rnd.Float64() < opts.Refuse, p.rnd.IntN(2) == 0
+			p.mu.Unlock()
+			if refuse {
+				res := sip.NewResponseFromRequest(req, 491, "Request Pending", nil)
+				if !glare {
+					res = sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil)
+					res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(1)))
+				}
+				res.To().Params.Remove("tag")
+				res.To().Params.Add("tag", to)
+				tx.Respond(res)
+				return
+			}
+		}
 		p.mu.Lock()
 		p.log = append(p.log, Invite{req.CallID().Value(), req.CSeq().SeqNo, from, to})
 		p.mu.Unlock()
@@ -87,9 +199,44 @@ func Start(t testing.TB) *Participant {
 		res.AppendHeader(&sip.ContactHeader{Address: req.Recipient})
 		ct := sip.ContentTypeHeader("application/sdp")
 		res.AppendHeader(&ct)
+		k := req.CallID().Value() + " " + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)
+		acked := make(chan struct{})
+		p.mu.Lock()
+		p.pending[k] = offer
+		p.acks[k] = acked
+		p.mu.Unlock()
 		tx.Respond(res)
+		// The UAS core sends the 2xx again until its ACK comes: T1
+		// doubling up to T2, for 64·T1 (RFC 3261 §13.3.1.4).
+		go func() {
+			every, give := sip.T1, time.After(64*sip.T1)
+			for {
+				select {
+				case <-acked:
+					return
+				case <-give:
+					return
+				case <-time.After(every):
+					tx.Respond(res)
+					every = min(2*every, sip.T2)
+				}
+			}
+		}()
 	})
-	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	srv.OnAck(func(req *sip.Request, _ sip.ServerTransaction) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		k := req.CallID().Value() + " " + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)
+		if o, ok := p.pending[k]; ok {
+			p.current = o
+			delete(p.pending, k)
+			close(p.acks[k])
+			delete(p.acks, k)
+		}
+	})
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		select {
@@ -97,12 +244,13 @@ func Start(t testing.TB) *Participant {
 		default: // the test reads them; beyond 100 the count no longer matters
 		}
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	raw, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.ServeUDP(pc)
-	t.Cleanup(func() { pc.Close(); ua.Close() })
-	p.URI = "sip:p@" + pc.LocalAddr().String()
+	p.conn = &lossyConn{PacketConn: raw, loss: opts.Loss, r: rand.New(rand.NewPCG(opts.Seed, 11))}
+	go srv.ServeUDP(p.conn)
+	t.Cleanup(func() { raw.Close(); ua.Close() })
+	p.URI = "sip:p@" + raw.LocalAddr().String()
 	return p
 }
