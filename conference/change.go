@@ -2,6 +2,8 @@ package conference
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -30,7 +32,7 @@ type Change struct {
 // ctx ends, and returns how far it got either way. An already cancelled
 // ctx returns at once.
 func (c *Controller) AddStream(ctx context.Context, name string, ms sdp.MediaSpec) (Change, error) {
-	return c.change(ctx, name, false, func(conf *Conference) (*sdp.Session, int, error) {
+	return c.change(ctx, name, true, func(conf *Conference) (*sdp.Session, int, error) {
 		return c.cfg.Manager.AddStream(conf.sessionID, ms)
 	})
 }
@@ -39,7 +41,7 @@ func (c *Controller) AddStream(ctx context.Context, name string, ms sdp.MediaSpe
 // as AddStream says. Its group stays leased while any participant's
 // acknowledged description or offer in flight has it (settle).
 func (c *Controller) RemoveStream(ctx context.Context, name string, i int) (Change, error) {
-	return c.change(ctx, name, true, func(conf *Conference) (*sdp.Session, int, error) {
+	return c.change(ctx, name, false, func(conf *Conference) (*sdp.Session, int, error) {
 		s, err := c.cfg.Manager.RemoveStream(conf.sessionID, i)
 		return s, i, err
 	})
@@ -54,7 +56,7 @@ func (c *Controller) SetDirection(ctx context.Context, name string, i int, dir s
 	})
 }
 
-func (c *Controller) change(ctx context.Context, name string, removal bool, edit func(*Conference) (*sdp.Session, int, error)) (Change, error) {
+func (c *Controller) change(ctx context.Context, name string, added bool, edit func(*Conference) (*sdp.Session, int, error)) (Change, error) {
 	conf, err := c.conference(name)
 	if err != nil {
 		return Change{}, err
@@ -79,6 +81,9 @@ func (c *Controller) change(ctx context.Context, name string, removal bool, edit
 	for _, p := range parts {
 		p.mu.Lock()
 		p.behind = false // a new version: fresh attempts
+		if added {
+			delete(p.rejected, stream) // a new stream in a reused slot: offered afresh
+		}
 		p.mu.Unlock()
 		c.kick(conf, p) // a participant not joined yet is kicked by its join
 	}
@@ -96,8 +101,14 @@ func (c *Controller) Progress(ctx context.Context, name string, version uint64) 
 	if err != nil {
 		return Change{}, err
 	}
+	if v := conf.version(); version > v {
+		return Change{}, fmt.Errorf("%w: no change made version %d of %q, which is at version %d", ErrNoChange, version, name, v)
+	}
 	return c.await(ctx, conf, Change{Version: version, Stream: -1}), nil
 }
+
+// ErrNoChange says a change asked about was never made.
+var ErrNoChange = errors.New("conference: no such change")
 
 // await fills ch's results, waiting until it is done or ctx ends.
 func (c *Controller) await(ctx context.Context, conf *Conference, ch Change) Change {

@@ -155,6 +155,11 @@ type participant struct {
 	conf   string      // the conference's name, for events
 	c      *Controller // where its events go; nil in no conference
 
+	// saveMu orders the saves of this participant (persist); it is
+	// held across the store write, and no other lock is taken under it
+	// but the participant's and its dialog's, briefly.
+	saveMu sync.Mutex
+
 	mu      sync.Mutex // guards the fields below
 	state   State
 	status  int
@@ -188,9 +193,11 @@ type participant struct {
 
 func (p *participant) set(s State, status int, reason string) {
 	p.mu.Lock()
-	if p.state >= Declined && s < Declined {
-		// An ended participant stays ended: a join that completes after
-		// it was removed (the BYE is on its way) is not one.
+	if p.state >= Declined {
+		// An ended participant stays ended, as it ended: a join that
+		// completes after it was removed (the BYE is on its way) is not
+		// one, and a 481 to a re-INVITE crossing its removal does not
+		// make it failed.
 		p.mu.Unlock()
 		return
 	}
@@ -202,10 +209,11 @@ func (p *participant) set(s State, status int, reason string) {
 		p.c.persistAs(p, s)
 	}
 	p.mu.Lock()
-	if cur := p.state; cur >= Declined && s < Declined {
-		// Ended while this was saved: the record follows the end.
+	if cur := p.state; cur >= Declined {
+		// Ended while this was saved: the record follows that end, which
+		// stays.
 		p.mu.Unlock()
-		if changed && p.c != nil {
+		if changed && p.c != nil && s < Declined {
 			p.c.persistAs(p, cur)
 		}
 		return
@@ -219,6 +227,11 @@ func (p *participant) set(s State, status int, reason string) {
 	p.mu.Unlock()
 	if release && p.c != nil {
 		p.c.guard.unjoin(src)
+	}
+	if changed && s >= Declined && p.c != nil {
+		// Again, now that the state says ended: a save that read
+		// "joined" before it and wrote after the first delete is undone.
+		p.c.persistAs(p, s)
 	}
 	if changed && p.c != nil {
 		snap := p.snapshot()

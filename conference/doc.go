@@ -1,7 +1,8 @@
 // Package conference is mcc's SIP endpoint: it invites participants into
 // multicast sessions, accepts dial-in to conference URIs, and changes the
 // media of everyone at once by re-INVITE (RFC 3261, RFC 3264, RFC 4579's
-// dial-in and dial-out), with digest as RFC 7616 and RFC 8760 say.
+// dial-in and dial-out), with digest as RFC 7616 and RFC 8760 say, and
+// session timers as RFC 4028 does.
 //
 // # Layers
 //
@@ -60,6 +61,50 @@
 // re-INVITE with the session's streams, or gets 488 with a Warning
 // (Config.UnicastOffer). Access is anyone, an allow list, or digest.
 //
+// # Every change reaches every participant
+//
+// The session's description has a version (its o= version, raised by
+// one by each change: the change's ID); each participant records the
+// version it last acknowledged (Participant.Acked). A change is applied
+// and saved at once (AddStream, RemoveStream, SetDirection); each
+// participant's worker (worker.go), one at a time per participant,
+// re-INVITEs it until it has the latest, whatever state it was in: after
+// the change, after its join, after a 491 (§14.1's waits) or a 500 with
+// Retry-After, after a restart (Resume). Changes that come meanwhile
+// coalesce into one re-INVITE to the latest. A participant that refuses,
+// or whose attempts run out, is shown behind; the next change tries
+// again. A change's context bounds only the wait for its outcome
+// (Progress), which is never an error.
+//
+// A removed stream's group stays leased while any participant that has
+// not ended has it in its acknowledged description or in an offer in
+// flight; the last holder's end, or answer, releases it (settle, with the
+// argument for why no offer slips past). A removed stream's m= slot is
+// reused only once its group is released.
+//
+// # Liveness
+//
+// RFC 4028 session timers with the participants that do them, and
+// in-dialog OPTIONS probes for the others (Config.ProbeInterval): a
+// participant that stops answering is ended with BYE and failed within
+// two probe intervals (liveness.go).
+//
+// # Concurrency
+//
+// sipgo runs each message in a goroutine of its own; every goroutine mcc
+// starts is the controller's (goOwned), behind the panic barrier, and
+// Close waits for it. State sits behind four kinds of lock, always taken
+// in this order, never the other way:
+//
+//	dialog (d.mu) → controller (c.mu) → conference (conf.mu) → participant (p.mu)
+//
+// The event hub's, the guard's and the manager's locks are leaves. A path
+// that needs two in another order takes them one at a time (groupsInUse,
+// hasRejectedActive). No lock is held across network I/O. A store write
+// holds only the participant's saveMu, under which no other lock waits
+// (persist). TestStressOneConference runs every path at once for 30 s
+// with a watchdog.
+//
 // # Example
 //
 //	ctl, err := conference.New(conference.Config{
@@ -69,12 +114,15 @@
 //	...
 //	ctl.Create("lecture", sessionID, conference.Access{})
 //	ctl.Invite("lecture", "sip:alice@example.org")
-//	ctl.AddStream(ctx, "lecture", sdp.MediaSpec{Kind: "video"})
+//	ch, err := ctl.AddStream(ctx, "lecture", sdp.MediaSpec{Kind: "video"}) // waits while ctx lasts
 //
 // # Restarts
 //
 // With Config.Dialogs set, a joined participant's dialog is saved when it
 // joins, after every change, and before each re-INVITE goes out (so a
-// crash never reuses a CSeq); RestoreParticipant brings it back, and the
-// participant can be re-INVITEd and sent BYE as if nothing had happened.
+// crash never reuses a CSeq), with the version it acknowledged, the
+// re-INVITE in flight and its session timer; RestoreParticipant brings it
+// back, Resume has its worker bring it to the latest description, and
+// the participant can be re-INVITEd and sent BYE as if nothing had
+// happened. A shutdown (Close, SIGTERM) never rewrites a saved dialog.
 package conference

@@ -279,7 +279,8 @@ func TestLockOrderDialogParticipant(t *testing.T) {
 
 // TestEndedStaysEnded: a participant that ended (declined, failed, left,
 // removed) is never made invited, ringing or joined again, as a join that
-// completes after a removal would; between ended states it may move.
+// completes after a removal would; nor does a later end replace its own
+// (a 481 crossing a removal does not make it failed).
 func TestEndedStaysEnded(t *testing.T) {
 	for _, from := range []State{Declined, Failed, Left, Removed} {
 		for _, to := range []State{Invited, Ringing, Joined} {
@@ -289,10 +290,10 @@ func TestEndedStaysEnded(t *testing.T) {
 				t.Errorf("%v then %v: %v, want it to stay %v", from, to, p.state, from)
 			}
 		}
-		p := &participant{state: from}
-		p.set(Removed, 0, "removed")
-		if p.state != Removed {
-			t.Errorf("%v then removed: %v", from, p.state)
+		p := &participant{state: from, reason: "first"}
+		p.set(Failed, 0, "second")
+		if p.state != from || p.reason != "first" {
+			t.Errorf("%v then failed: %v %q, want the first end kept", from, p.state, p.reason)
 		}
 	}
 	p := &participant{state: Ringing}

@@ -16,7 +16,7 @@ import (
 //
 //   - RFC 4028 session timers, with participants that do them: mcc's
 //     INVITEs carry Supported: timer, Session-Expires and Min-SE; a
-//     dial-in's Session-Expires is honoured (422 below mcc's Min-SE, §8.1).
+//     dial-in's Session-Expires is honoured (422 below mcc's Min-SE, §9).
 //     When mcc is the refresher it re-INVITEs at half the interval (§10);
 //     when the participant is, a session with no refresh by the interval
 //     less min(32 s, a third of it) gets BYE (§10).
@@ -40,8 +40,10 @@ const (
 	minSE = 90 * time.Second
 	// defaultProbeInterval is Config.ProbeInterval's default.
 	defaultProbeInterval = 30 * time.Second
-	// probeSlots bounds the probes in flight at once.
-	probeSlots = 256
+	// probeSlots bounds the probes in flight at once: up to this many
+	// participants that vanish together are found within two intervals
+	// (each unanswered probe holds one for 0.8 of an interval).
+	probeSlots = 2048
 	// cseqSlack is how far a probe's CSeq may run ahead of the saved one
 	// before the dialog is saved again; a restored dialog starts that far
 	// above what was saved, so it never reuses a CSeq (§12.2.1.1).
@@ -121,11 +123,15 @@ func (c *Controller) addTimerHeaders(req *sip.Request, d *dialog, refresh bool) 
 	}
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	d.mu.Lock()
-	se := max(cmpDur(d.timer.interval, c.sessionExpires), d.minSE)
+	se := max(cmpDur(d.timer.interval, c.sessionExpires), d.minSE, c.minSE)
+	active, ours := d.timer.interval > 0, d.timer.ours
 	d.mu.Unlock()
 	v := seconds(se)
-	if refresh {
+	switch {
+	case refresh || active && ours:
 		v += ";refresher=uac" // mcc goes on refreshing (§7.4)
+	case active:
+		v += ";refresher=uas" // the participant does, as before
 	}
 	req.AppendHeader(sip.NewHeader("Session-Expires", v))
 	d.mu.Lock()
@@ -144,19 +150,21 @@ func cmpDur(a, b time.Duration) time.Duration {
 // timerFromAnswer takes the session timer a 2xx to one of mcc's INVITEs
 // sets (§7.2): none without Session-Expires; mcc refreshes when the
 // refresher is uac (mcc sent the INVITE). Called with d.mu held.
-func (d *dialog) timerFromAnswerLocked(res *sip.Response, now time.Time) {
+// An interval above limit (what mcc asked for; §9 lets the UAS only
+// lower it) is taken as limit, so no peer can turn liveness off with a
+// huge one.
+func (d *dialog) timerFromAnswerLocked(res *sip.Response, now time.Time, limit time.Duration) {
 	se, refresher, ok := sessionExpiresOf(res)
 	if !ok {
 		d.timer = sessionTimer{}
 		return
 	}
-	d.timer = sessionTimer{interval: se, ours: refresher != "uas", refreshed: now}
+	d.timer = sessionTimer{interval: min(se, limit), ours: refresher != "uas", refreshed: now}
 }
 
 // timerForRequest is what mcc answers to an INVITE of the participant's
 // (§9): the Session-Expires to send back, or a 422 when it asks for less
-// than mcc's Min-SE. Called with d.mu held for a re-INVITE (nil d for a
-// dial-in, whose dialog is new).
+// than mcc's Min-SE. It reads only the request.
 func (c *Controller) timerForRequest(req *sip.Request) (t sessionTimer, hdrs []sip.Header, too422 bool) {
 	if c.sessionExpires <= 0 {
 		return sessionTimer{}, nil, false
@@ -168,6 +176,9 @@ func (c *Controller) timerForRequest(req *sip.Request) (t sessionTimer, hdrs []s
 	if se < c.minSE {
 		return sessionTimer{}, []sip.Header{sip.NewHeader("Min-SE", seconds(c.minSE))}, true
 	}
+	// §9: the UAS may lower the interval, not below Min-SE: a huge one
+	// would turn liveness off for the dialog.
+	se = min(se, max(c.sessionExpires, c.minSE))
 	// §9: the caller refreshes when it supports timers and did not ask
 	// mcc to; otherwise mcc does.
 	uac := supportsTimer(req) && refresher != "uas"

@@ -56,6 +56,9 @@ type SavedParticipant struct {
 	// either that comes again after a restart is ACKed (§13.2.2.4).
 	LastACK uint32 `json:"last_ack,omitempty"`
 	Pending uint32 `json:"pending,omitempty"`
+	// InFlight is the offer of that re-INVITE: its groups are in use
+	// until the participant answers again after the restart.
+	InFlight []byte `json:"in_flight,omitempty"`
 	// SessionExpires is the dialog's RFC 4028 session interval in
 	// seconds (0: none), and Refresher says mcc refreshes it.
 	SessionExpires int  `json:"session_expires,omitempty"`
@@ -68,11 +71,19 @@ var streamStates = map[string]sdp.StreamState{"accepted": sdp.StreamAccepted, "d
 	"invalid": sdp.StreamInvalid, "removed": sdp.StreamRemoved}
 
 // persist saves p's dialog while it is joined, and forgets it otherwise.
+// Saves of one participant are one at a time, each writing the state it
+// read (saveMu): a save that read "joined" cannot land after the delete
+// of its end (participant.set deletes again once the state is ended).
 func (c *Controller) persist(p *participant) {
+	if c.cfg.Dialogs == nil || p.c == nil {
+		return
+	}
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
 	p.mu.Lock()
 	state := p.state
 	p.mu.Unlock()
-	c.persistAs(p, state)
+	c.persistLocked(p, state)
 }
 
 // persistAs is persist for p in the given state, which it may be about to
@@ -81,6 +92,13 @@ func (c *Controller) persistAs(p *participant, state State) {
 	if c.cfg.Dialogs == nil || p.c == nil {
 		return
 	}
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	c.persistLocked(p, state)
+}
+
+// persistLocked is persistAs with p.saveMu held.
+func (c *Controller) persistLocked(p *participant, state State) {
 	p.mu.Lock()
 	d := p.dlg
 	sp := SavedParticipant{Conference: p.conf, ID: p.id, URI: p.uri, DialIn: p.dialIn, Since: p.since}
@@ -116,8 +134,10 @@ func (c *Controller) persistAs(p *participant, state State) {
 		sp.Offered, _ = d.offered.Marshal()
 	}
 	sp.LastACK, sp.Pending = d.lastACKCSeq, d.pendingCSeq
+	if d.inflight != nil {
+		sp.InFlight, _ = d.inflight.Marshal()
+	}
 	sp.SessionExpires, sp.Refresher = int(d.timer.interval/time.Second), d.timer.ours
-	d.savedCSeq = d.localCSeq
 	ended := d.ended
 	d.mu.Unlock()
 	if ended {
@@ -126,7 +146,11 @@ func (c *Controller) persistAs(p *participant, state State) {
 	}
 	if err := c.cfg.Dialogs.PutRecord(key, sp); err != nil {
 		c.log.Error("save dialog", "participant", p.uri, "err", err)
+		return
 	}
+	d.mu.Lock()
+	d.savedCSeq = max(d.savedCSeq, sp.LocalCSeq) // what a restart goes on from (cseqSlack)
+	d.mu.Unlock()
 }
 
 // RestoreParticipant brings back a joined participant saved before a
@@ -183,6 +207,11 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 		o := d.offered.Origin
 		d.origin = &o
 	}
+	if len(sp.InFlight) > 0 {
+		if d.inflight, err = sdp.Parse(sp.InFlight); err != nil {
+			return fmt.Errorf("conference: restore %s: in-flight offer: %w", sp.ID, err)
+		}
+	}
 	// The participant resumes from the version it acknowledged; Resume
 	// has its worker bring it up to the session's. A record of an older
 	// form has no version: it is the session's if what it accepted is the
@@ -195,6 +224,11 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 	}
 	if acked == 0 && sameMedia(d.offered, conf.desc) {
 		acked = conf.desc.Origin.Version
+	}
+	if sp.Pending != 0 {
+		// Whether it took the offer in flight is not known: it is brought
+		// to the latest, which its worker does at Resume.
+		acked = 0
 	}
 	conf.mu.Unlock()
 	if sp.SessionID != 0 && sp.SessionID != conf.sessionID {

@@ -394,7 +394,7 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 	}
 	d.nextHopFamilyLocked() // the first route's now, or the 2xx's Contact
 	now := time.Now()
-	d.timerFromAnswerLocked(res, now)
+	d.timerFromAnswerLocked(res, now, c.sessionExpires)
 	d.seen = now
 	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 	d.lastACKCSeq = req.CSeq().SeqNo

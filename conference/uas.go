@@ -96,7 +96,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	timer, timerHdrs, tooSmall := c.timerForRequest(req)
 	if tooSmall {
-		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §8.1
+		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §9
 		return
 	}
 	var offer *sdp.Session
@@ -504,7 +504,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	timer, timerHdrs, tooSmall := c.timerForRequest(req)
 	if tooSmall {
 		d.mu.Unlock()
-		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §8.1
+		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §9
 		return
 	}
 	d.seen = time.Now()

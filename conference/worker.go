@@ -170,8 +170,14 @@ func (c *Controller) attempt(conf *Conference, p *participant) (ok bool, err err
 		return false, nil
 	}
 	defer s.free() // a panic gives it back too
+	if attemptHook != nil {
+		attemptHook()
+	}
 	return true, c.reinviteOnce(conf, p, s)
 }
+
+// attemptHook, when set by a test, runs at the start of each attempt.
+var attemptHook func()
 
 // behind records that p keeps an older description for now, and why.
 func (c *Controller) behind(conf *Conference, p *participant, why string) {
@@ -376,7 +382,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 				p.refresh = false
 				p.mu.Unlock()
 				d.mu.Lock()
-				d.timerFromAnswerLocked(res, time.Now()) // a refresh, whatever it changed (§7.4)
+				d.timerFromAnswerLocked(res, time.Now(), c.sessionExpires) // a refresh, whatever it changed (§7.4)
 				d.refreshTargetLocked(res)
 				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 				d.lastACKCSeq = req.CSeq().SeqNo

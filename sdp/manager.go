@@ -408,7 +408,12 @@ func (m *Manager) AddStream(id uint64, ms MediaSpec) (*Session, int, error) {
 	// as after Create: one stream too many (past MaxSize, say) is refused
 	// and its group released.
 	next := e.desc.Clone()
-	i := next.AddMedia(md)
+	// A removed stream's slot is reused only once its group is released:
+	// while it is retiring, a participant may still have that stream.
+	i := next.AddMediaExcept(md, func(i int) bool {
+		c := next.Media[i].Connection
+		return c != nil && slices.Contains(e.retiring, c.Addr)
+	})
 	if err := restorable(next); err != nil {
 		g := md.Connection.Addr
 		delete(e.leases, g)

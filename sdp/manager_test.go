@@ -2,6 +2,7 @@ package sdp
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -301,9 +302,10 @@ func TestManagerAddStreamMustRestore(t *testing.T) {
 }
 
 // TestRestoreKeepsRetiringGroups: after a restart, a removed stream's
-// group whose m= slot a later stream took is no longer in the saved
-// description, but a participant may still receive it: Restore keeps its
-// lease for Settle to decide, which releases it once nothing uses it.
+// group that is still leased, and a lease of the session the saved
+// description does not name (taken for a change that never reached it),
+// are kept for Settle to decide from the restored participants, which
+// releases them once nothing uses them.
 func TestRestoreKeepsRetiringGroups(t *testing.T) {
 	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
 	m, a := newManager(t, local)
@@ -316,11 +318,12 @@ func TestRestoreKeepsRetiringGroups(t *testing.T) {
 	if _, err := m.RemoveStream(id, 1); err != nil {
 		t.Fatal(err)
 	}
-	s2, i, err := m.AddStream(id, MediaSpec{Kind: "text"})
-	if err != nil || i != 1 || s2.Media[1].Connection.Addr == old {
-		t.Fatalf("AddStream into the port-0 slot: %d, %v", i, err)
-	}
 	saved, err := m.Save(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A lease taken for a change the saved description never had.
+	stray, err := a.Allocate(multicast.Request{Pool: local.Name, Owner: fmt.Sprintf("session %d", id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,11 +334,16 @@ func TestRestoreKeepsRetiringGroups(t *testing.T) {
 	if _, err := m2.Restore(saved, a.Leases()); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := a.Lease(old); !ok {
-		t.Fatal("Restore released a removed stream's group before anyone could say it is in use")
+	for _, g := range []netip.Addr{old, stray.Group} {
+		if _, ok := a.Lease(g); !ok {
+			t.Fatalf("Restore released %v before anyone could say it is in use", g)
+		}
 	}
 	if left, err := m2.Settle(id, func(g netip.Addr) bool { return g == old }); err != nil || left != 1 {
 		t.Fatalf("Settle = %d, %v; want the group in use kept", left, err)
+	}
+	if _, ok := a.Lease(stray.Group); ok {
+		t.Fatal("the lease nothing uses is still held")
 	}
 	if left, err := m2.Settle(id, nil); err != nil || left != 0 {
 		t.Fatalf("Settle = %d, %v", left, err)
@@ -343,7 +351,32 @@ func TestRestoreKeepsRetiringGroups(t *testing.T) {
 	if _, ok := a.Lease(old); ok {
 		t.Fatal("the group no one uses is still leased")
 	}
-	if ls, _ := m2.Leases(id); len(ls) != 2 {
-		t.Fatalf("the restored session holds %d leases, want its 2 streams'", len(ls))
+}
+
+// TestAddStreamSkipsRetiringSlot: a removed stream's m= slot is reused by
+// a new stream only once its group is released; until then a
+// participant may still have that stream (RFC 3264 §8).
+func TestAddStreamSkipsRetiringSlot(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, _ := newManager(t, local)
+	s, err := m.Create(SessionSpec{Name: "lecture", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}, {Kind: "video"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.Origin.SessionID
+	if _, err := m.RemoveStream(id, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, i, err := m.AddStream(id, MediaSpec{Kind: "text"}); err != nil || i != 2 {
+		t.Fatalf("AddStream while slot 1's group retires: slot %d, %v; want a new slot, 2", i, err)
+	}
+	if _, err := m.Settle(id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.RemoveStream(id, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, i, err := m.AddStream(id, MediaSpec{Kind: "text"}); err != nil || i != 1 {
+		t.Fatalf("AddStream once slot 1's group is released: slot %d, %v; want 1", i, err)
 	}
 }

@@ -14,10 +14,15 @@ import (
 // AddMedia adds m as a new stream: into the first slot whose port is 0
 // (RFC 3264 §8.1 lets a new stream reuse it), or at the end. It bumps the
 // version and returns the stream's index.
-func (s *Session) AddMedia(m *Media) int {
+func (s *Session) AddMedia(m *Media) int { return s.AddMediaExcept(m, nil) }
+
+// AddMediaExcept is AddMedia reusing no slot for which busy (when not
+// nil) reports true: one whose stream some participant may still have
+// (RFC 3264 §8: only a slot disabled for everyone is free).
+func (s *Session) AddMediaExcept(m *Media, busy func(i int) bool) int {
 	s.Origin.Version++
 	for i, old := range s.Media {
-		if old.Port == 0 {
+		if old.Port == 0 && (busy == nil || !busy(i)) {
 			s.Media[i] = m
 			s.pos.media = nil
 			return i

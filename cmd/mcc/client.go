@@ -374,8 +374,8 @@ func cmdMedia(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("direction", "", "the stream's direction: sendrecv, sendonly, recvonly or inactive")
 	wait := fs.Duration("wait", mediaWait, "wait up to this long for every participant's answer; 0: return once the change is applied")
 	cf.check = func() error {
-		if *wait < 0 {
-			return usagef("--wait %v: want a duration, 0 to return once the change is applied", *wait)
+		if *wait < 0 || *wait > 10*time.Minute {
+			return usagef("--wait %v: want a duration up to 10m, 0 to return once the change is applied", *wait)
 		}
 		return nil
 	}

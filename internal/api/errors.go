@@ -27,7 +27,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 // classify maps an error to its HTTP status and stable code.
 func classify(err error) (int, string) {
 	switch {
-	case errors.Is(err, conference.ErrUnknown), errors.Is(err, sdp.ErrUnknownSession), errors.Is(err, conference.ErrNoParticipant),
+	case errors.Is(err, conference.ErrUnknown), errors.Is(err, sdp.ErrUnknownSession), errors.Is(err, conference.ErrNoParticipant), errors.Is(err, conference.ErrNoChange),
 		errors.Is(err, sdp.ErrNoStream), errors.Is(err, multicast.ErrNotLeased):
 		return http.StatusNotFound, CodeNotFound
 	case errors.Is(err, conference.ErrExists), errors.Is(err, sdp.ErrSessionExists):

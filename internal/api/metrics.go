@@ -39,9 +39,11 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(confs)
 	for _, n := range confs {
-		fmt.Fprintf(&b, "mcc_participants_behind{conference=%q} %d\n", n, m.Behind[n])
+		// Conference names are letters, digits, '-', '_' and '.'
+		// (conference.ValidName): nothing to escape in a label.
+		fmt.Fprintf(&b, "mcc_participants_behind{conference=\"%s\"} %d\n", n, m.Behind[n])
 	}
-	metric("mcc_probes_total", "In-dialog OPTIONS probes of silent participants, by outcome (unanswered: the participant was ended).", "counter")
+	metric("mcc_probes_total", "In-dialog OPTIONS probes of silent participants, by outcome: answered (a 408 or 481 answer ends the participant too), or unanswered (it was ended).", "counter")
 	fmt.Fprintf(&b, "mcc_probes_total{outcome=\"answered\"} %d\n", m.ProbesAnswered)
 	fmt.Fprintf(&b, "mcc_probes_total{outcome=\"unanswered\"} %d\n", m.ProbesUnanswered)
 
