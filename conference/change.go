@@ -272,7 +272,7 @@ func groupsInUse(conf *Conference) map[netip.Addr]bool {
 			continue
 		}
 		d.mu.Lock()
-		for _, s := range []*sdp.Session{d.offered, d.inflight} {
+		for _, s := range append([]*sdp.Session{d.offered, d.inflight}, d.maybe...) {
 			if s == nil {
 				continue
 			}

@@ -41,12 +41,16 @@ type dialog struct {
 	// saved so that a restarted mcc ACKs its 2xx (§13.2.2.4).
 	inflight    *sdp.Session
 	pendingCSeq uint32
-	version     uint64        // o= version of the last description we sent in this dialog
-	inviteTx    bool          // our INVITE (initial or re-INVITE) is in progress
-	inviteRx    bool          // an INVITE of theirs is in progress: answered but not ACKed
-	rxCSeq      uint32        // CSeq of that INVITE
-	acked       chan struct{} // closed by the ACK of their INVITE
-	ackReq      *sip.Request  // that ACK
+	// maybe are offers the participant may have taken without mcc
+	// knowing (in flight when mcc stopped): their groups are in use until
+	// it answers a later offer.
+	maybe    []*sdp.Session
+	version  uint64        // o= version of the last description we sent in this dialog
+	inviteTx bool          // our INVITE (initial or re-INVITE) is in progress
+	inviteRx bool          // an INVITE of theirs is in progress: answered but not ACKed
+	rxCSeq   uint32        // CSeq of that INVITE
+	acked    chan struct{} // closed by the ACK of their INVITE
+	ackReq   *sip.Request  // that ACK
 	// lastACKCSeq is the CSeq of the INVITE whose 2xx we last ACKed: a
 	// retransmission of that 2xx is ACKed again (§13.2.2.4). The ACK is
 	// rebuilt from the dialog rather than kept, to keep dialogs small.

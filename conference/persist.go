@@ -56,9 +56,11 @@ type SavedParticipant struct {
 	// either that comes again after a restart is ACKed (§13.2.2.4).
 	LastACK uint32 `json:"last_ack,omitempty"`
 	Pending uint32 `json:"pending,omitempty"`
-	// InFlight is the offer of that re-INVITE: its groups are in use
-	// until the participant answers again after the restart.
-	InFlight []byte `json:"in_flight,omitempty"`
+	// InFlight is the offer of that re-INVITE, and Maybe those of
+	// earlier ones whose outcome a restart lost: the participant may have
+	// taken any, so their groups are in use until it answers a later one.
+	InFlight []byte   `json:"in_flight,omitempty"`
+	Maybe    [][]byte `json:"maybe,omitempty"`
 	// SessionExpires is the dialog's RFC 4028 session interval in
 	// seconds (0: none), and Refresher says mcc refreshes it.
 	SessionExpires int  `json:"session_expires,omitempty"`
@@ -137,6 +139,11 @@ func (c *Controller) persistLocked(p *participant, state State) {
 	if d.inflight != nil {
 		sp.InFlight, _ = d.inflight.Marshal()
 	}
+	for _, m := range d.maybe {
+		if b, err := m.Marshal(); err == nil {
+			sp.Maybe = append(sp.Maybe, b)
+		}
+	}
 	sp.SessionExpires, sp.Refresher = int(d.timer.interval/time.Second), d.timer.ours
 	ended := d.ended
 	d.mu.Unlock()
@@ -207,10 +214,15 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 		o := d.offered.Origin
 		d.origin = &o
 	}
-	if len(sp.InFlight) > 0 {
-		if d.inflight, err = sdp.Parse(sp.InFlight); err != nil {
-			return fmt.Errorf("conference: restore %s: in-flight offer: %w", sp.ID, err)
+	for _, b := range append(sp.Maybe, sp.InFlight) {
+		if len(b) == 0 {
+			continue
 		}
+		m, err := sdp.Parse(b)
+		if err != nil {
+			return fmt.Errorf("conference: restore %s: an offer in flight: %w", sp.ID, err)
+		}
+		d.maybe = append(d.maybe, m) // taken or not: its answer was lost with the process
 	}
 	// The participant resumes from the version it acknowledged; Resume
 	// has its worker bring it up to the session's. A record of an older

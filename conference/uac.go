@@ -459,7 +459,7 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 	p.streams, p.version, p.acked = states, offer.Origin.Version, ver
 	p.mu.Unlock()
 	d.mu.Lock()
-	d.offered, d.inflight = offer, nil // answered: in one step, for settle
+	d.offered, d.inflight, d.maybe = offer, nil, nil // answered: in one step, for settle
 	d.mu.Unlock()
 	if accepted == 0 {
 		reason := "declined every stream"

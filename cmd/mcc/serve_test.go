@@ -40,10 +40,16 @@ func startServe(t *testing.T) string {
 // a clean exit.
 func serveOn(t *testing.T, data, sip string) (stop func(syscall.Signal)) {
 	t.Helper()
+	return serveWith(t, data, sip)
+}
+
+// serveWith is serveOn with more flags.
+func serveWith(t *testing.T, data, sip string, flags ...string) (stop func(syscall.Signal)) {
+	t.Helper()
 	if sip == "" {
 		sip = "udp:127.0.0.1:0,tcp:127.0.0.1:0"
 	}
-	cmd := exec.Command(mccBinary(t), "serve", "--data", data, "--sip", sip, "--host", "127.0.0.1", "--api", "127.0.0.1:0")
+	cmd := exec.Command(mccBinary(t), append([]string{"serve", "--data", data, "--sip", sip, "--host", "127.0.0.1", "--api", "127.0.0.1:0"}, flags...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

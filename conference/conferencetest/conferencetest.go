@@ -94,7 +94,8 @@ func (c *lossyConn) WriteTo(b []byte, a net.Addr) (int, error) {
 func (p *Participant) Vanish() { p.conn.vanished.Store(true) }
 
 // Current returns the description of the last INVITE it answered with
-// 200 and got the ACK of: what it receives. Nil before it joined.
+// 200: what it receives (the answer applies once sent, RFC 3264 §8). Nil
+// before it joined.
 func (p *Participant) Current() *sdp.Session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -152,7 +153,7 @@ func StartWith(t testing.TB, opts Options) *Participant {
 		t.Fatal(err)
 	}
 	srv, _ := sipgo.NewServer(ua)
-	p := &Participant{Byes: make(chan struct{}, 100), opts: opts, rnd: rand.New(rand.NewPCG(opts.Seed, 7)), pending: map[string]*sdp.Session{}, acks: map[string]chan struct{}{}}
+	p := &Participant{Byes: make(chan struct{}, 100), opts: opts, rnd: rand.New(rand.NewPCG(opts.Seed, 7)), acks: map[string]chan struct{}{}}
 	var version atomic.Uint64
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.Recipient.User == "busy" { // sip:busy@... declines
@@ -202,7 +203,7 @@ func StartWith(t testing.TB, opts Options) *Participant {
 		k := req.CallID().Value() + " " + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)
 		acked := make(chan struct{})
 		p.mu.Lock()
-		p.pending[k] = offer
+		p.current = offer // the answer is sent: the new session applies (RFC 3264 §8)
 		p.acks[k] = acked
 		p.mu.Unlock()
 		tx.Respond(res)
@@ -230,10 +231,8 @@ func StartWith(t testing.TB, opts Options) *Participant {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		k := req.CallID().Value() + " " + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10)
-		if o, ok := p.pending[k]; ok {
-			p.current = o
-			delete(p.pending, k)
-			close(p.acks[k])
+		if ch, ok := p.acks[k]; ok {
+			close(ch)
 			delete(p.acks, k)
 		}
 	})
