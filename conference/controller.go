@@ -60,7 +60,7 @@ type Config struct {
 	// CANCEL. Zero means 30 s.
 	RingTimeout time.Duration
 	// Fanout bounds the INVITEs and re-INVITEs sent and not answered yet:
-	// each holds a slot until its first response, or for T1 at most, so
+	// each holds a slot until its first response, or for T1/4 at most, so
 	// a participant that vanished never holds the others back for long.
 	// Zero means 64.
 	Fanout int

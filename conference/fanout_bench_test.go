@@ -1,12 +1,15 @@
 package conference
 
 import (
+	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +18,115 @@ import (
 
 // sippParticipants starts one sipp UAS that answers for n participants.
 func sippParticipants(b *testing.B, n int) string {
+	uri, _ := sippParticipantsCmd(b, n)
+	return uri
+}
+
+// sippParticipantsCmd is sippParticipants, with a way to stop that sipp
+// (its participants vanish: what mcc sends them is dropped).
+func sippParticipantsCmd(b *testing.B, n int) (string, func()) {
 	port := freePort(b, "udp")
 	cmd, _ := sipp(b, "participant.xml", "-p", strconv.Itoa(port), "-t", "u1", "-m", strconv.Itoa(n), "-l", strconv.Itoa(n+10), "-max_socket", "65000", "-buff_size", "8388608")
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var once sync.Once
+	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	b.Cleanup(stop)
 	time.Sleep(300 * time.Millisecond)
-	return "sip:participant@127.0.0.1:" + strconv.Itoa(port)
+	return "sip:participant@127.0.0.1:" + strconv.Itoa(port), stop
+}
+
+// lossyConn drops a share of the datagrams mcc sends and receives, at
+// random but repeatably.
+type lossyConn struct {
+	net.PacketConn
+	loss float64
+	mu   sync.Mutex // guards r
+	r    *rand.Rand
+}
+
+func (c *lossyConn) drop() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.r.Float64() < c.loss
+}
+
+func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, a, err := c.PacketConn.ReadFrom(b)
+		if err != nil || !c.drop() {
+			return n, a, err
+		}
+	}
+}
+
+func (c *lossyConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	if c.drop() {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, a)
+}
+
+// BenchmarkFanoutVanishedLossy1000: 1,000 joined participants, of which
+// 100 have vanished (their sipp is stopped), and 5% of mcc's datagrams
+// lost both ways; a stream is added for everyone. It reports the time
+// until every live participant has acknowledged it (mcc has its 200);
+// the vanished ones end later, when their re-INVITEs time out or their
+// probes go unanswered. Run with -benchtime 1x.
+func BenchmarkFanoutVanishedLossy1000(b *testing.B) {
+	n := fanoutN()
+	gone := n / 10
+	var took time.Duration
+	for b.Loop() {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lossy := &lossyConn{PacketConn: pc, loss: 0.05, r: rand.New(rand.NewPCG(1, 2))}
+		e := newEnvWith(b, "127.0.0.1", func(c *Config) {
+			c.Limits.SourceRate = -1
+			c.Listeners = []Listener{{Transport: "udp", PacketConn: lossy}}
+		})
+		live, _ := sippParticipantsCmd(b, n-gone)
+		dead, vanish := sippParticipantsCmd(b, gone)
+		uris := make([]string, 0, n)
+		for i := range n {
+			if i%10 == 0 {
+				uris = append(uris, dead)
+			} else {
+				uris = append(uris, live)
+			}
+		}
+		if _, err := e.c.Invite(e.name, uris...); err != nil {
+			b.Fatal(err)
+		}
+		for deadline := time.Now().Add(40 * time.Second); joined(e.c, e.name) < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d joined after 40 s", joined(e.c, e.name), n)
+			}
+		}
+		vanish()
+		t0 := time.Now()
+		ch, err := e.c.AddStream(now(), e.name, sdp.MediaSpec{Kind: "video"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+			ps, _ := e.c.Participants(e.name)
+			have := 0
+			for _, p := range ps {
+				if p.URI == live && p.Acked >= ch.Version {
+					have++
+				}
+			}
+			if have == n-gone {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d live participants have the change after 30 s", have, n-gone)
+			}
+		}
+		took += time.Since(t0)
+	}
+	b.ReportMetric(took.Seconds()/float64(b.N), "s/live-acknowledged")
 }
 
 func joined(c *Controller, name string) int {

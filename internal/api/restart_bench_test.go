@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 
 // BenchmarkRestart10k measures what mcc serve does at a start: open the
 // store, load the leases and bring back 10,000 conferences, each with a
-// session of one stream, from their records (Server.Restore). Before
+// session of one stream and one joined participant, from their records
+// (Server.Restore, Resume included). Before
 // leases were grouped by owner and a conference's creation stopped
 // listing every session, it grew with the square of the count.
 //
@@ -34,18 +36,42 @@ func BenchmarkRestart10k(b *testing.B) {
 		return db, &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: db}
 	}
 	db, srv := open()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 32 { // concurrent, so that the store batches the writes
+		wg.Go(func() {
+			for i := range work {
+				name := fmt.Sprintf("s%05d", i)
+				d, err := srv.Manager.Create(sdp.SessionSpec{Name: name, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
+				if err == nil {
+					_, err = srv.Controller.Create(name, d.Origin.SessionID, conference.Access{})
+				}
+				if err == nil {
+					err = srv.created(name, d.Origin.SessionID)
+				}
+				if err == nil {
+					// One joined participant, as its dialog is saved.
+					body, _ := d.Marshal()
+					err = db.PutRecord(fmt.Sprintf("p/%s/p%05d", name, i), conference.SavedParticipant{
+						Conference: name, SessionID: d.Origin.SessionID, ID: fmt.Sprintf("p%05d", i), URI: "sip:p@127.0.0.1:9",
+						Since: time.Now(), Streams: []string{"accepted"}, CallID: fmt.Sprintf("call-%05d@mcc", i), Owner: true,
+						Transport: "UDP", Local: "sip:" + name + "@127.0.0.1", LocalTag: "ours", Remote: "sip:p@127.0.0.1",
+						RemoteTag: "theirs", LocalCSeq: 2, RemoteTarget: "sip:p@127.0.0.1:9", Offered: body,
+						Version: d.Origin.Version, Acked: d.Origin.Version, LastACK: 1})
+				}
+				if err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
 	for i := range n {
-		name := fmt.Sprintf("s%05d", i)
-		d, err := srv.Manager.Create(sdp.SessionSpec{Name: name, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := srv.Controller.Create(name, d.Origin.SessionID, conference.Access{}); err != nil {
-			b.Fatal(err)
-		}
-		if err := srv.created(name, d.Origin.SessionID); err != nil {
-			b.Fatal(err)
-		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
 	}
 	srv.Controller.Close()
 	db.Close()
@@ -53,11 +79,11 @@ func BenchmarkRestart10k(b *testing.B) {
 	for range b.N {
 		start := time.Now()
 		db, srv := open()
-		got, _ := srv.Restore()
+		got, parts := srv.Restore()
 		b.ReportMetric(time.Since(start).Seconds(), "s/restart")
 		b.StopTimer()
-		if got != n {
-			b.Fatalf("restored %d conferences, want %d", got, n)
+		if got != n || parts != n {
+			b.Fatalf("restored %d conferences and %d participants, want %d of each", got, parts, n)
 		}
 		srv.Controller.Close()
 		db.Close()
