@@ -238,7 +238,7 @@ func (c *Controller) settle(conf *Conference) {
 func (c *Controller) offerDesc(conf *Conference) (desc *sdp.Session, done func()) {
 	conf.mu.Lock()
 	conf.building++
-	desc = conf.desc.Clone()
+	desc = conf.desc // never edited in place (see nextOfferLocked): the caller must not either
 	conf.mu.Unlock()
 	var once sync.Once
 	return desc, func() {

@@ -132,7 +132,9 @@ type Conference struct {
 	// lock.
 	nonces nonceTable
 
-	mu           sync.Mutex // guards the fields below
+	mu sync.Mutex // guards the fields below
+	// desc is the session's description. It is replaced by a change,
+	// never edited in place: offers share its media (nextOfferLocked).
 	desc         *sdp.Session
 	external     bool
 	participants []*participant

@@ -155,8 +155,14 @@ func (d *dialog) newRequestLocked(method sip.RequestMethod, contact *sip.Contact
 // nextOffer returns the session's description as the next offer of this
 // dialog: the session's origin with this dialog's own version, one above
 // the last it sent (RFC 3264 §8). Called with d.mu held.
+//
+// The offer shares s's media, attributes and times, copying only the
+// session's header: descriptions are replaced, never edited in place (a
+// change makes a new one; whoever edits one clones it first), so every
+// dialog offered one version holds one copy of its media, not one each.
 func (d *dialog) nextOfferLocked(s *sdp.Session) *sdp.Session {
-	o := s.Clone()
+	shallow := *s
+	o := &shallow
 	if d.origin == nil {
 		d.origin = &sdp.Origin{}
 		*d.origin = s.Origin

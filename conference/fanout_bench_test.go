@@ -190,7 +190,9 @@ func BenchmarkFanout1000(b *testing.B) {
 func BenchmarkMemory10k(b *testing.B) {
 	n := 10 * fanoutN()
 	for b.Loop() {
-		e := newEnvWith(b, "127.0.0.1", func(c *Config) { c.Fanout, c.Limits.SourceRate = 256, -1 }, "udp")
+		// Probes off: what a participant holds between them (a probe is a
+		// transaction of a few milliseconds per interval).
+		e := newEnvWith(b, "127.0.0.1", func(c *Config) { c.Fanout, c.Limits.SourceRate, c.ProbeInterval = 256, -1, -1 }, "udp")
 		uri := sippParticipants(b, n)
 		debug.FreeOSMemory()
 		before := rss(b)

@@ -495,16 +495,22 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 }
 
 // offerFor is the description offered to one participant: the
-// conference's, with the streams that participant answered wrongly at
-// port 0.
+// conference's (desc itself, which is never edited in place), or a copy
+// with the streams that participant answered wrongly at port 0.
 func offerFor(desc *sdp.Session, p *participant) *sdp.Session {
-	o := desc.Clone()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var o *sdp.Session
 	for i := range p.rejected {
-		if i < len(o.Media) && o.Media[i].Port != 0 {
+		if i < len(desc.Media) && desc.Media[i].Port != 0 {
+			if o == nil {
+				o = desc.Clone()
+			}
 			o.RemoveMedia(i)
 		}
+	}
+	if o == nil {
+		return desc
 	}
 	return o
 }

@@ -280,7 +280,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 	// The description is read under the dialog's lock, and the offer made
 	// from it is in d.inflight before that lock goes (see settle).
 	conf.mu.Lock()
-	desc := conf.desc.Clone()
+	desc := conf.desc // never edited in place: shared by the offers made from it
 	conf.mu.Unlock()
 	want := desc.Origin.Version
 	var offer *sdp.Session
