@@ -3,6 +3,7 @@ package conference
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,7 +297,7 @@ func (c *Controller) due(d *dialog, now time.Time) dueKind {
 		}
 		return dueNothing // the refreshes show it is there
 	}
-	if c.probeInterval <= 0 || d.probing || d.inviteTx || d.inviteRx || now.Sub(d.seen) < c.probeInterval {
+	if c.probeInterval <= 0 || d.probing || d.inviteTx || d.inviteRx || now.Sub(d.seen) < c.probeInterval-spread(d.callID, c.probeInterval/5) {
 		return dueNothing
 	}
 	d.probing = true
@@ -372,4 +373,16 @@ func (d *dialog) touch() {
 	d.mu.Lock()
 	d.seen = time.Now()
 	d.mu.Unlock()
+}
+
+// spread is a dialog's own share of up to max, from its Call-ID: the
+// probes of participants that joined together (a fan-out, a restart) go
+// out spread over a fifth of the interval, not in one burst.
+func spread(callID string, max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(callID))
+	return time.Duration(uint64(h.Sum32()) % uint64(max))
 }
