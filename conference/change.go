@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"mcc/sdp"
 )
@@ -132,9 +133,21 @@ func (c *Controller) await(ctx context.Context, conf *Conference, ch Change) Cha
 		select {
 		case <-wake:
 		case <-ctx.Done():
+			continue // one last look
+		}
+		// A fan-out wakes this once per participant: looking at all of
+		// them each time would cost n² for n. Looking again after a few
+		// milliseconds takes in every answer that came meanwhile.
+		select {
+		case <-time.After(awaitCoalesce):
+		case <-ctx.Done():
 		}
 	}
 }
+
+// awaitCoalesce is how long await lets answers gather before it looks
+// again.
+const awaitCoalesce = 5 * time.Millisecond
 
 // settledAt reports whether p is done with version v: acknowledged it (or
 // a later one), ended, or behind with no worker running.

@@ -486,10 +486,11 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 	if invalid > 0 {
 		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
 	}
-	if initial || invalid > 0 {
+	if invalid > 0 || ver < conf.version() {
 		// Joined on an older version than the session's (a change came
-		// while it rang), or with streams to offer at port 0: its worker
-		// brings it up.
+		// while it rang: the change's own kick found it not joined yet,
+		// or this check finds the change), or with streams to offer at
+		// port 0: its worker brings it up.
 		c.kick(conf, p)
 	}
 }

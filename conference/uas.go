@@ -260,7 +260,13 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		p.set(Joined, 200, "")
 		// On the session's streams already, unless a change came while it
 		// dialled in, or its offer was unicast: its worker brings it up.
-		c.kick(conf, p)
+		v := conf.version() // before p.mu: the conference's lock comes first
+		p.mu.Lock()
+		behind := p.acked < v
+		p.mu.Unlock()
+		if behind {
+			c.kick(conf, p)
+		}
 	})
 	if !started {
 		c.guard.unhold(src)
