@@ -83,6 +83,9 @@ type SessionInfo struct {
 type Manager struct {
 	cfg ManagerConfig
 
+	wmu      sync.Mutex // guards watchers
+	watchers map[*int]func(id uint64)
+
 	mu       sync.Mutex // guards the fields below
 	sessions map[uint64]*managed
 	creating map[uint64]bool // IDs of sessions whose groups are being leased
@@ -97,6 +100,38 @@ type managed struct {
 	stop     time.Time
 	leases   map[netip.Addr]multicast.Lease
 	retiring []netip.Addr // groups of removed streams, released by Settle once no participant uses them
+}
+
+// Watch has f called with a session's ID after each change to it: its
+// creation, import or restore, a stream added, removed or redirected,
+// its deletion. f runs in the goroutine that made the change, with no
+// lock of the manager's held, so it must be quick (a channel send). The
+// returned stop ends the watch.
+func (m *Manager) Watch(f func(id uint64)) (stop func()) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.watchers == nil {
+		m.watchers = map[*int]func(uint64){}
+	}
+	k := new(int)
+	m.watchers[k] = f
+	return func() {
+		m.wmu.Lock()
+		defer m.wmu.Unlock()
+		delete(m.watchers, k)
+	}
+}
+
+func (m *Manager) notify(id uint64) {
+	m.wmu.Lock()
+	fs := make([]func(uint64), 0, len(m.watchers))
+	for _, f := range m.watchers {
+		fs = append(fs, f)
+	}
+	m.wmu.Unlock()
+	for _, f := range fs {
+		f(id)
+	}
 }
 
 // NewManager returns a Manager.
@@ -139,6 +174,15 @@ func DefaultFormats(kind string) ([]RTPMap, error) {
 // wrong: text that cannot become an SDP line, an unknown pool, a
 // description that would not read back after a restart.
 func (m *Manager) Create(spec SessionSpec) (*Session, error) {
+	s, err := m.create(spec)
+	if err == nil {
+		m.notify(s.Origin.SessionID)
+	}
+	return s, err
+}
+
+// create is the change itself.
+func (m *Manager) create(spec SessionSpec) (*Session, error) {
 	if err := checkText("pool name", spec.Pool, MaxText); err != nil {
 		return nil, err
 	}
@@ -294,6 +338,15 @@ func (m *Manager) releaseAll(e *managed) error {
 // matching ErrInvalid when desc breaks a rule, holds text that cannot be
 // an SDP line, or would not read back after a restart.
 func (m *Manager) Import(desc *Session) (*Session, error) {
+	s, err := m.importSession(desc)
+	if err == nil {
+		m.notify(s.Origin.SessionID)
+	}
+	return s, err
+}
+
+// importSession is the change itself.
+func (m *Manager) importSession(desc *Session) (*Session, error) {
 	if len(desc.Media) == 0 {
 		return nil, invalidf("sdp: the description has no media")
 	}
@@ -392,6 +445,15 @@ func (m *Manager) owned(id uint64) (*managed, error) {
 // AddStream leases a group for a new stream of session id and adds it
 // (RFC 3264 §8.1). It returns the new description and the stream's index.
 func (m *Manager) AddStream(id uint64, ms MediaSpec) (*Session, int, error) {
+	s, i, err := m.addStream(id, ms)
+	if err == nil {
+		m.notify(id)
+	}
+	return s, i, err
+}
+
+// addStream is the change itself.
+func (m *Manager) addStream(id uint64, ms MediaSpec) (*Session, int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.owned(id)
@@ -430,6 +492,15 @@ func (m *Manager) AddStream(id uint64, ms MediaSpec) (*Session, int, error) {
 // group stays leased until Settle, so that it is not handed to another
 // session while participants may still be joined to it.
 func (m *Manager) RemoveStream(id uint64, i int) (*Session, error) {
+	s, err := m.removeStream(id, i)
+	if err == nil {
+		m.notify(id)
+	}
+	return s, err
+}
+
+// removeStream is the change itself.
+func (m *Manager) removeStream(id uint64, i int) (*Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.owned(id)
@@ -451,6 +522,15 @@ func (m *Manager) RemoveStream(id uint64, i int) (*Session, error) {
 
 // SetDirection changes the direction of stream i of session id.
 func (m *Manager) SetDirection(id uint64, i int, d Direction) (*Session, error) {
+	s, err := m.setDirection(id, i, d)
+	if err == nil {
+		m.notify(id)
+	}
+	return s, err
+}
+
+// setDirection is the change itself.
+func (m *Manager) setDirection(id uint64, i int, d Direction) (*Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.owned(id)
@@ -525,6 +605,15 @@ func (m *Manager) Leases(id uint64) ([]multicast.Lease, error) {
 
 // Delete forgets session id and releases every lease it holds.
 func (m *Manager) Delete(id uint64) error {
+	err := m.deleteSession(id)
+	if !errors.Is(err, ErrUnknownSession) {
+		m.notify(id) // gone, even when a release failed
+	}
+	return err
+}
+
+// deleteSession is the change itself.
+func (m *Manager) deleteSession(id uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.get(id)
@@ -582,6 +671,15 @@ func IndexLeases(leases []multicast.Lease) map[string][]multicast.Lease {
 // every session to restore (IndexLeases): restoring n sessions then costs
 // n times one session's leases, not n times all of them.
 func (m *Manager) RestoreIndexed(s Saved, byOwner map[string][]multicast.Lease) (*Session, error) {
+	d, err := m.restoreIndexed(s, byOwner)
+	if err == nil {
+		m.notify(d.Origin.SessionID)
+	}
+	return d, err
+}
+
+// restoreIndexed is the change itself.
+func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) (*Session, error) {
 	desc, err := Parse(s.SDP)
 	if err != nil {
 		return nil, fmt.Errorf("sdp: restore: %w", err)

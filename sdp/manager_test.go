@@ -380,3 +380,36 @@ func TestAddStreamSkipsRetiringSlot(t *testing.T) {
 		t.Fatalf("AddStream once slot 1's group is released: slot %d, %v; want 1", i, err)
 	}
 }
+
+// TestManagerWatch: a watcher hears of every change to a session, after
+// it is made (so Get sees it), and nothing once stopped.
+func TestManagerWatch(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, _ := newManager(t, local)
+	var got []string
+	stop := m.Watch(func(id uint64) {
+		s, err := m.Get(id)
+		if err != nil {
+			got = append(got, "gone")
+			return
+		}
+		got = append(got, fmt.Sprint(s.Origin.Version))
+	})
+	s, err := m.Create(SessionSpec{Name: "lecture", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.Origin.SessionID
+	m.AddStream(id, MediaSpec{Kind: "video"})
+	m.SetDirection(id, 1, SendRecv)
+	m.RemoveStream(id, 1)
+	m.RemoveStream(id, 1) // refused: no change, nothing heard
+	m.Delete(id)
+	stop()
+	if _, err := m.Create(SessionSpec{Name: "after", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1 2 3 4 gone"; strings.Join(got, " ") != want {
+		t.Fatalf("heard %q, want %q", strings.Join(got, " "), want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mcc/multicast"
@@ -97,49 +98,69 @@ func startSAP(ctx context.Context, names string, fastStart int, dir *sap.Directo
 }
 
 // announceSessions keeps the announcer in step with the sessions mcc
-// owns: every second it announces what is new or changed (the announcer
-// sends a change at once) and withdraws what was deleted.
+// owns: it follows the manager's changes (Watch), announcing a session
+// that is new or changed at once and withdrawing one that was deleted;
+// a full pass every minute, and after the changes came faster than it
+// took them, catches anything missed.
 func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, log *slog.Logger) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	announced := map[string]bool{}
-	warned := map[string]bool{} // a session that cannot be announced is said once
-	for {
-		seen, exists := map[string]bool{}, map[string]bool{}
-		for _, s := range m.List() {
-			if s.External {
-				continue // not ours to announce
-			}
-			id := fmt.Sprint(s.ID)
-			exists[id] = true
-			desc, err := m.Get(s.ID)
-			if err != nil {
-				continue
-			}
-			if err := ann.Announce(id, desc); err != nil {
-				if !warned[id] {
-					warned[id] = true
-					log.Warn("SAP announce", "session", s.Name, "err", err)
-				}
-				continue
-			}
-			seen[id], announced[id] = true, true
+	changes := make(chan uint64, 1024)
+	var missed atomic.Bool
+	stop := m.Watch(func(id uint64) {
+		select {
+		case changes <- id:
+		default:
+			missed.Store(true) // the next pass takes it
 		}
-		for id := range announced {
-			if !seen[id] {
-				ann.Withdraw(id)
+	})
+	defer stop()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	announced := map[uint64]bool{}
+	warned := map[uint64]bool{} // a session that cannot be announced is said once
+	one := func(id uint64) {
+		desc, err := m.Get(id)
+		if err != nil || m.External(id) {
+			if announced[id] {
+				ann.Withdraw(fmt.Sprint(id))
 				delete(announced, id)
 			}
+			delete(warned, id)
+			return
 		}
-		for id := range warned {
+		if err := ann.Announce(fmt.Sprint(id), desc); err != nil {
+			if !warned[id] {
+				warned[id] = true
+				log.Warn("SAP announce", "session", desc.Name, "err", err)
+			}
+			return
+		}
+		announced[id] = true
+	}
+	all := func() {
+		missed.Store(false)
+		exists := map[uint64]bool{}
+		for _, s := range m.List() {
+			exists[s.ID] = true
+			one(s.ID)
+		}
+		for id := range announced {
 			if !exists[id] {
-				delete(warned, id)
+				one(id) // withdraws it
 			}
 		}
+	}
+	all()
+	for {
 		select {
 		case <-ctx.Done():
 			return
+		case id := <-changes:
+			one(id)
 		case <-t.C:
+			all()
+		}
+		if missed.Load() {
+			all()
 		}
 	}
 }
