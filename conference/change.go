@@ -72,8 +72,15 @@ func (c *Controller) change(ctx context.Context, name string, added bool, edit f
 		conf.mu.Unlock()
 		return Change{}, err
 	}
-	conf.desc = desc
 	parts := slices.Clone(conf.participants)
+	if added {
+		for _, p := range parts {
+			p.mu.Lock()
+			delete(p.rejected, stream) // a new stream in a reused slot: offered afresh, from this version on
+			p.mu.Unlock()
+		}
+	}
+	conf.setDesc(desc)
 	conf.mu.Unlock()
 	// The new description is saved before anyone hears of it and before a
 	// removed stream's group can be released: a crash in between can then
@@ -82,9 +89,6 @@ func (c *Controller) change(ctx context.Context, name string, added bool, edit f
 	for _, p := range parts {
 		p.mu.Lock()
 		p.behind = false // a new version: fresh attempts
-		if added {
-			delete(p.rejected, stream) // a new stream in a reused slot: offered afresh
-		}
 		p.mu.Unlock()
 		c.kick(conf, p) // a participant not joined yet is kicked by its join
 	}
@@ -167,10 +171,17 @@ func (p *participant) settledAt(v uint64) bool {
 
 // version is the conference's description's version: the one every
 // participant converges on.
-func (conf *Conference) version() uint64 {
-	conf.mu.Lock()
-	defer conf.mu.Unlock()
-	return conf.desc.Origin.Version
+func (conf *Conference) version() uint64 { return conf.current().Origin.Version }
+
+// current is the conference's description, read without its lock: a
+// dialog reads it under its own lock (reinviteOnce), and the conference's
+// is held across a change's lease write.
+func (conf *Conference) current() *sdp.Session { return conf.cur.Load() }
+
+// setDesc replaces the description. Called with conf.mu held.
+func (conf *Conference) setDesc(d *sdp.Session) {
+	conf.desc = d
+	conf.cur.Store(d)
 }
 
 // progressed wakes those waiting for a change (await).
@@ -201,6 +212,9 @@ func (conf *Conference) progressed() {
 // Settles of one conference run one at a time, in the caller; one asked
 // for meanwhile makes the one running go again.
 func (c *Controller) settle(conf *Conference) {
+	if c.restoring.Load() {
+		return // the restored participants are not all back yet: Resume settles
+	}
 	conf.mu.Lock()
 	if conf.deleted {
 		conf.mu.Unlock()
@@ -218,6 +232,14 @@ func (c *Controller) settle(conf *Conference) {
 	}
 	conf.settling, conf.settleAgain = true, false
 	conf.mu.Unlock()
+	done := false
+	defer func() {
+		if !done { // a panic (recovered by the caller's barrier): later settles still run
+			conf.mu.Lock()
+			conf.settling = false
+			conf.mu.Unlock()
+		}
+	}()
 	for {
 		may := map[netip.Addr]bool{}
 		for _, g := range candidates {
@@ -230,13 +252,13 @@ func (c *Controller) settle(conf *Conference) {
 		}
 		conf.mu.Lock()
 		if !conf.settleAgain || conf.building > 0 || conf.deleted {
-			conf.settling = false // a settle still wanted runs when the last offer is built
+			conf.settling, done = false, true // a settle still wanted runs when the last offer is built
 			conf.mu.Unlock()
 			return
 		}
 		conf.settleAgain = false
 		if candidates = c.cfg.Manager.Retiring(conf.sessionID); len(candidates) == 0 {
-			conf.settling = false
+			conf.settling, done = false, true
 			conf.mu.Unlock()
 			return
 		}
@@ -300,12 +322,19 @@ func groupsInUse(conf *Conference) map[netip.Addr]bool {
 	return out
 }
 
+// Restoring says a restore has begun (call it before the first
+// conference is restored): until Resume, no removed stream's group is
+// released, since the participants that may still have it are not all
+// back yet.
+func (c *Controller) Restoring() { c.restoring.Store(true) }
+
 // Resume starts, after a restart, what the restored participants need:
 // each that is behind the conference's description is re-INVITEd to it,
 // and the groups of removed streams that no restored participant uses any
 // more are released. Call it once every conference and participant is
 // restored.
 func (c *Controller) Resume() {
+	c.restoring.Store(false)
 	c.mu.Lock()
 	confs := make([]*Conference, 0, len(c.conferences))
 	for _, conf := range c.conferences {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mcc/sdp"
@@ -135,7 +136,9 @@ type Conference struct {
 	mu sync.Mutex // guards the fields below
 	// desc is the session's description. It is replaced by a change,
 	// never edited in place: offers share its media (nextOfferLocked).
+	// cur holds the same, for readers without conf.mu (setDesc).
 	desc         *sdp.Session
+	cur          atomic.Pointer[sdp.Session]
 	external     bool
 	participants []*participant
 	deleted      bool // Delete has begun: no one joins any more
@@ -366,7 +369,8 @@ func (c *Controller) Create(name string, sessionID uint64, access Access) (Info,
 	if _, ok := c.conferences[name]; ok {
 		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	conf := &Conference{name: name, sessionID: sessionID, access: access, desc: desc, external: external, progress: make(chan struct{})}
+	conf := &Conference{name: name, sessionID: sessionID, access: access, external: external, progress: make(chan struct{})}
+	conf.setDesc(desc)
 	c.conferences[name] = conf
 	return c.info(conf), nil
 }

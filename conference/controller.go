@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -59,10 +60,11 @@ type Config struct {
 	// RingTimeout is how long an invitation may ring before mcc sends
 	// CANCEL. Zero means 30 s.
 	RingTimeout time.Duration
-	// Fanout bounds the INVITEs and re-INVITEs sent and not answered yet:
-	// each holds a slot until its first response, or for T1/4 at most, so
-	// a participant that vanished never holds the others back for long.
-	// Zero means 64.
+	// Fanout bounds the INVITEs and re-INVITEs being sent and not
+	// answered yet: each holds a slot while it is built and sent (a DNS
+	// lookup of its target, the save of its CSeq), then until its first
+	// response or for T1/4 at most, so a participant that vanished never
+	// holds the others back for long. Zero means 64.
 	Fanout int
 	// MaxRedirects bounds the 3xx responses an invitation follows. Zero
 	// means 3.
@@ -138,6 +140,7 @@ type Controller struct {
 	// defaults; probes bounds the probes in flight (liveness.go).
 	probeInterval, sessionExpires, minSE time.Duration
 	probes                               chan struct{}
+	restoring                            atomic.Bool // Restoring to Resume: no group is released
 	handlerMap                           map[sip.RequestMethod]sipgo.RequestHandler
 
 	mu          sync.Mutex // guards the fields below

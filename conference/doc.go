@@ -98,12 +98,16 @@
 //
 //	dialog (d.mu) → controller (c.mu) → conference (conf.mu) → participant (p.mu)
 //
-// The event hub's, the guard's and the manager's locks are leaves. A path
-// that needs two in another order takes them one at a time (groupsInUse,
-// hasRejectedActive). No lock is held across network I/O. A store write
-// holds only the participant's saveMu, under which no other lock waits
-// (persist). TestStressOneConference runs every path at once for 30 s
-// with a watchdog.
+// A participant's saveMu comes before all four (persist takes the
+// dialog's, the conference's and the participant's briefly under it, and
+// holds it across the store write). The event hub's, the guard's and the
+// manager's locks are leaves. A path that needs two in another order
+// takes them one at a time (groupsInUse, hasRejectedActive). No lock is
+// held across network I/O. The conference's lock is held across a
+// change's lease write (the manager's edit), and the manager's across a
+// release; a dialog never waits for either: it reads the description
+// without the conference's lock (Conference.current). TestStressOneConference
+// runs every path at once for 30 s with a watchdog.
 //
 // # Example
 //

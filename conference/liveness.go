@@ -39,6 +39,9 @@ const (
 	defaultSessionExpires = 1800 * time.Second
 	// minSE is the smallest interval mcc accepts (§5: at least 90 s).
 	minSE = 90 * time.Second
+	// maxMinSE bounds the Min-SE a 422 can make mcc ask for: beyond it
+	// the next 422 ends the attempt, rather than liveness for a day.
+	maxMinSE = 24 * time.Hour
 	// defaultProbeInterval is Config.ProbeInterval's default.
 	defaultProbeInterval = 30 * time.Second
 	// probeSlots bounds the probes in flight at once: up to this many
@@ -177,9 +180,9 @@ func (c *Controller) timerForRequest(req *sip.Request) (t sessionTimer, hdrs []s
 	if se < c.minSE {
 		return sessionTimer{}, []sip.Header{sip.NewHeader("Min-SE", seconds(c.minSE))}, true
 	}
-	// §9: the UAS may lower the interval, not below Min-SE: a huge one
-	// would turn liveness off for the dialog.
-	se = min(se, max(c.sessionExpires, c.minSE))
+	// §9: the UAS may lower the interval, not below Min-SE (mcc's, or the
+	// request's): a huge one would turn liveness off for the dialog.
+	se = min(se, max(c.sessionExpires, c.minSE, minSEOf(req)))
 	// §9: the caller refreshes when it supports timers and did not ask
 	// mcc to; otherwise mcc does.
 	uac := supportsTimer(req) && refresher != "uas"

@@ -194,6 +194,19 @@ func TestDialOutSessionTimer(t *testing.T) {
 	if se, _, _ := sessionExpiresOf(retry); se < 3*time.Second || retry.CSeq().SeqNo != first.CSeq().SeqNo+1 || retry.CallID().Value() != first.CallID().Value() {
 		t.Fatalf("after the 422: Session-Expires %v, CSeq %d after %d", se, retry.CSeq().SeqNo, first.CSeq().SeqNo)
 	}
+	// The interval is what the 422 made mcc ask for, not its default.
+	e.c.mu.Lock()
+	var d *dialog
+	for _, x := range e.c.dialogs {
+		d = x
+	}
+	e.c.mu.Unlock()
+	d.mu.Lock()
+	iv := d.timer.interval
+	d.mu.Unlock()
+	if iv != 3*time.Second {
+		t.Fatalf("session interval %v after a 422 with Min-SE 3 and a 200 with 3 s, want 3 s", iv)
+	}
 	eventually(t, "a refresh re-INVITE", func() bool { n, _, _ := p.counts(); return n >= 3 })
 	refresh := p.lastInvite()
 	if _, ok := refresh.To().Params.Get("tag"); !ok {

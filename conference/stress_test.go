@@ -57,7 +57,8 @@ func watchdog(t *testing.T, stall time.Duration, calls map[string]func()) (stop 
 			}
 		}
 	})
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // TestStressOneConference runs, on one conference and under -race,
@@ -90,6 +91,9 @@ func TestStressOneConference(t *testing.T) {
 		"List":         func() { e.c.List() },
 		"Metrics":      func() { e.c.Metrics() },
 		"Session":      func() { e.c.Session(name) },
+		// A change takes the conference's lock and settles: it must not
+		// wait on a dialog.
+		"SetDirection": func() { e.c.SetDirection(now(), name, 0, sdp.SendRecv) },
 	})
 	defer stop()
 
@@ -179,6 +183,7 @@ func TestStressOneConference(t *testing.T) {
 		}
 	})
 	wg.Wait()
+	stop() // its changes too: what follows checks a quiet conference
 	t.Logf("%d operations in %v (load for %v)", ops.Load(), time.Since(began), stressFor())
 
 	// Quiet now: everyone still in the conference converges or ends.
@@ -228,6 +233,18 @@ func TestStressOneConference(t *testing.T) {
 		t.Fatal("no participant is joined at the end: the load tested nothing")
 	}
 	t.Logf("%d joined at version %d", joined, desc.Origin.Version)
+
+	// One more change, with no load to cross it: every joined participant
+	// takes it (none is left behind by the storm, nor without a worker).
+	last, err := e.c.AddStream(wait, name, sdp.MediaSpec{Kind: "text"})
+	if err != nil || !last.Done {
+		t.Fatalf("the last change: %+v, %v", last, err)
+	}
+	for _, p := range last.Results {
+		if p.State == Joined && (p.Acked != last.Version || p.Behind) {
+			t.Errorf("after a quiet change, a joined participant is on version %d of %d: %+v", p.Acked, last.Version, p)
+		}
+	}
 }
 
 func stressDo(ctx context.Context, p *peer, req *sip.Request) *sip.Response {

@@ -289,7 +289,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 				retried422, provisional = true, false
 				tx.Terminate()
 				d.mu.Lock()
-				d.minSE = max(d.minSE, minSEOf(res))
+				d.minSE = min(max(d.minSE, minSEOf(res)), maxMinSE)
 				d.localCSeq++
 				d.mu.Unlock()
 				req = c.newInvite(d, target, tr, body)
@@ -400,7 +400,7 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 	}
 	d.nextHopFamilyLocked() // the first route's now, or the 2xx's Contact
 	now := time.Now()
-	d.timerFromAnswerLocked(res, now, c.sessionExpires)
+	d.timerFromAnswerLocked(res, now, max(c.sessionExpires, d.minSE)) // at most what mcc asked for
 	d.seen = now
 	ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 	d.lastACKCSeq = req.CSeq().SeqNo
@@ -465,7 +465,7 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 	p.streams, p.version, p.acked = states, offer.Origin.Version, ver
 	p.mu.Unlock()
 	d.mu.Lock()
-	d.offered, d.inflight, d.maybe = offer, nil, nil // answered: in one step, for settle
+	d.offered, d.inflight, d.maybe, d.pendingCSeq = offer, nil, nil, 0 // answered: in one step, for settle and the save below
 	d.mu.Unlock()
 	if accepted == 0 {
 		reason := "declined every stream"
@@ -476,7 +476,7 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 		c.hangUp(d, p, state, reason)
 		return
 	}
-	c.settle(conf) // before anyone hears it has moved on
+	c.settle(conf) // before the waiters wake (a settle already running takes this one's work)
 	if initial {
 		p.set(Joined, 200, "") // saves the dialog
 	} else {

@@ -304,6 +304,7 @@ func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
 		}
 	}
 	conf.mu.Unlock()
+	c.settle(conf) // its offer held groups a removal may have been waiting on
 }
 
 // addParticipant adds p to conf, and forgets the oldest participants that

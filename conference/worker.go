@@ -279,9 +279,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 	d.inviteTx = true
 	// The description is read under the dialog's lock, and the offer made
 	// from it is in d.inflight before that lock goes (see settle).
-	conf.mu.Lock()
-	desc := conf.desc // never edited in place: shared by the offers made from it
-	conf.mu.Unlock()
+	desc := conf.current() // never edited in place: shared by the offers made from it
 	want := desc.Origin.Version
 	var offer *sdp.Session
 	if refresh && (upToDate || behind) && d.offered != nil {
@@ -305,6 +303,12 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 	d.inflight, d.pendingCSeq = offer, req.CSeq().SeqNo
 	v6, transport := d.v6, strings.ToUpper(d.transport)
 	d.mu.Unlock()
+	defer func() { // also after a panic: the dialog takes INVITEs again
+		d.mu.Lock()
+		d.inviteTx, d.inflight, d.pendingCSeq, d.refreshing = false, nil, 0, false
+		d.mu.Unlock()
+		c.settle(conf)
+	}()
 	c.addTimerHeaders(req, d, ours)
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
@@ -315,12 +319,6 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		req.AppendHeader(c.contactFor(d.local.User, tr, v6))
 	}
 	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
-	defer func() {
-		d.mu.Lock()
-		d.inviteTx, d.inflight, d.pendingCSeq, d.refreshing = false, nil, 0, false
-		d.mu.Unlock()
-		c.settle(conf)
-	}()
 	cl, err := c.clientFor(req.Transport(), v6)
 	if err != nil {
 		return err
@@ -382,7 +380,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 				p.refresh = false
 				p.mu.Unlock()
 				d.mu.Lock()
-				d.timerFromAnswerLocked(res, time.Now(), c.sessionExpires) // a refresh, whatever it changed (§7.4)
+				d.timerFromAnswerLocked(res, time.Now(), max(c.sessionExpires, d.minSE)) // at most what mcc asked for // a refresh, whatever it changed (§7.4)
 				d.refreshTargetLocked(res)
 				ack := d.newRequestLocked(sip.ACK, nil, req.CSeq().SeqNo)
 				d.lastACKCSeq = req.CSeq().SeqNo
@@ -402,7 +400,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 			case res.StatusCode == statusIntervalTooSmall && minSEOf(res) > 0:
 				// RFC 4028 §7.3: again at once, with at least its Min-SE.
 				d.mu.Lock()
-				d.minSE = max(d.minSE, minSEOf(res))
+				d.minSE = min(max(d.minSE, minSEOf(res)), maxMinSE)
 				d.mu.Unlock()
 				return &retryAfter{code: res.StatusCode}
 			case retryAfterOf(res) != nil:

@@ -292,6 +292,9 @@ func (s *Server) Restore() (conferences, participants int) {
 		}
 		return nil
 	})
+	// No removed stream's group goes until every participant that may
+	// still have it is back (Resume, below).
+	s.Controller.Restoring()
 	leases := s.Allocator.Leases()
 	byOwner := sdp.IndexLeases(leases)
 	migrated := false
