@@ -35,9 +35,8 @@ type Participant struct {
 	mu      sync.Mutex // guards the fields below
 	log     []Invite
 	rnd     *rand.Rand
-	pending map[string]*sdp.Session  // offers answered with 200, by Call-ID and CSeq, until ACKed
-	acks    map[string]chan struct{} // closed by those ACKs
-	current *sdp.Session             // the offer of the last 200 that was ACKed
+	acks    map[string]chan struct{} // by Call-ID and CSeq: closed by the ACK of that 200
+	current *sdp.Session             // the offer it last answered with 200
 }
 
 // Options make a participant misbehave as real ones do.
