@@ -405,3 +405,34 @@ func TestConcurrentChangesConverge(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonedDialInWakesWait: a dial-in that never ACKs its 200 is
+// forgotten after 64·T1; a change's wait that was waiting for it is done
+// then, not at its own end.
+func TestAbandonedDialInWakesWait(t *testing.T) {
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.ackWait = 300 * time.Millisecond }, "udp")
+	p := e.peer(t, "udp")
+	var target sip.Uri
+	sip.ParseUri(e.c.URI(e.name), &target)
+	req := sip.NewRequest(sip.INVITE, target)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.org"}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: target})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	req.AppendHeader(p.contactHeader())
+	if res := p.do(t, req); res.StatusCode != 200 {
+		t.Fatalf("dial-in: %d", res.StatusCode)
+	}
+	// No ACK: the dial-in waits for one.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	ch, err := e.c.AddStream(ctx, e.name, sdp.MediaSpec{Kind: "audio"})
+	if err != nil || !ch.Done {
+		t.Fatalf("AddStream = %+v, %v", ch, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the wait ended %v after the change, not when the dial-in was forgotten", took)
+	}
+}

@@ -236,7 +236,9 @@ func TestStressOneConference(t *testing.T) {
 
 	// One more change, with no load to cross it: every joined participant
 	// takes it (none is left behind by the storm, nor without a worker).
-	last, err := e.c.AddStream(wait, name, sdp.MediaSpec{Kind: "text"})
+	final, cancelFinal := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancelFinal()
+	last, err := e.c.AddStream(final, name, sdp.MediaSpec{Kind: "text"})
 	if err != nil || !last.Done {
 		t.Fatalf("the last change: %+v, %v", last, err)
 	}

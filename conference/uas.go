@@ -305,6 +305,7 @@ func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
 	}
 	conf.mu.Unlock()
 	c.settle(conf) // its offer held groups a removal may have been waiting on
+	conf.progressed() // a change's wait no longer waits for it
 }
 
 // addParticipant adds p to conf, and forgets the oldest participants that
