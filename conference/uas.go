@@ -304,7 +304,7 @@ func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
 		}
 	}
 	conf.mu.Unlock()
-	c.settle(conf) // its offer held groups a removal may have been waiting on
+	c.settle(conf)    // its offer held groups a removal may have been waiting on
 	conf.progressed() // a change's wait no longer waits for it
 }
 
