@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"mcc/conference"
 	"mcc/internal/peertest"
 	"mcc/sdp"
 )
@@ -216,8 +218,19 @@ config-uri=
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	defer func() {
+		if t.Failed() {
+			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+			t.Logf("linphone log (end):\n%s", tail(llog, 6000))
+		}
+	}()
 	eventually(fmt.Sprintf("namespace B to join %v", group), func() bool {
-		m, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+		var m []byte
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if m, _ = exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output(); strings.Contains(string(m), group.String()) {
+				break
+			}
+		}
 		return strings.Contains(string(m), group.String())
 	})
 
@@ -239,6 +252,33 @@ config-uri=
 		t.Fatalf("namespace B delivered %d datagrams to sockets while ffmpeg sent 100 to %v:%d", got, group, port)
 	}
 	t.Logf("linphone joined %v and was delivered %d datagrams of ffmpeg's 100", group, got)
+
+	// A stream added for everyone reaches linphone by re-INVITE, and it
+	// answers: it takes the new stream or declines it (port 0), and stays
+	// in the session either way.
+	mb, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+	heldBefore := strings.Contains(string(mb), group.String())
+	added := cli("media", "add", "lecture", "video", "--wait", "20s", "-o", "json")
+	var ch conference.Change
+	if err := json.Unmarshal([]byte(added), &ch); err != nil || len(ch.Results) != 1 {
+		t.Fatalf("media add: %v\n%s", err, added)
+	}
+	if r := ch.Results[0]; r.State != conference.Joined || r.Acked != ch.Version || len(r.Streams) != 2 {
+		llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+		t.Fatalf("linphone after the re-INVITE adding a stream: %+v\nlinphone log (end):\n%s", r, tail(llog, 3000))
+	}
+	var m []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if m, _ = exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output(); strings.Contains(string(m), group.String()) {
+			break
+		}
+	}
+	if f := os.Getenv("MCC_LINPHONE_LOG"); f != "" {
+		llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+		os.WriteFile(f, llog, 0o644)
+	}
+	t.Logf("linphone answered the re-INVITE adding video: streams %v, version %d; namespace B held %v before it: %v, after it: %v",
+		ch.Results[0].Streams, ch.Results[0].Acked, group, heldBefore, strings.Contains(string(m), group.String()))
 }
 
 func hostPort(h string, port int) string {
