@@ -4,26 +4,20 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"mcc/conference"
-	"mcc/internal/api"
 	"mcc/multicast"
-	"mcc/multicast/sap"
-	"mcc/sdp"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -126,129 +120,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		creds = &conference.Credentials{Username: *authUser, Password: pass}
 	}
 
-	var directory *sap.Directory
-	var inUse multicast.InUseSource // stays a nil interface without SAP
-	if *sapIfaces != "" {
-		directory = sap.NewDirectory(sap.DirectoryConfig{})
-		inUse = directory
-	}
-	a, db, err := openAllocatorWith(dir, inUse)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	mc := sdp.ManagerConfig{Allocator: a}
-	if addr, err := netip.ParseAddr(cmp.Or(host4, host6)); err == nil {
-		mc.Origin = addr // o= names the host participants reach mcc at
-	} else {
-		mc.Host = cmp.Or(host4, host6)
-	}
-	m, err := sdp.NewManager(mc)
-	if err != nil {
-		return err
+	if *sapFast < 0 || *sapFast > 10 {
+		return usagef("--sap-fast-start %d: want 0 to 10", *sapFast)
 	}
 	uriHost := host4
 	if first, _, _ := strings.Cut(*host, ","); first != "" {
 		uriHost = strings.TrimSpace(first)
 	}
-	conference.SetStackLogger(log)
-	ctl, err := conference.New(conference.Config{Listeners: listeners, TLS: tlsConf, Manager: m, Host: uriHost,
-		Host4: host4, Host6: host6, RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy, Credentials: creds, Logger: log, Dialogs: db,
-		Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}})
-	if err != nil {
-		return err
-	}
-	defer ctl.Close()
-	apiExposed, err := checkAPIAddr(*apiAddr)
-	if err != nil {
-		return err
-	}
-	token, err := api.LoadOrCreateToken(dir)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	ln, err := net.Listen(apiNetwork(*apiAddr), *apiAddr)
-	if err != nil {
-		return fmt.Errorf("control API: %w", err)
-	}
-	if apiExposed {
-		log.Warn("the control API listens beyond loopback: whoever reaches it with the token controls mcc", "addr", ln.Addr().String())
-	}
-	if err := os.WriteFile(filepath.Join(dir, api.AddrFile), []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	sapCtx, stopSAP := context.WithCancel(context.Background())
-	defer stopSAP()
-	if directory != nil {
-		if *sapFast < 0 || *sapFast > 10 {
-			ln.Close()
-			return usagef("--sap-fast-start %d: want 0 to 10", *sapFast)
-		}
-		wait, err := startSAP(sapCtx, *sapIfaces, *sapFast, directory, m, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer wait()
-		defer stopSAP() // runs before wait
-	}
-	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory, Store: db}
-	if nc, np := apiSrv.Restore(); nc > 0 {
-		log.Info("restored", "conferences", nc, "participants", np)
-	}
-	defer ctl.OnChange(apiSrv.Save)()
-	// Leases of live sessions are renewed ahead of their expiry, so a
-	// session that runs for months keeps its groups.
-	renewCtx, stopRenew := context.WithCancel(context.Background())
-	renewDone := make(chan struct{})
-	go func() {
-		defer close(renewDone)
-		t := time.NewTicker(10 * time.Minute)
-		defer t.Stop()
-		for {
-			if n, err := m.RenewLeases(24 * time.Hour); err != nil {
-				log.Warn("renew leases", "err", err)
-			} else if n > 0 {
-				log.Debug("leases renewed", "count", n)
-			}
-			select {
-			case <-renewCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	defer func() { stopRenew(); <-renewDone }()
-	// Event streams last until the daemon stops: their requests derive
-	// from base, which is cancelled before the server shuts down.
-	base, stopStreams := context.WithCancel(context.Background())
-	defer stopStreams()
-	srv := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base }}
-	for _, l := range ctl.Addrs() {
-		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)
-	}
-	log.Info("control API listening", "addr", ln.Addr().String(), "data", dir, "host4", host4, "host6", host6)
-
+	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast,
+		SIP: conference.Config{Listeners: listeners, TLS: tlsConf, Host: uriHost, Host4: host4, Host6: host6,
+			RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy,
+			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}}}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		log.Info("stopping")
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-	}
-	stopStreams()
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutdown)
-	<-errc
-	return nil
+	return runDaemon(ctx, cfg)
 }
 
 // defaultSIP listens for SIP on both families, UDP and TCP, port 5060.

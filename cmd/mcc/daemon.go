@@ -1,0 +1,157 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"mcc/conference"
+	"mcc/internal/api"
+	"mcc/multicast"
+	"mcc/multicast/sap"
+	"mcc/sdp"
+)
+
+// daemonConfig is what mcc serve runs on: its flags, checked.
+type daemonConfig struct {
+	Data string       // the data directory: the store, the token, api.addr, allocator.json
+	Log  *slog.Logger // where everything logs
+	// SIP configures the SIP endpoint; runDaemon fills in its Manager,
+	// Logger and Dialogs.
+	SIP conference.Config
+	API string // the control API's address
+	// SAP names the interfaces to announce and hear on (empty: no SAP),
+	// and SAPFastStart the extra announcements of a new session.
+	SAP          string
+	SAPFastStart int
+}
+
+// runDaemon is mcc serve: the store and allocator on the data directory,
+// the session manager, the SIP endpoint, SAP, the lease renewals and the
+// control API, wired in one place, with the conferences and participants
+// of the last run restored. It serves until ctx ends (SIGTERM), then
+// stops everything it started, and keeps the conferences.
+func runDaemon(ctx context.Context, cfg daemonConfig) error {
+	log := cfg.Log
+	var directory *sap.Directory
+	var inUse multicast.InUseSource // stays a nil interface without SAP
+	if cfg.SAP != "" {
+		directory = sap.NewDirectory(sap.DirectoryConfig{})
+		inUse = directory
+	}
+	a, db, err := openAllocatorWith(cfg.Data, inUse)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	mc := sdp.ManagerConfig{Allocator: a}
+	if addr, err := netip.ParseAddr(cmp.Or(cfg.SIP.Host4, cfg.SIP.Host6)); err == nil {
+		mc.Origin = addr // o= names the host participants reach mcc at
+	} else {
+		mc.Host = cmp.Or(cfg.SIP.Host4, cfg.SIP.Host6)
+	}
+	m, err := sdp.NewManager(mc)
+	if err != nil {
+		return err
+	}
+	conference.SetStackLogger(log)
+	sc := cfg.SIP
+	sc.Manager, sc.Logger, sc.Dialogs = m, log, db
+	ctl, err := conference.New(sc)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	apiExposed, err := checkAPIAddr(cfg.API)
+	if err != nil {
+		return err
+	}
+	token, err := api.LoadOrCreateToken(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	ln, err := net.Listen(apiNetwork(cfg.API), cfg.API)
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	if apiExposed {
+		log.Warn("the control API listens beyond loopback: whoever reaches it with the token controls mcc", "addr", ln.Addr().String())
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Data, api.AddrFile), []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	sapCtx, stopSAP := context.WithCancel(context.Background())
+	defer stopSAP()
+	if directory != nil {
+		wait, err := startSAP(sapCtx, cfg.SAP, cfg.SAPFastStart, directory, m, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer wait()
+		defer stopSAP() // runs before wait
+	}
+	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory, Store: db}
+	if nc, np := apiSrv.Restore(); nc > 0 {
+		log.Info("restored", "conferences", nc, "participants", np)
+	}
+	defer ctl.OnChange(apiSrv.Save)()
+	// Leases of live sessions are renewed ahead of their expiry, so a
+	// session that runs for months keeps its groups.
+	renewCtx, stopRenew := context.WithCancel(context.Background())
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			if n, err := m.RenewLeases(24 * time.Hour); err != nil {
+				log.Warn("renew leases", "err", err)
+			} else if n > 0 {
+				log.Debug("leases renewed", "count", n)
+			}
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer func() { stopRenew(); <-renewDone }()
+	// Event streams last until the daemon stops: their requests derive
+	// from base, which is cancelled before the server shuts down.
+	base, stopStreams := context.WithCancel(context.Background())
+	defer stopStreams()
+	srv := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
+	for _, l := range ctl.Addrs() {
+		log.Info("SIP listening", "transport", l.Transport, "addr", l.Addr)
+	}
+	log.Info("control API listening", "addr", ln.Addr().String(), "data", cfg.Data, "host4", cfg.SIP.Host4, "host6", cfg.SIP.Host6)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	stopStreams()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	<-errc
+	return nil
+}
