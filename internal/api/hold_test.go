@@ -676,14 +676,19 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 	// A lease that is no live stream's is a removed stream's whose group
 	// an invitation still in flight offers (they ring a closed port): its
-	// session lives.
-	owners := map[string]bool{}
+	// session lives, and holds it as retiring, for settle to release once
+	// those invitations end.
+	retiring := map[string]map[netip.Addr]bool{}
 	for _, in := range live {
-		owners[fmt.Sprintf("session %d", in.SessionID)] = true
+		rs := map[netip.Addr]bool{}
+		for _, g := range ts.srv.Manager.Retiring(in.SessionID) {
+			rs[g] = true
+		}
+		retiring[fmt.Sprintf("session %d", in.SessionID)] = rs
 	}
 	for _, l := range ts.alloc.Leases() {
-		if _, ok := leased[l.Group]; !ok && !owners[l.Owner] {
-			t.Errorf("lease %+v: orphaned", l)
+		if _, ok := leased[l.Group]; !ok && !retiring[l.Owner][l.Group] {
+			t.Errorf("lease %+v: neither a live stream's nor a removed stream's its session still retires: orphaned", l)
 		}
 	}
 
