@@ -24,23 +24,11 @@ func bobAnswer(o *sdp.Session) []byte {
 func TestOfferlessDialInKeepsGroupUntilACK(t *testing.T) {
 	e := newEnv(t, "127.0.0.1", "udp")
 	p := e.peer(t, "udp")
-	var target sip.Uri
-	sip.ParseUri(e.c.URI(e.name), &target)
-	req := sip.NewRequest(sip.INVITE, target)
-	cl := &call{p: p, req: req, fromTag: sip.GenerateTagN(8), cseq: 1}
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.org"}, Params: sip.NewParams()}
-	from.Params.Add("tag", cl.fromTag)
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: target})
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	req.AppendHeader(p.contactHeader())
-	res := p.do(t, req)
-	if res.StatusCode != 200 {
-		t.Fatalf("dial-in: %d", res.StatusCode)
+	cl := p.dialInNoACK(t, e.c.URI(e.name), nil)
+	if cl.res.StatusCode != 200 {
+		t.Fatalf("dial-in: %d", cl.res.StatusCode)
 	}
-	cl.toTag, _ = res.To().Params.Get("tag")
-	cl.target = res.Contact().Address
-	offer, _ := sdp.Parse(res.Body())
+	offer, _ := sdp.Parse(cl.res.Body())
 	g := offer.EffectiveConnection(offer.Media[1]).Addr
 	ch, err := e.c.RemoveStream(now(), e.name, 1)
 	if err != nil {

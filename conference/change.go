@@ -295,9 +295,7 @@ func (c *Controller) offerDesc(conf *Conference) (desc *sdp.Session, done func()
 // locks are taken one at a time (conference, then each participant, then
 // its dialog): the lock order puts the dialog first.
 func groupsInUse(conf *Conference) map[netip.Addr]bool {
-	conf.mu.Lock()
-	parts := slices.Clone(conf.participants)
-	conf.mu.Unlock()
+	parts := conf.members()
 	out := map[netip.Addr]bool{}
 	for _, p := range parts {
 		p.mu.Lock()
@@ -335,16 +333,9 @@ func (c *Controller) Restoring() { c.restoring.Store(true) }
 // restored.
 func (c *Controller) Resume() {
 	c.restoring.Store(false)
-	c.mu.Lock()
-	confs := make([]*Conference, 0, len(c.conferences))
-	for _, conf := range c.conferences {
-		confs = append(confs, conf)
-	}
-	c.mu.Unlock()
+	confs := c.allConferences()
 	for _, conf := range confs {
-		conf.mu.Lock()
-		parts := slices.Clone(conf.participants)
-		conf.mu.Unlock()
+		parts := conf.members()
 		for _, p := range parts {
 			c.kick(conf, p)
 		}

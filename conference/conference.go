@@ -412,14 +412,27 @@ func (c *Controller) Get(name string) (Info, error) {
 	return c.info(conf), nil
 }
 
+// allConferences returns every conference, in no order.
+func (c *Controller) allConferences() []*Conference {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Conference, 0, len(c.conferences))
+	for _, conf := range c.conferences {
+		out = append(out, conf)
+	}
+	return out
+}
+
+// members returns the conference's participants as they are listed now.
+func (conf *Conference) members() []*participant {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	return slices.Clone(conf.participants)
+}
+
 // List describes every conference, by name.
 func (c *Controller) List() []Info {
-	c.mu.Lock()
-	confs := make([]*Conference, 0, len(c.conferences))
-	for _, conf := range c.conferences {
-		confs = append(confs, conf)
-	}
-	c.mu.Unlock()
+	confs := c.allConferences()
 	var out []Info
 	for _, conf := range confs {
 		out = append(out, c.info(conf))

@@ -93,23 +93,11 @@ func TestJoinWhileRingingConverges(t *testing.T) {
 func TestDialInDuringChangeConverges(t *testing.T) {
 	e := newEnv(t, "127.0.0.1", "udp")
 	p := e.peer(t, "udp")
-	var target sip.Uri
-	sip.ParseUri(e.c.URI(e.name), &target)
-	req := sip.NewRequest(sip.INVITE, target)
-	cl := &call{p: p, req: req, fromTag: sip.GenerateTagN(8), cseq: 1}
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.org"}, Params: sip.NewParams()}
-	from.Params.Add("tag", cl.fromTag)
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: target})
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	req.AppendHeader(p.contactHeader())
-	res := p.do(t, req)
-	if res.StatusCode != 200 {
-		t.Fatalf("dial-in: %d", res.StatusCode)
+	cl := p.dialInNoACK(t, e.c.URI(e.name), nil)
+	if cl.res.StatusCode != 200 {
+		t.Fatalf("dial-in: %d", cl.res.StatusCode)
 	}
-	cl.toTag, _ = res.To().Params.Get("tag")
-	cl.target = res.Contact().Address
-	offer, _ := sdp.Parse(res.Body())
+	offer, _ := sdp.Parse(cl.res.Body())
 	ch, err := e.c.AddStream(now(), e.name, sdp.MediaSpec{Kind: "text"})
 	if err != nil {
 		t.Fatal(err)
@@ -412,17 +400,8 @@ func TestConcurrentChangesConverge(t *testing.T) {
 func TestAbandonedDialInWakesWait(t *testing.T) {
 	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.ackWait = 300 * time.Millisecond }, "udp")
 	p := e.peer(t, "udp")
-	var target sip.Uri
-	sip.ParseUri(e.c.URI(e.name), &target)
-	req := sip.NewRequest(sip.INVITE, target)
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.org"}, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(8))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: target})
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	req.AppendHeader(p.contactHeader())
-	if res := p.do(t, req); res.StatusCode != 200 {
-		t.Fatalf("dial-in: %d", res.StatusCode)
+	if cl := p.dialInNoACK(t, e.c.URI(e.name), nil); cl.res.StatusCode != 200 {
+		t.Fatalf("dial-in: %d", cl.res.StatusCode)
 	}
 	// No ACK: the dial-in waits for one.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

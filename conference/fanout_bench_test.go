@@ -1,7 +1,6 @@
 package conference
 
 import (
-	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"mcc/conference/conferencetest"
 	"mcc/sdp"
 )
 
@@ -34,37 +34,6 @@ func sippParticipantsCmd(b *testing.B, n int) (string, func()) {
 	return "sip:participant@127.0.0.1:" + strconv.Itoa(port), stop
 }
 
-// lossyConn drops a share of the datagrams mcc sends and receives, at
-// random but repeatably.
-type lossyConn struct {
-	net.PacketConn
-	loss float64
-	mu   sync.Mutex // guards r
-	r    *rand.Rand
-}
-
-func (c *lossyConn) drop() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.r.Float64() < c.loss
-}
-
-func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, a, err := c.PacketConn.ReadFrom(b)
-		if err != nil || !c.drop() {
-			return n, a, err
-		}
-	}
-}
-
-func (c *lossyConn) WriteTo(b []byte, a net.Addr) (int, error) {
-	if c.drop() {
-		return len(b), nil
-	}
-	return c.PacketConn.WriteTo(b, a)
-}
-
 // BenchmarkFanoutVanishedLossy1000: 1,000 joined participants, of which
 // 100 have vanished (their sipp is stopped), and 5% of mcc's datagrams
 // lost both ways; a stream is added for everyone. It reports the time
@@ -80,7 +49,7 @@ func BenchmarkFanoutVanishedLossy1000(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lossy := &lossyConn{PacketConn: pc, loss: 0.05, r: rand.New(rand.NewPCG(1, 2))}
+		lossy := conferencetest.Lossy(pc, 0.05, 1)
 		e := newEnvWith(b, "127.0.0.1", func(c *Config) {
 			c.Limits.SourceRate = -1
 			c.Listeners = []Listener{{Transport: "udp", PacketConn: lossy}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -228,16 +227,9 @@ func (c *Controller) probeWait() time.Duration {
 
 // checkLiveness walks every joined participant's dialog once.
 func (c *Controller) checkLiveness(now time.Time) {
-	c.mu.Lock()
-	confs := make([]*Conference, 0, len(c.conferences))
-	for _, conf := range c.conferences {
-		confs = append(confs, conf)
-	}
-	c.mu.Unlock()
+	confs := c.allConferences()
 	for _, conf := range confs {
-		conf.mu.Lock()
-		parts := slices.Clone(conf.participants)
-		conf.mu.Unlock()
+		parts := conf.members()
 		for _, p := range parts {
 			p.mu.Lock()
 			d, joined := p.dlg, p.state == Joined

@@ -269,6 +269,27 @@ type call struct {
 // with answerBody in the ACK when the 2xx carried the offer.
 func (p *peer) dialIn(t testing.TB, uri string, body []byte, answer func(offer *sdp.Session) []byte, extra ...sip.Header) *call {
 	t.Helper()
+	cl := p.dialInNoACK(t, uri, body, extra...)
+	res := cl.res
+	if res.StatusCode != 200 {
+		return cl
+	}
+	var ackBody []byte
+	if body == nil && answer != nil {
+		offer, err := sdp.Parse(res.Body())
+		if err != nil {
+			t.Fatalf("the 200 carries no offer: %v", err)
+		}
+		ackBody = answer(offer)
+	}
+	p.ack(t, cl, 1, ackBody)
+	return cl
+}
+
+// dialInNoACK sends an INVITE to uri with body (nil: no offer) and
+// returns the call with its final answer, which it does not ACK.
+func (p *peer) dialInNoACK(t testing.TB, uri string, body []byte, extra ...sip.Header) *call {
+	t.Helper()
 	var target sip.Uri
 	if err := sip.ParseUri(uri, &target); err != nil {
 		t.Fatal(err)
@@ -290,22 +311,11 @@ func (p *peer) dialIn(t testing.TB, uri string, body []byte, answer func(offer *
 		req.AppendHeader(&ct)
 	}
 	req.SetBody(body)
-	res := p.do(t, req)
-	cl.res = res
-	if res.StatusCode != 200 {
-		return cl
+	cl.res = p.do(t, req)
+	if cl.res.StatusCode == 200 {
+		cl.toTag, _ = cl.res.To().Params.Get("tag")
+		cl.target = cl.res.Contact().Address
 	}
-	cl.toTag, _ = res.To().Params.Get("tag")
-	cl.target = res.Contact().Address
-	var ackBody []byte
-	if body == nil && answer != nil {
-		offer, err := sdp.Parse(res.Body())
-		if err != nil {
-			t.Fatalf("the 200 carries no offer: %v", err)
-		}
-		ackBody = answer(offer)
-	}
-	p.ack(t, cl, 1, ackBody)
 	return cl
 }
 

@@ -30,7 +30,7 @@ type Participant struct {
 
 	invites atomic.Int64
 	opts    Options
-	conn    *lossyConn
+	conn    *LossyConn
 
 	mu      sync.Mutex // guards the fields below
 	log     []Invite
@@ -50,9 +50,10 @@ type Options struct {
 	Seed uint64
 }
 
-// lossyConn drops a share of datagrams both ways, or all of them once
-// the participant vanished.
-type lossyConn struct {
+// LossyConn drops a share of the datagrams it reads and writes, at
+// random but repeatably, or all of them once vanished: a lossy network,
+// or a host switched off, in front of a socket.
+type LossyConn struct {
 	net.PacketConn
 	loss     float64
 	vanished atomic.Bool
@@ -60,7 +61,16 @@ type lossyConn struct {
 	r        *rand.Rand
 }
 
-func (c *lossyConn) drop() bool {
+// Lossy wraps pc so that it loses that share (0 to 1) of datagrams both
+// ways, in a sequence seed fixes.
+func Lossy(pc net.PacketConn, loss float64, seed uint64) *LossyConn {
+	return &LossyConn{PacketConn: pc, loss: loss, r: rand.New(rand.NewPCG(seed, 11))}
+}
+
+// Vanish drops everything from now on.
+func (c *LossyConn) Vanish() { c.vanished.Store(true) }
+
+func (c *LossyConn) drop() bool {
 	if c.vanished.Load() {
 		return true
 	}
@@ -72,7 +82,8 @@ func (c *lossyConn) drop() bool {
 	return c.r.Float64() < c.loss
 }
 
-func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+// ReadFrom reads the next datagram that is not lost.
+func (c *LossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, a, err := c.PacketConn.ReadFrom(b)
 		if err != nil || !c.drop() {
@@ -81,16 +92,17 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-func (c *lossyConn) WriteTo(b []byte, a net.Addr) (int, error) {
+// WriteTo sends b, unless it is lost on the way.
+func (c *LossyConn) WriteTo(b []byte, a net.Addr) (int, error) {
 	if c.drop() {
-		return len(b), nil // lost on the way
+		return len(b), nil
 	}
 	return c.PacketConn.WriteTo(b, a)
 }
 
 // Vanish makes the participant silent, as a host that is switched off:
 // nothing it is sent arrives, and it sends nothing.
-func (p *Participant) Vanish() { p.conn.vanished.Store(true) }
+func (p *Participant) Vanish() { p.conn.Vanish() }
 
 // Current returns the description of the last INVITE it answered with
 // 200: what it receives (the answer applies once sent, RFC 3264 §8). Nil
@@ -246,7 +258,7 @@ func StartWith(t testing.TB, opts Options) *Participant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.conn = &lossyConn{PacketConn: raw, loss: opts.Loss, r: rand.New(rand.NewPCG(opts.Seed, 11))}
+	p.conn = Lossy(raw, opts.Loss, opts.Seed)
 	go srv.ServeUDP(p.conn)
 	t.Cleanup(func() { raw.Close(); ua.Close() })
 	p.URI = "sip:p@" + raw.LocalAddr().String()
