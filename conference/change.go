@@ -85,7 +85,10 @@ func (c *Controller) change(ctx context.Context, name string, added bool, edit f
 	// The new description is saved before anyone hears of it and before a
 	// removed stream's group can be released: a crash in between can then
 	// never restore a description whose group is free.
-	c.changed(name)
+	if err := c.saveConference(conf); err != nil {
+		// The change is made; a restart would come back without it.
+		c.log.Error("save conference", "conference", name, "err", err)
+	}
 	for _, p := range parts {
 		p.mu.Lock()
 		p.behind = false // a new version: fresh attempts

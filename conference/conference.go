@@ -132,6 +132,10 @@ type Conference struct {
 	// nonces tracks the digest nonces in use (Digest), under its own
 	// lock.
 	nonces nonceTable
+	// recordMu orders the writes of the conference's record
+	// (saveConference); recordGone, under it, says Delete has removed it.
+	recordMu   sync.Mutex
+	recordGone bool
 
 	mu sync.Mutex // guards the fields below
 	// desc is the session's description. It is replaced by a change,
@@ -142,6 +146,9 @@ type Conference struct {
 	external     bool
 	participants []*participant
 	deleted      bool // Delete has begun: no one joins any more
+	// removing, guarded by Controller.mu, marks a conference a Delete has
+	// taken: another Delete finds it gone.
+	removing bool
 	// progress is closed, and replaced, each time a participant moves
 	// on: those waiting for a change wake (await).
 	progress chan struct{}
@@ -348,31 +355,6 @@ func checkHeaderValue(s string) error {
 		}
 	}
 	return nil
-}
-
-// Create creates a conference named name around session sessionID of the
-// manager; sip:name@host is its conference URI.
-func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
-	if err := ValidName(name); err != nil {
-		return Info{}, err
-	}
-	desc, err := c.cfg.Manager.Get(sessionID)
-	if err != nil {
-		return Info{}, err
-	}
-	external := c.cfg.Manager.External(sessionID)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return Info{}, ErrClosed
-	}
-	if _, ok := c.conferences[name]; ok {
-		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
-	}
-	conf := &Conference{name: name, sessionID: sessionID, access: access, external: external, progress: make(chan struct{})}
-	conf.setDesc(desc)
-	c.conferences[name] = conf
-	return c.info(conf), nil
 }
 
 // URI returns the conference URI of name.

@@ -79,9 +79,9 @@ type Config struct {
 	UnicastOffer UnicastPolicy
 	// Logger receives the controller's logs. Nil discards them.
 	Logger *slog.Logger
-	// Dialogs keeps joined participants' dialogs across restarts; nil
-	// keeps nothing.
-	Dialogs DialogStore
+	// Store keeps the conferences and their joined participants' dialogs
+	// across restarts (Restore brings them back); nil keeps nothing.
+	Store Store
 	// Limits bound what strangers can make mcc hold; the zero value
 	// takes every default (see Limits).
 	Limits Limits

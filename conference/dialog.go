@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -245,4 +246,204 @@ func (d *dialog) live() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return !d.ended
+}
+
+func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	tx.Respond(res)
+}
+
+func warning(text string) sip.Header {
+	// Warning: 399 mcc "..." (RFC 3261 §20.43): quotes, backslashes and
+	// control characters in the text go, and it stays short.
+	var b strings.Builder
+	for _, r := range text {
+		switch {
+		case r == '"':
+			b.WriteRune('\'')
+		case r < 0x20 || r == 0x7f || r == '\\':
+		default:
+			b.WriteRune(r)
+		}
+		if b.Len() > 200 {
+			break
+		}
+	}
+	return sip.NewHeader("Warning", `399 mcc "`+b.String()+`"`)
+}
+
+// lookup finds the dialog of an in-dialog request: our tag is in To, theirs
+// in From.
+func (c *Controller) lookup(req *sip.Request) *dialog {
+	if req.To() == nil || req.From() == nil || req.CallID() == nil {
+		return nil // the barrier refuses these; a nil here is no dialog
+	}
+	toTag, _ := tagOf(req.To().Params)
+	fromTag, _ := tagOf(req.From().Params)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dialogs[dialogKey{req.CallID().Value(), toTag, fromTag}]
+}
+
+func (c *Controller) participantOf(d *dialog) (*Conference, *participant) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byDialog[d]; r != nil {
+		return r.conf, r.p
+	}
+	return nil, nil
+}
+
+// track registers a dialog whose remote tag is not known yet by Call-ID.
+func (c *Controller) track(d *dialog, conf *Conference, p *participant) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &participantRef{conf, p, d}
+	c.byCallID[d.callID] = r
+	c.byDialog[d] = r
+}
+
+// retrack files a dialog under its full key once both tags are known.
+// The key is read before c.mu is taken: d.mu is never held under c.mu.
+func (c *Controller) retrack(d *dialog) {
+	k := d.key()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dialogs[k] = d
+}
+
+func (c *Controller) untrack(d *dialog) {
+	k := d.key()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.dialogs, k)
+	delete(c.byDialog, d)
+	if r := c.byCallID[d.callID]; r != nil && r.d == d {
+		delete(c.byCallID, d.callID) // not another dialog's of that Call-ID
+	}
+}
+
+// onStrayResponse gets responses no transaction matches, such as a 2xx
+// retransmitted after the INVITE transaction ended: it ACKs them again
+// (§13.2.2.4).
+func (c *Controller) onStrayResponse(res *sip.Response) {
+	defer c.recoverIn("the stray response handler")
+	if checkResponse(res) != nil {
+		c.guard.count("response", false) // from a connection mcc opened: not screened before
+		return
+	}
+	if !res.IsSuccess() || res.CSeq().MethodName != sip.INVITE {
+		return
+	}
+	fromTag, _ := tagOf(res.From().Params)
+	toTag, _ := tagOf(res.To().Params)
+	c.mu.Lock()
+	d := c.dialogs[dialogKey{res.CallID().Value(), fromTag, toTag}]
+	c.mu.Unlock()
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	if d.ended || d.lastACKCSeq == 0 || d.lastACKCSeq != res.CSeq().SeqNo {
+		d.mu.Unlock()
+		return
+	}
+	ack := d.newRequestLocked(sip.ACK, nil, d.lastACKCSeq)
+	v6 := d.v6
+	d.mu.Unlock()
+	if cl, err := c.clientFor(ack.Transport(), v6); err == nil {
+		c.sendACK(cl, ack)
+	}
+}
+
+// hangUp ends a dialog with BYE and records why.
+func (c *Controller) hangUp(d *dialog, p *participant, s State, reason string) {
+	c.sendBye(d)
+	p.set(s, 0, reason)
+}
+
+// sendBye sends BYE in dialog d and forgets it.
+func (c *Controller) sendBye(d *dialog) error {
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return nil
+	}
+	d.ended = true
+	req := d.newRequestLocked(sip.BYE, nil, 0)
+	v6 := d.v6
+	d.mu.Unlock()
+	defer c.untrack(d)
+	cl, err := c.clientFor(d.transport, v6)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
+	defer cancel()
+	res, err := cl.Do(ctx, req)
+	if err != nil {
+		return fmt.Errorf("BYE: %w", err)
+	}
+	c.metrics.response("received", sip.BYE, res.StatusCode)
+	if !res.IsSuccess() && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
+		return fmt.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
+	}
+	return nil
+}
+
+// endDialog forgets a dialog that is over without a BYE of ours.
+func (c *Controller) endDialog(d *dialog, p *participant, s State, reason string) {
+	d.mu.Lock()
+	d.ended = true
+	d.mu.Unlock()
+	c.untrack(d)
+	p.set(s, 0, reason)
+}
+
+func (c *Controller) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	d := c.lookup(req)
+	if d == nil {
+		respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	d.mu.Lock()
+	if err := d.checkRemoteCSeqLocked(req); err != nil {
+		d.mu.Unlock()
+		respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", warning(err.Error()))
+		return
+	}
+	d.ended = true
+	d.mu.Unlock()
+	// A BYE ends the dialog; leaving the group is the participant's own
+	// business (RFC 3261 §15.1.2 lets multicast sessions go on).
+	_, p := c.participantOf(d)
+	c.untrack(d)
+	if p != nil {
+		p.set(Left, 0, "sent BYE")
+	}
+	respond(tx, req, sip.StatusOK, "OK")
+}
+
+func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if _, ok := tagOf(req.To().Params); ok {
+		d := c.lookup(req)
+		if d == nil {
+			// In a dialog that does not exist (§12.2.2).
+			respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			return
+		}
+		d.touch()
+	}
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	supported := ""
+	if c.sessionExpires > 0 {
+		supported = "timer" // RFC 4028
+	}
+	res.AppendHeader(sip.NewHeader("Supported", supported))
+	tx.Respond(res)
 }

@@ -26,6 +26,31 @@
 //   - a request too large for UDP sent over TCP (§18.1.1), and no CR or LF
 //     from a user reaching a header (sipgo writes values as they are).
 //
+// # Files
+//
+// Each file holds what one thing owns, not a half of RFC 3261:
+//
+//   - controller.go: the endpoint, its listeners and clients, Config;
+//   - conference.go: a conference and its participants, as they are read;
+//   - lifecycle.go: a conference's life (create, import, delete,
+//     restore) and a participant's end (Remove);
+//   - invite.go: an invitation out, from INVITE to ACK, CANCEL and 3xx;
+//   - dialin.go: a dial-in, from its INVITE to its ACK;
+//   - dialog.go: the dialog table, in-dialog requests (BYE, OPTIONS) and
+//     what ends a dialog;
+//   - change.go: a media change for everyone, how far it got, and when a
+//     removed stream's group may go;
+//   - worker.go: the participant's worker, its re-INVITEs and the
+//     fan-out's slots;
+//   - media.go: what a participant receives: mcc's offers, their answers,
+//     the participant's own offers;
+//   - liveness.go: session timers and OPTIONS probes;
+//   - persist.go and record.go: what is saved, and in what form;
+//   - guard.go, guard_tcp.go, udpmux.go, limits.go: what stands in front
+//     of the handlers; access.go and digest.go: who may join;
+//   - dispatch.go: which handler a request goes to, behind what barrier;
+//   - events.go, metrics.go and stacklog.go: what the controller tells.
+//
 // # In front of every handler
 //
 // Every message on mcc's listeners passes a guard before sipgo builds a
@@ -114,19 +139,33 @@
 //	ctl, err := conference.New(conference.Config{
 //		Listeners: []conference.Listener{{Transport: "udp", Addr: "192.0.2.1:5060"}},
 //		Manager:   manager, // an *sdp.Manager over a multicast.Allocator
+//		Store:     store,   // internal/store's DB; nil keeps nothing
 //	})
 //	...
-//	ctl.Create("lecture", sessionID, conference.Access{})
+//	ctl.Restore() // what the last run saved
+//	ctl.CreateSession("lecture", sdp.SessionSpec{Name: "lecture", Pool: "ipv4-local",
+//		Media: []sdp.MediaSpec{{Kind: "audio"}}}, conference.Access{})
 //	ctl.Invite("lecture", "sip:alice@example.org")
 //	ch, err := ctl.AddStream(ctx, "lecture", sdp.MediaSpec{Kind: "video"}) // waits while ctx lasts
 //
-// # Restarts
+// # Lifecycle and restarts
 //
-// With Config.Dialogs set, a joined participant's dialog is saved when it
-// joins, after every change, and before each re-INVITE goes out (so a
-// crash never reuses a CSeq), with the version it acknowledged, the
-// re-INVITE in flight and its session timer; RestoreParticipant brings it
-// back, Resume has its worker bring it to the latest description, and
+// The controller owns each conference's life (lifecycle.go): it is made
+// around a session mcc leases (CreateSession), one described elsewhere
+// (Import: an SDP file, a SAP announcement) or one the manager holds
+// (Create); Delete ends it; Restore brings back what Config.Store kept.
+// The records are in record.go: a conference's (Record, key c/NAME, with
+// the migration of older forms) and a joined participant's dialog
+// (SavedParticipant, key p/NAME/ID).
+//
+// A conference's record is written at its creation and after each
+// change, before any participant hears of it; Delete removes it before
+// anything else, so a crash leaves leases of no session, which Restore
+// releases, never a session whose groups are free. A joined participant's
+// dialog is saved when it joins, after every change, and before each
+// re-INVITE goes out (so a crash never reuses a CSeq), with the version it
+// acknowledged, the re-INVITE in flight and its session timer; Restore
+// brings it back, has its worker bring it to the latest description, and
 // the participant can be re-INVITEd and sent BYE as if nothing had
-// happened. A shutdown (Close, SIGTERM) never rewrites a saved dialog.
+// happened. A shutdown (Close, SIGTERM) never rewrites a saved record.
 package conference

@@ -22,9 +22,8 @@ type Event struct {
 const eventBuffer = 256
 
 type hub struct {
-	mu       sync.Mutex // guards the fields below
-	subs     map[*subscriber]bool
-	onChange map[*int]func(string)
+	mu   sync.Mutex // guards the fields below
+	subs map[*subscriber]bool
 }
 
 type subscriber struct {
@@ -70,35 +69,5 @@ func (c *Controller) publish(e Event) {
 			s.dropped++
 			s.mu.Unlock()
 		}
-	}
-}
-
-// OnChange registers f to be called with a conference's name each time its
-// description changes, after the change and before any participant is told
-// of it. It returns the undo.
-func (c *Controller) OnChange(f func(conference string)) (unregister func()) {
-	c.hub.mu.Lock()
-	defer c.hub.mu.Unlock()
-	id := new(int)
-	if c.hub.onChange == nil {
-		c.hub.onChange = map[*int]func(string){}
-	}
-	c.hub.onChange[id] = f
-	return func() {
-		c.hub.mu.Lock()
-		defer c.hub.mu.Unlock()
-		delete(c.hub.onChange, id)
-	}
-}
-
-func (c *Controller) changed(name string) {
-	c.hub.mu.Lock()
-	fs := make([]func(string), 0, len(c.hub.onChange))
-	for _, f := range c.hub.onChange {
-		fs = append(fs, f)
-	}
-	c.hub.mu.Unlock()
-	for _, f := range fs {
-		f(name)
 	}
 }

@@ -382,8 +382,8 @@ func TestBadResponseOnOwnConnection(t *testing.T) {
 // conference is deleted neither join it nor leave a saved dialog behind,
 // and a new conference of the same name starts empty.
 func TestDeleteWhileInviting(t *testing.T) {
-	store := &memDialogs{m: map[string]any{}}
-	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Dialogs = store }, "udp")
+	store := newMemStore()
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Store = store }, "udp")
 	p := e.peer(t, "udp")
 	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
 		time.Sleep(200 * time.Millisecond) // the answer comes after the Delete
@@ -409,7 +409,7 @@ func TestDeleteWhileInviting(t *testing.T) {
 		t.Fatal("invited into a deleted conference")
 	}
 	time.Sleep(time.Second) // the 200s come, and are answered with BYE
-	if n := store.len(); n != 0 {
+	if n := store.dialogs(); n != 0 {
 		t.Fatalf("%d dialogs saved for a deleted conference", n)
 	}
 	s, err := e.m.Create(sdp.SessionSpec{Name: "again", Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
@@ -422,34 +422,6 @@ func TestDeleteWhileInviting(t *testing.T) {
 	if ps, _ := e.c.Participants(e.name); len(ps) != 0 {
 		t.Fatalf("the new conference of the same name has %d participants", len(ps))
 	}
-}
-
-// memDialogs is a DialogStore in memory.
-type memDialogs struct {
-	mu    sync.Mutex
-	m     map[string]any
-	delay time.Duration // each PutRecord takes this long, as an fsync does
-}
-
-func (s *memDialogs) PutRecord(k string, v any) error {
-	time.Sleep(s.delay)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = v
-	return nil
-}
-
-func (s *memDialogs) DeleteRecord(k string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, k)
-	return nil
-}
-
-func (s *memDialogs) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
 }
 
 // rawUDP is a socket on loopback for hand-written SIP.
@@ -1066,8 +1038,8 @@ func TestCancelWaitsForProvisional(t *testing.T) {
 // (SIGTERM) neither fails the participant nor deletes its saved dialog:
 // the restart brings it back.
 func TestCloseDuringReinvite(t *testing.T) {
-	store := &memDialogs{m: map[string]any{}}
-	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Dialogs = store }, "udp")
+	store := newMemStore()
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Store = store }, "udp")
 	p := e.peer(t, "udp")
 	var n atomic.Int32
 	p.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
@@ -1084,13 +1056,13 @@ func TestCloseDuringReinvite(t *testing.T) {
 		got, _ := e.c.Participants(e.name)
 		return len(got) == 1 && got[0].State == Joined
 	})
-	if store.len() != 1 {
-		t.Fatalf("%d dialogs saved for one joined participant", store.len())
+	if store.dialogs() != 1 {
+		t.Fatalf("%d dialogs saved for one joined participant", store.dialogs())
 	}
 	go e.c.AddStream(context.Background(), e.name, sdp.MediaSpec{Kind: "audio"})
 	eventually(t, "the re-INVITE to arrive", func() bool { return n.Load() == 2 })
 	e.c.Close()
-	if store.len() != 1 {
+	if store.dialogs() != 1 {
 		t.Fatalf("the saved dialog of %s is gone after a shutdown during its re-INVITE", ps[0].ID)
 	}
 	got, _ := e.c.Participants(e.name)
@@ -1165,8 +1137,9 @@ func TestCancelledInviteNeverAnswered(t *testing.T) {
 // dialog of it is saved, even when saving the join takes as long as an
 // fsync.
 func TestByeRightAfterACK(t *testing.T) {
-	store := &memDialogs{m: map[string]any{}, delay: 20 * time.Millisecond}
-	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Dialogs = store }, "udp")
+	store := newMemStore()
+	store.delay = 20 * time.Millisecond
+	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Store = store }, "udp")
 	events, _, stop := e.c.Subscribe()
 	defer stop()
 	addr := e.c.Addrs()[0].Addr
@@ -1211,7 +1184,7 @@ func TestByeRightAfterACK(t *testing.T) {
 			t.Fatalf("%s is %v after its BYE", p.ID, p.State)
 		}
 	}
-	if n := store.len(); n != 0 {
+	if n := store.dialogs(); n != 0 {
 		t.Fatalf("%d dialogs saved of callers that left", n)
 	}
 	// No participant's events go "left" then "joined".

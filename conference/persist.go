@@ -10,65 +10,6 @@ import (
 	"mcc/sdp"
 )
 
-// DialogStore keeps participants' dialogs across restarts; the daemon's
-// store implements it. Keys are "p/CONFERENCE/ID".
-type DialogStore interface {
-	PutRecord(key string, v any) error
-	DeleteRecord(key string) error
-}
-
-// SavedParticipant is what a restarted controller needs to go on with a
-// participant's dialog: re-INVITE it with the next CSeq, or BYE it.
-type SavedParticipant struct {
-	Conference string `json:"conference"`
-	// SessionID is the conference's session when the dialog was saved: a
-	// later conference of the same name is another session.
-	SessionID uint64    `json:"session_id,omitempty"`
-	ID        string    `json:"id"`
-	URI       string    `json:"uri"`
-	DialIn    bool      `json:"dial_in,omitempty"`
-	Since     time.Time `json:"since"`
-	Streams   []string  `json:"streams,omitempty"`
-	Rejected  []int     `json:"rejected,omitempty"`
-
-	CallID       string   `json:"call_id"`
-	Owner        bool     `json:"owner,omitempty"`
-	Transport    string   `json:"transport"`
-	Local        string   `json:"local"`
-	LocalTag     string   `json:"local_tag"`
-	Remote       string   `json:"remote"`
-	RemoteTag    string   `json:"remote_tag"`
-	LocalCSeq    uint32   `json:"local_cseq"`
-	RemoteCSeq   uint32   `json:"remote_cseq"`
-	RemoteTarget string   `json:"remote_target"`
-	RouteSet     []string `json:"route_set,omitempty"`
-	// FixTo is the source a dial-in's requests came from, which mcc's go
-	// to (see dialog.fixTo); empty for others.
-	FixTo   string `json:"fix_to,omitempty"`
-	Offered []byte `json:"offered,omitempty"`
-	Version uint64 `json:"version"`
-	// Acked is the version of the session's description the participant
-	// last acknowledged: after a restart it resumes from there (0, in a
-	// record of an older form, is worked out from Offered).
-	Acked uint64 `json:"acked,omitempty"`
-	// LastACK is the CSeq of the INVITE whose 2xx mcc last ACKed, and
-	// Pending that of a re-INVITE of mcc's not answered yet: a 2xx of
-	// either that comes again after a restart is ACKed (§13.2.2.4).
-	LastACK uint32 `json:"last_ack,omitempty"`
-	Pending uint32 `json:"pending,omitempty"`
-	// InFlight is the offer of that re-INVITE, and Maybe those of
-	// earlier ones whose outcome a restart lost: the participant may have
-	// taken any, so their groups are in use until it answers a later one.
-	InFlight []byte   `json:"in_flight,omitempty"`
-	Maybe    [][]byte `json:"maybe,omitempty"`
-	// SessionExpires is the dialog's RFC 4028 session interval in
-	// seconds (0: none), and Refresher says mcc refreshes it.
-	SessionExpires int  `json:"session_expires,omitempty"`
-	Refresher      bool `json:"refresher,omitempty"`
-}
-
-func participantKey(conf, id string) string { return "p/" + conf + "/" + id }
-
 var streamStates = map[string]sdp.StreamState{"accepted": sdp.StreamAccepted, "declined": sdp.StreamDeclined,
 	"invalid": sdp.StreamInvalid, "removed": sdp.StreamRemoved}
 
@@ -77,7 +18,7 @@ var streamStates = map[string]sdp.StreamState{"accepted": sdp.StreamAccepted, "d
 // read (saveMu): a save that read "joined" cannot land after the delete
 // of its end (participant.set deletes again once the state is ended).
 func (c *Controller) persist(p *participant) {
-	if c.cfg.Dialogs == nil || p.c == nil {
+	if c.cfg.Store == nil || p.c == nil {
 		return
 	}
 	p.saveMu.Lock()
@@ -91,7 +32,7 @@ func (c *Controller) persist(p *participant) {
 // persistAs is persist for p in the given state, which it may be about to
 // enter.
 func (c *Controller) persistAs(p *participant, state State) {
-	if c.cfg.Dialogs == nil || p.c == nil {
+	if c.cfg.Store == nil || p.c == nil {
 		return
 	}
 	p.saveMu.Lock()
@@ -117,7 +58,7 @@ func (c *Controller) persistLocked(p *participant, state State) {
 	p.mu.Unlock()
 	key := participantKey(p.conf, p.id)
 	if d == nil || state != Joined || p.in != nil && p.in.isDeleted() {
-		if err := c.cfg.Dialogs.DeleteRecord(key); err != nil {
+		if err := c.cfg.Store.DeleteRecord(key); err != nil {
 			c.log.Error("forget dialog", "participant", p.uri, "err", err)
 		}
 		return
@@ -148,10 +89,10 @@ func (c *Controller) persistLocked(p *participant, state State) {
 	ended := d.ended
 	d.mu.Unlock()
 	if ended {
-		c.cfg.Dialogs.DeleteRecord(key)
+		c.cfg.Store.DeleteRecord(key)
 		return
 	}
-	if err := c.cfg.Dialogs.PutRecord(key, sp); err != nil {
+	if err := c.cfg.Store.PutRecord(key, sp); err != nil {
 		c.log.Error("save dialog", "participant", p.uri, "err", err)
 		return
 	}

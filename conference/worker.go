@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -452,4 +453,40 @@ func hasRejectedActive(p *participant) bool {
 		}
 	}
 	return false
+}
+
+// slot is one of the fan-out's (Config.Fanout): it bounds the INVITEs
+// sent and not answered yet. It is given back at the first response, or
+// slotHold after the request went, whichever comes first: a participant
+// that has vanished holds one for that long, not for its transaction's
+// 32 s, so it never delays a change to the others for long. free may be
+// called more than once.
+type slot struct {
+	c    *Controller
+	once sync.Once
+}
+
+// acquire takes a fan-out slot, or returns nil when ctx ends first.
+func (c *Controller) acquire(ctx context.Context) *slot {
+	select {
+	case c.sem <- struct{}{}:
+		return &slot{c: c}
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (s *slot) free() { s.once.Do(func() { <-s.c.sem }) }
+
+// slotHold is how long a request with no answer yet holds its slot: a
+// quarter of T1, so that the slots bound the INVITEs sent to silent
+// participants to Fanout per 125 ms, and a participant that answers
+// within a round trip is never waited for.
+var slotHold = sip.T1 / 4 // sip.T1 is a variable
+
+// freeAfter returns a channel that says when s is to be given back
+// (slotHold from now), and the timer's stop.
+func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
+	t := time.NewTimer(slotHold)
+	return t.C, t.Stop
 }

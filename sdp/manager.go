@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ type Allocator interface {
 	Release(netip.Addr) error
 	Renew(netip.Addr, time.Time) (multicast.Lease, error)
 	Pool(name string) (multicast.Pool, bool)
+	Leases() []multicast.Lease
 }
 
 var _ Allocator = (*multicast.Allocator)(nil)
@@ -713,6 +715,40 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 		m.lastID = max(m.lastID, desc.Origin.SessionID)
 	}
 	return desc.Clone(), nil
+}
+
+// RestoreAll brings back the sessions saved before a restart, each with
+// the leases the allocator holds for it (see Restore), reading those once
+// for all. Then every lease of a session mcc owned that is not among
+// them (one deleted, or being created, when the process stopped) is
+// released: nobody uses it. It returns each session's description, or
+// why it could not come back, in the order of saved, and what failed in
+// the releases.
+func (m *Manager) RestoreAll(saved []Saved) (descs []*Session, errs []error, released error) {
+	leases := m.cfg.Allocator.Leases()
+	byOwner := IndexLeases(leases)
+	descs, errs = make([]*Session, len(saved)), make([]error, len(saved))
+	for i, s := range saved {
+		descs[i], errs[i] = m.RestoreIndexed(s, byOwner)
+	}
+	m.mu.Lock()
+	live := make(map[string]bool, len(m.sessions)+len(m.creating))
+	for id := range m.sessions {
+		live[fmt.Sprintf("session %d", id)] = true
+	}
+	for id := range m.creating {
+		live[fmt.Sprintf("session %d", id)] = true
+	}
+	m.mu.Unlock()
+	for _, l := range leases {
+		if !strings.HasPrefix(l.Owner, "session ") || live[l.Owner] {
+			continue
+		}
+		if err := m.cfg.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+			released = errors.Join(released, fmt.Errorf("sdp: release the orphaned lease of %v: %w", l.Group, err))
+		}
+	}
+	return descs, errs, released
 }
 
 // RenewLeases keeps the leases of every session mcc owns ahead of their

@@ -25,7 +25,7 @@ type daemonConfig struct {
 	Data string       // the data directory: the store, the token, api.addr, allocator.json
 	Log  *slog.Logger // where everything logs
 	// SIP configures the SIP endpoint; runDaemon fills in its Manager,
-	// Logger and Dialogs.
+	// Logger and Store.
 	SIP conference.Config
 	API string // the control API's address
 	// SAP names the interfaces to announce and hear on (empty: no SAP),
@@ -64,7 +64,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	conference.SetStackLogger(log)
 	sc := cfg.SIP
-	sc.Manager, sc.Logger, sc.Dialogs = m, log, db
+	sc.Manager, sc.Logger, sc.Store = m, log, db
 	ctl, err := conference.New(sc)
 	if err != nil {
 		return err
@@ -100,11 +100,10 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		defer wait()
 		defer stopSAP() // runs before wait
 	}
-	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory, Store: db}
-	if nc, np := apiSrv.Restore(); nc > 0 {
+	if nc, np := ctl.Restore(); nc > 0 {
 		log.Info("restored", "conferences", nc, "participants", np)
 	}
-	defer ctl.OnChange(apiSrv.Save)()
+	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory}
 	// Leases of live sessions are renewed ahead of their expiry, so a
 	// session that runs for months keeps its groups.
 	renewCtx, stopRenew := context.WithCancel(context.Background())

@@ -12,8 +12,6 @@ import (
 	"testing"
 
 	"mcc/conference"
-	"mcc/multicast"
-	"mcc/sdp"
 )
 
 func TestAccessOf(t *testing.T) {
@@ -122,91 +120,4 @@ func TestAccessNoSecret(t *testing.T) {
 	if err != nil || a.Users["bob"] != ha1 || a.Realm != "board" || !slices.Equal(a.Sources, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}) {
 		t.Fatalf("AccessOf = %+v, %v", a, err)
 	}
-}
-
-// TestRestoreMigratesPasswords: a record saved by the previous version,
-// with clear passwords, comes back with HA1s (in the conference name's
-// realm, as the old version used it) and is saved again without them.
-func TestRestoreMigratesPasswords(t *testing.T) {
-	a, _ := multicast.NewAllocator(multicast.Config{})
-	m, _ := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
-	desc, err := m.Create(sdp.SessionSpec{Name: "board", Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved, err := m.Save(desc.Origin.SessionID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	session, _ := json.Marshal(saved)
-	store := newMemStore()
-	for _, tc := range []struct{ name, access string }{
-		// conference.Access as the previous version marshalled it: no tags.
-		{"board", `{"Mode":2,"Allow":null,"Users":{"bob":"s3cret","alice":"wonder land"},"Realm":""}`},
-		{"club", `{"Mode":2,"Allow":null,"Users":{"carol":"pass word"},"Realm":"club-realm"}`},
-		{"staff", `{"Mode":1,"Allow":["sip:alice@example.org"],"Users":null,"Realm":""}`},
-	} {
-		sess := session
-		if tc.name != "board" {
-			d, _ := m.Create(sdp.SessionSpec{Name: tc.name, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
-			s, _ := m.Save(d.Origin.SessionID)
-			sess, _ = json.Marshal(s)
-		}
-		store.m["c/"+tc.name] = []byte(`{"name":"` + tc.name + `","session_id":1,"access":` + tc.access + `,"session":` + string(sess) + `}`)
-	}
-	ts := newServer(t, a, store, nil)
-	if n, _ := ts.srv.Restore(); n != 3 {
-		t.Fatalf("restored %d conferences, want 3", n)
-	}
-	for _, tc := range []struct {
-		conf  string
-		want  conference.Access
-		clear []string
-	}{
-		{"board", conference.Access{Mode: conference.Digest, Realm: "board", Users: map[string]conference.HA1{
-			"bob": conference.NewHA1("bob", "board", "s3cret"), "alice": conference.NewHA1("alice", "board", "wonder land")}},
-			[]string{"s3cret", "wonder land"}},
-		{"club", conference.Access{Mode: conference.Digest, Realm: "club-realm", Users: map[string]conference.HA1{
-			"carol": conference.NewHA1("carol", "club-realm", "pass word")}}, []string{"pass word"}},
-		{"staff", conference.Access{Mode: conference.AllowList, Allow: []string{"sip:alice@example.org"}}, nil},
-	} {
-		rec := checkRestoredAccess(t, ts, store, tc.conf, tc.want)
-		for _, s := range tc.clear {
-			if bytes.Contains(rec, []byte(s)) {
-				t.Errorf("%s: the record still holds a password: %s", tc.conf, rec)
-			}
-		}
-		// What was saved again reads back as it is, with nothing to migrate.
-		var r Record
-		if err := json.Unmarshal(rec, &r); err != nil || r.migrated {
-			t.Errorf("%s: re-read record: migrated %v, %v", tc.conf, r.migrated, err)
-		}
-		if g2, w, _ := jsonPair(r.Access, tc.want); !bytes.Equal(g2, w) {
-			t.Errorf("%s: re-read access %s, want %s", tc.conf, g2, w)
-		}
-	}
-}
-
-// checkRestoredAccess checks that conference conf came back with access
-// want, and returns its record as the store holds it.
-func checkRestoredAccess(t *testing.T, ts *testServer, store *memStore, conf string, want conference.Access) []byte {
-	t.Helper()
-	got, err := ts.srv.Controller.AccessOf(conf)
-	g, w, _ := jsonPair(got, want)
-	if err != nil || !bytes.Equal(g, w) {
-		t.Errorf("%s after restore: %s, %v; want %s", conf, g, err, w)
-	}
-	store.mu.Lock()
-	defer store.mu.Unlock()
-	return store.m["c/"+conf]
-}
-
-// jsonPair marshals a and b, to compare them.
-func jsonPair(a, b any) ([]byte, []byte, error) {
-	x, err := json.Marshal(a)
-	if err != nil {
-		return nil, nil, err
-	}
-	y, err := json.Marshal(b)
-	return x, y, err
 }

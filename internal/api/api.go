@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -94,275 +93,6 @@ type StreamRequest struct {
 	Direction string `json:"direction,omitempty"`
 }
 
-// RecordStore keeps records by key; internal/store implements it.
-type RecordStore interface {
-	PutRecord(key string, v any) error
-	DeleteRecord(key string) error
-	Records(f func(key string, v []byte) error) error
-}
-
-// compacter is a RecordStore that can rewrite its file without what it
-// freed (internal/store's DB).
-type compacter interface {
-	Compact() error
-}
-
-// Record is what is kept of a conference across restarts.
-type Record struct {
-	Name      string            `json:"name"`
-	SessionID uint64            `json:"session_id"`
-	Access    conference.Access `json:"access"`
-	Session   sdp.Saved         `json:"session"`
-	// migrated marks a record read in an older form (see UnmarshalJSON):
-	// Restore saves it again in the new one.
-	migrated bool
-	// dropped and badRealm say what the migration left out (users it
-	// could not hash, a realm it replaced with the name), for Restore to
-	// log; they name no password.
-	dropped  []droppedUser
-	badRealm string
-}
-
-// Save writes conference name's record; a failure is logged, since the
-// change itself has happened. Media changes are saved by registering Save
-// with the controller's OnChange (mcc serve does), which runs it after the
-// edit and before anyone is told of it or any group is released.
-func (s *Server) Save(name string) { s.save(name) }
-
-func (s *Server) save(name string) {
-	if err := s.saveRecord(name); err != nil {
-		s.log().Error("save conference", "conference", name, "err", err)
-	}
-}
-
-// saveRecord writes conference name's record as it is now. Saves of one
-// name are serialised and each reads the state it writes under the lock,
-// so the last one written holds the last change, whatever order
-// concurrent changes finish in. A conference that is gone, or whose
-// record deleteSession has removed, is not written (it would come back at
-// the next restart without its leases).
-func (s *Server) saveRecord(name string) error {
-	if s.Store == nil {
-		return nil
-	}
-	unlock := s.records.lock(name)
-	defer unlock()
-	in, err := s.Controller.Get(name)
-	if errors.Is(err, conference.ErrUnknown) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if s.isDeleting(in.SessionID) {
-		return nil
-	}
-	access, err := s.Controller.AccessOf(name)
-	if err != nil {
-		return err
-	}
-	saved, err := s.Manager.Save(in.SessionID)
-	if err != nil {
-		return err
-	}
-	return s.Store.PutRecord("c/"+name, Record{Name: name, SessionID: in.SessionID, Access: access, Session: saved})
-}
-
-// remove deletes conference name, whose session is id: its record first,
-// so that a crash before the leases are released leaves leases of no
-// session, which Restore releases, never a session whose groups are free.
-// Callers hold s.deletes for name.
-func (s *Server) remove(ctx context.Context, name string, id uint64) error {
-	s.mu.Lock()
-	if s.deleting == nil {
-		s.deleting = map[uint64]bool{}
-	}
-	s.deleting[id] = true
-	s.mu.Unlock()
-	defer func() {
-		// Past Controller.Delete no save finds this session any more.
-		s.mu.Lock()
-		delete(s.deleting, id)
-		s.mu.Unlock()
-	}()
-	if s.Store != nil {
-		// Under the record lock: a save that read the conference before
-		// the mark either wrote before this delete or sees the mark.
-		unlock := s.records.lock(name)
-		err := s.Store.DeleteRecord("c/" + name)
-		unlock()
-		if err != nil {
-			return fmt.Errorf("delete the record of %q: %w", name, err)
-		}
-	}
-	return s.Controller.Delete(ctx, name)
-}
-
-func (s *Server) isDeleting(id uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.deleting[id]
-}
-
-// created saves the record of a conference just created around session
-// id. When that fails the conference is removed again, leases and all, so
-// that nothing a restart would lose stays behind; the error is the
-// daemon's (500).
-func (s *Server) created(name string, id uint64) error {
-	err := s.saveRecord(name)
-	if err == nil {
-		return nil
-	}
-	unlock := s.deletes.lock(name)
-	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), s.changeTimeout())
-	defer cancel()
-	if in, gerr := s.Controller.Get(name); gerr == nil && in.SessionID == id {
-		err = errors.Join(err, s.remove(ctx, name, id))
-	}
-	return fmt.Errorf("save conference %q: %w", name, err)
-}
-
-// keyedMutex is one mutex per key, kept while someone holds or waits for
-// it.
-type keyedMutex struct {
-	mu sync.Mutex // guards m
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu sync.Mutex
-	n  int // holders and waiters
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.n++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.n--; e.n == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-}
-
-// Restore brings back the conferences of the records in the store, with
-// their sessions and leases, then their joined participants' dialogs. It
-// returns how many conferences and participants came back; a record that
-// cannot is logged and left out. Records of an older form are saved again
-// in the new one; when there were any, a store that has a Compact method
-// is compacted, so that what they held (clear passwords) leaves its free
-// pages too.
-func (s *Server) Restore() (conferences, participants int) {
-	if s.Store == nil {
-		return 0, 0
-	}
-	var confs []Record
-	var keys []string // of confs
-	var parts []conference.SavedParticipant
-	s.Store.Records(func(key string, v []byte) error {
-		var err error
-		switch {
-		case strings.HasPrefix(key, "c/"):
-			var r Record
-			if err = json.Unmarshal(v, &r); err == nil {
-				confs = append(confs, r)
-				keys = append(keys, key)
-			}
-		case strings.HasPrefix(key, "p/"):
-			var p conference.SavedParticipant
-			if err = json.Unmarshal(v, &p); err == nil {
-				parts = append(parts, p)
-			}
-		}
-		if err != nil {
-			s.log().Error("restore", "record", key, "err", err)
-		}
-		return nil
-	})
-	// No removed stream's group goes until every participant that may
-	// still have it is back (Resume, below).
-	s.Controller.Restoring()
-	leases := s.Allocator.Leases()
-	byOwner := sdp.IndexLeases(leases)
-	migrated := false
-	for i, r := range confs {
-		migrated = migrated || r.migrated
-		if r.badRealm != "" {
-			s.log().Warn("restore conference: the saved digest realm cannot travel in a challenge, the conference name is the realm now",
-				"conference", r.Name, "realm", r.badRealm)
-		}
-		for _, u := range r.dropped {
-			s.log().Warn("restore conference: a digest user of the old record is dropped (set the users again)",
-				"conference", r.Name, "user", u.name, "err", u.why)
-		}
-		desc, err := s.Manager.RestoreIndexed(r.Session, byOwner)
-		if err == nil {
-			_, err = s.Controller.Create(r.Name, desc.Origin.SessionID, r.Access)
-		}
-		if err != nil {
-			s.log().Error("restore conference", "conference", r.Name, "err", err)
-			if r.migrated {
-				// Kept for another try, but without its passwords.
-				if err := s.Store.PutRecord(keys[i], r); err != nil {
-					s.log().Error("save a migrated record", "conference", r.Name, "err", err)
-				}
-			}
-			continue
-		}
-		if r.migrated {
-			s.save(r.Name) // its passwords are gone from the store too
-		}
-		conferences++
-	}
-	if c, ok := s.Store.(compacter); ok && migrated {
-		// The clear passwords the records held are still in the pages
-		// the store freed when they were saved again.
-		if err := c.Compact(); err != nil {
-			s.log().Error("restore: compact the store, which still holds the clear passwords of old records in its free pages", "err", err)
-		} else {
-			s.log().Info("restore: old records migrated, the store is compacted")
-		}
-	}
-	// Leases of sessions that have no record (deleted, or created, when the
-	// process stopped) are used by nobody.
-	owners := map[string]bool{}
-	for _, in := range s.Controller.List() {
-		owners[fmt.Sprintf("session %d", in.SessionID)] = true
-	}
-	for _, l := range leases {
-		if strings.HasPrefix(l.Owner, "session ") && !owners[l.Owner] {
-			if err := s.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
-				s.log().Error("release an orphaned lease", "group", l.Group, "err", err)
-			}
-		}
-	}
-	for _, p := range parts {
-		if err := s.Controller.RestoreParticipant(p); err != nil {
-			s.log().Error("restore participant", "conference", p.Conference, "participant", p.URI, "err", err)
-			s.Store.DeleteRecord("p/" + p.Conference + "/" + p.ID)
-			continue
-		}
-		participants++
-	}
-	// Each participant goes on from the version it acknowledged, and the
-	// removed streams' groups no restored participant uses are released.
-	s.Controller.Resume()
-	return conferences, participants
-}
-
 // Server serves the API.
 type Server struct {
 	Controller *conference.Controller
@@ -373,17 +103,8 @@ type Server struct {
 	// Directory is the SAP directory; nil when mcc serve does not listen
 	// for SAP.
 	Directory *sap.Directory
-	// Store keeps each conference's record, so that Restore brings it back
-	// after a restart; nil keeps nothing.
-	Store RecordStore
-	// ChangeTimeout bounds a media change for everyone. Zero means 60 s.
+	// ChangeTimeout bounds a delete's BYEs. Zero means 60 s.
 	ChangeTimeout time.Duration
-
-	records keyedMutex // per conference name: its record's writes
-	deletes keyedMutex // per conference name: deletes, one at a time
-
-	mu       sync.Mutex      // guards the fields below
-	deleting map[uint64]bool // sessions being deleted: their records are not written again
 }
 
 // Handler returns the API's routes.
@@ -544,18 +265,8 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		}
 		spec.Sources = append(spec.Sources, a)
 	}
-	desc, err := s.Manager.Create(spec)
+	in, err := s.Controller.CreateSession(req.Name, spec, access)
 	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	in, err := s.Controller.Create(req.Name, desc.Origin.SessionID, access)
-	if err != nil {
-		s.Manager.Delete(desc.Origin.SessionID)
-		s.fail(w, err)
-		return
-	}
-	if err := s.created(req.Name, in.SessionID); err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -570,8 +281,7 @@ func cmpOr(s, def string) string {
 }
 
 // checkNewName refuses a name that cannot name a conference, or names
-// one already, before anything is leased or imported for it (the
-// Controller checks again when it creates the conference, under its lock).
+// one already, before a body is read for it (the Controller checks again).
 func (s *Server) checkNewName(name string) error {
 	if err := conference.ValidName(name); err != nil {
 		return err
@@ -667,17 +377,8 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if _, err := s.Manager.Import(desc); err != nil {
-		s.fail(w, err)
-		return
-	}
-	in, err := s.Controller.Create(name, desc.Origin.SessionID, conference.Access{})
+	in, err := s.Controller.Import(name, desc, conference.Access{})
 	if err != nil {
-		s.Manager.Delete(desc.Origin.SessionID)
-		s.fail(w, err)
-		return
-	}
-	if err := s.created(name, in.SessionID); err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -687,17 +388,7 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.changeTimeout())
 	defer cancel()
-	name := r.PathValue("name")
-	// One delete of a name at a time: the conference found here is the
-	// one removed, not one created again under its name meanwhile.
-	unlock := s.deletes.lock(name)
-	defer unlock()
-	in, err := s.Controller.Get(name)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	if err := s.remove(ctx, name, in.SessionID); err != nil {
+	if err := s.Controller.Delete(ctx, r.PathValue("name")); err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -1217,17 +908,8 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 			s.fail(w, err)
 			return
 		}
-		if _, err := s.Manager.Import(desc); err != nil {
-			s.fail(w, err)
-			return
-		}
-		in, err := s.Controller.Create(req.Name, desc.Origin.SessionID, conference.Access{})
+		in, err := s.Controller.Import(req.Name, desc, conference.Access{})
 		if err != nil {
-			s.Manager.Delete(desc.Origin.SessionID)
-			s.fail(w, err)
-			return
-		}
-		if err := s.created(req.Name, in.SessionID); err != nil {
 			s.fail(w, err)
 			return
 		}

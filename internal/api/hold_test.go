@@ -24,7 +24,7 @@ import (
 	"mcc/sdp"
 )
 
-// memStore is a RecordStore in memory; fail, when set, makes PutRecord
+// memStore is a conference.Store in memory; fail, when set, makes PutRecord
 // fail.
 type memStore struct {
 	mu   sync.Mutex // guards the fields below
@@ -93,24 +93,28 @@ func newServer(t *testing.T, a *multicast.Allocator, store *memStore, dir *sap.D
 			t.Fatal(err)
 		}
 	}
-	m, ctl := newStack(t, a)
-	srv := &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: store, Directory: dir}
-	t.Cleanup(ctl.OnChange(srv.Save))
+	var st conference.Store
+	if store != nil {
+		st = store
+	}
+	m, ctl := newStack(t, a, st)
+	srv := &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Directory: dir}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &testServer{cl: &Client{Base: ts.URL, Token: "sesame", HTTP: ts.Client()}, srv: srv, alloc: a, store: store}
 }
 
 // newStack makes the manager over a and a controller on a free loopback
-// UDP port, which the test's cleanup closes (closing it before is fine).
-func newStack(tb testing.TB, a *multicast.Allocator) (*sdp.Manager, *conference.Controller) {
+// UDP port that saves to st (nil: nowhere), which the test's cleanup
+// closes (closing it before is fine).
+func newStack(tb testing.TB, a *multicast.Allocator, st conference.Store) (*sdp.Manager, *conference.Controller) {
 	tb.Helper()
 	m, err := sdp.NewManager(sdp.ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("127.0.0.1")})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctl, err := conference.New(conference.Config{Listeners: []conference.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
-		Manager: m, RingTimeout: 2 * time.Second})
+		Manager: m, Store: st, RingTimeout: 2 * time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -230,7 +234,7 @@ func TestTextAccepted(t *testing.T) {
 		t.Fatalf("delete ...: %v", err)
 	}
 	again := newServer(t, ts.alloc, store, nil)
-	if nc, _ := again.srv.Restore(); nc != 2 {
+	if nc, _ := again.srv.Controller.Restore(); nc != 2 {
 		t.Fatalf("restored %d conferences, want 2", nc)
 	}
 	for _, req := range reqs[:2] {
@@ -693,9 +697,9 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 
 	// The store holds each live conference as it is now.
-	records := map[string]Record{}
+	records := map[string]conference.Record{}
 	store.Records(func(key string, v []byte) error {
-		var r Record
+		var r conference.Record
 		if err := json.Unmarshal(v, &r); err != nil {
 			t.Fatalf("record %s: %v", key, err)
 		}
@@ -725,7 +729,7 @@ func TestConcurrentRequests(t *testing.T) {
 	// stream's lease, and those of the removed streams, which no restored
 	// participant uses (invitations are not restored).
 	again := newServer(t, ts.alloc, store, nil)
-	if nc, _ := again.srv.Restore(); nc != len(live) {
+	if nc, _ := again.srv.Controller.Restore(); nc != len(live) {
 		t.Errorf("restored %d conferences, want %d", nc, len(live))
 	}
 	for deadline := time.Now().Add(10 * time.Second); len(ts.alloc.Leases()) != len(leased) && time.Now().Before(deadline); {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -14,6 +12,10 @@ import (
 
 	"mcc/sdp"
 )
+
+// The invitation: mcc dials a participant out (RFC 3261 §13.2, §17.1.1):
+// the INVITE with the session's offer, its provisional responses and
+// CANCEL (§9.1), redirects and digest challenges, the 2xx and its ACK.
 
 // udpLimit is the largest message mcc sends over UDP; a larger one goes
 // over TCP (RFC 3261 §18.1.1 says 200 bytes under the path MTU; sipgo
@@ -55,42 +57,6 @@ func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) 
 }
 
 func newID() string { return sip.GenerateTagN(10) }
-
-// slot is one of the fan-out's (Config.Fanout): it bounds the INVITEs
-// sent and not answered yet. It is given back at the first response, or
-// slotHold after the request went, whichever comes first: a participant
-// that has vanished holds one for that long, not for its transaction's
-// 32 s, so it never delays a change to the others for long. free may be
-// called more than once.
-type slot struct {
-	c    *Controller
-	once sync.Once
-}
-
-// acquire takes a fan-out slot, or returns nil when ctx ends first.
-func (c *Controller) acquire(ctx context.Context) *slot {
-	select {
-	case c.sem <- struct{}{}:
-		return &slot{c: c}
-	case <-ctx.Done():
-		return nil
-	}
-}
-
-func (s *slot) free() { s.once.Do(func() { <-s.c.sem }) }
-
-// slotHold is how long a request with no answer yet holds its slot: a
-// quarter of T1, so that the slots bound the INVITEs sent to silent
-// participants to Fanout per 125 ms, and a participant that answers
-// within a round trip is never waited for.
-var slotHold = sip.T1 / 4 // sip.T1 is a variable
-
-// freeAfter returns a channel that says when s is to be given back
-// (slotHold from now), and the timer's stop.
-func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
-	t := time.NewTimer(slotHold)
-	return t.C, t.Stop
-}
 
 func uriTransport(u sip.Uri) string {
 	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
@@ -418,206 +384,5 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {
 	if err := cl.WriteRequest(ack); err != nil {
 		c.log.Warn("ACK", "call_id", ack.CallID().Value(), "err", err)
-	}
-}
-
-// applyAnswer checks a participant's answer to an offer of this dialog,
-// made from version ver of the session's description. Streams whose
-// answer breaks a rule count as declined; the participant is told by a
-// re-INVITE that offers them at port 0, or by BYE when nothing is left.
-// A participant that joins on an older version than the session's is
-// brought up to it by its worker.
-func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, offer *sdp.Session, body []byte, ver uint64, initial bool) {
-	answer, err := sdp.Parse(body)
-	var res []sdp.StreamResult
-	if err == nil {
-		res, err = sdp.CheckAnswer(offer, answer)
-	}
-	if res == nil {
-		c.hangUp(d, p, Failed, fmt.Sprintf("unacceptable answer: %v", err))
-		return
-	}
-	if initial && (conf.isDeleted() || p.ended()) {
-		// The conference ended, or the participant was removed, while it
-		// was being invited: it is told at once, and nothing is kept.
-		c.sendBye(d)
-		if !p.ended() {
-			p.set(Removed, 0, "conference ended")
-		}
-		return
-	}
-	accepted, invalid := 0, 0
-	states := make([]sdp.StreamState, len(res))
-	p.mu.Lock()
-	if p.rejected == nil {
-		p.rejected = map[int]bool{}
-	}
-	for i, r := range res {
-		states[i] = r.State
-		switch r.State {
-		case sdp.StreamAccepted:
-			accepted++
-		case sdp.StreamInvalid:
-			invalid++
-			p.rejected[i] = true
-		}
-	}
-	p.streams, p.version, p.acked = states, offer.Origin.Version, ver
-	p.mu.Unlock()
-	d.mu.Lock()
-	d.offered, d.inflight, d.maybe, d.pendingCSeq = offer, nil, nil, 0 // answered: in one step, for settle and the save below
-	d.mu.Unlock()
-	if accepted == 0 {
-		reason := "declined every stream"
-		state := Declined
-		if invalid > 0 {
-			reason, state = fmt.Sprintf("unacceptable answer: %v", err), Failed
-		}
-		c.hangUp(d, p, state, reason)
-		return
-	}
-	c.settle(conf) // before the waiters wake (a settle already running takes this one's work)
-	if initial {
-		p.set(Joined, 200, "") // saves the dialog
-	} else {
-		c.persist(p)
-		conf.progressed()
-	}
-	if invalid > 0 {
-		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
-	}
-	if invalid > 0 || ver < conf.version() {
-		// Joined on an older version than the session's (a change came
-		// while it rang: the change's own kick found it not joined yet,
-		// or this check finds the change), or with streams to offer at
-		// port 0: its worker brings it up.
-		c.kick(conf, p)
-	}
-}
-
-// offerFor is the description offered to one participant: the
-// conference's (desc itself, which is never edited in place), or a copy
-// with the streams that participant answered wrongly at port 0.
-func offerFor(desc *sdp.Session, p *participant) *sdp.Session {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var o *sdp.Session
-	for i := range p.rejected {
-		if i < len(desc.Media) && desc.Media[i].Port != 0 {
-			if o == nil {
-				o = desc.Clone()
-			}
-			o.RemoveMedia(i)
-		}
-	}
-	if o == nil {
-		return desc
-	}
-	return o
-}
-
-// hangUp ends a dialog with BYE and records why.
-func (c *Controller) hangUp(d *dialog, p *participant, s State, reason string) {
-	c.sendBye(d)
-	p.set(s, 0, reason)
-}
-
-// sendBye sends BYE in dialog d and forgets it.
-func (c *Controller) sendBye(d *dialog) error {
-	d.mu.Lock()
-	if d.ended {
-		d.mu.Unlock()
-		return nil
-	}
-	d.ended = true
-	req := d.newRequestLocked(sip.BYE, nil, 0)
-	v6 := d.v6
-	d.mu.Unlock()
-	defer c.untrack(d)
-	cl, err := c.clientFor(d.transport, v6)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
-	defer cancel()
-	res, err := cl.Do(ctx, req)
-	if err != nil {
-		return fmt.Errorf("BYE: %w", err)
-	}
-	c.metrics.response("received", sip.BYE, res.StatusCode)
-	if !res.IsSuccess() && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
-		return fmt.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
-	}
-	return nil
-}
-
-// endDialog forgets a dialog that is over without a BYE of ours.
-func (c *Controller) endDialog(d *dialog, p *participant, s State, reason string) {
-	d.mu.Lock()
-	d.ended = true
-	d.mu.Unlock()
-	c.untrack(d)
-	p.set(s, 0, reason)
-}
-
-// onStrayResponse gets responses no transaction matches, such as a 2xx
-// retransmitted after the INVITE transaction ended: it ACKs them again
-// (§13.2.2.4).
-func (c *Controller) onStrayResponse(res *sip.Response) {
-	defer c.recoverIn("the stray response handler")
-	if checkResponse(res) != nil {
-		c.guard.count("response", false) // from a connection mcc opened: not screened before
-		return
-	}
-	if !res.IsSuccess() || res.CSeq().MethodName != sip.INVITE {
-		return
-	}
-	fromTag, _ := tagOf(res.From().Params)
-	toTag, _ := tagOf(res.To().Params)
-	c.mu.Lock()
-	d := c.dialogs[dialogKey{res.CallID().Value(), fromTag, toTag}]
-	c.mu.Unlock()
-	if d == nil {
-		return
-	}
-	d.mu.Lock()
-	if d.ended || d.lastACKCSeq == 0 || d.lastACKCSeq != res.CSeq().SeqNo {
-		d.mu.Unlock()
-		return
-	}
-	ack := d.newRequestLocked(sip.ACK, nil, d.lastACKCSeq)
-	v6 := d.v6
-	d.mu.Unlock()
-	if cl, err := c.clientFor(ack.Transport(), v6); err == nil {
-		c.sendACK(cl, ack)
-	}
-}
-
-// track registers a dialog whose remote tag is not known yet by Call-ID.
-func (c *Controller) track(d *dialog, conf *Conference, p *participant) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := &participantRef{conf, p, d}
-	c.byCallID[d.callID] = r
-	c.byDialog[d] = r
-}
-
-// retrack files a dialog under its full key once both tags are known.
-// The key is read before c.mu is taken: d.mu is never held under c.mu.
-func (c *Controller) retrack(d *dialog) {
-	k := d.key()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.dialogs[k] = d
-}
-
-func (c *Controller) untrack(d *dialog) {
-	k := d.key()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.dialogs, k)
-	delete(c.byDialog, d)
-	if r := c.byCallID[d.callID]; r != nil && r.d == d {
-		delete(c.byCallID, d.callID) // not another dialog's of that Call-ID
 	}
 }

@@ -1,4 +1,4 @@
-package api
+package conference
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"mcc/conference"
 	"mcc/internal/store"
 	"mcc/multicast"
 	"mcc/sdp"
@@ -15,15 +14,15 @@ import (
 // BenchmarkRestart10k measures what mcc serve does at a start: open the
 // store, load the leases and bring back 10,000 conferences, each with a
 // session of one stream and one joined participant, from their records
-// (Server.Restore, Resume included). Before
+// (Controller.Restore, Resume included). Before
 // leases were grouped by owner and a conference's creation stopped
 // listing every session, it grew with the square of the count.
 //
-//	go test -run '^$' -bench Restart10k -benchtime 1x ./internal/api
+//	go test -run '^$' -bench Restart10k -benchtime 1x ./conference
 func BenchmarkRestart10k(b *testing.B) {
 	const n = 10000
 	dir := b.TempDir()
-	open := func() (*store.DB, *Server) {
+	open := func() (*store.DB, *Controller) {
 		db, err := store.Open(dir)
 		if err != nil {
 			b.Fatal(err)
@@ -32,27 +31,24 @@ func BenchmarkRestart10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		m, ctl := newStack(b, a)
-		return db, &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Store: db}
+		return db, newRestored(b, a, db, nil)
 	}
-	db, srv := open()
+	db, ctl := open()
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for range 32 { // concurrent, so that the store batches the writes
 		wg.Go(func() {
 			for i := range work {
 				name := fmt.Sprintf("s%05d", i)
-				d, err := srv.Manager.Create(sdp.SessionSpec{Name: name, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}})
+				in, err := ctl.CreateSession(name, sdp.SessionSpec{Name: name, Pool: "ipv4-local", Media: []sdp.MediaSpec{{Kind: "audio"}}}, Access{})
+				var d *sdp.Session
 				if err == nil {
-					_, err = srv.Controller.Create(name, d.Origin.SessionID, conference.Access{})
-				}
-				if err == nil {
-					err = srv.created(name, d.Origin.SessionID)
+					d, err = ctl.Session(in.Name)
 				}
 				if err == nil {
 					// One joined participant, as its dialog is saved.
 					body, _ := d.Marshal()
-					err = db.PutRecord(fmt.Sprintf("p/%s/p%05d", name, i), conference.SavedParticipant{
+					err = db.PutRecord(fmt.Sprintf("p/%s/p%05d", name, i), SavedParticipant{
 						Conference: name, SessionID: d.Origin.SessionID, ID: fmt.Sprintf("p%05d", i), URI: "sip:p@127.0.0.1:9",
 						Since: time.Now(), Streams: []string{"accepted"}, CallID: fmt.Sprintf("call-%05d@mcc", i), Owner: true,
 						Transport: "UDP", Local: "sip:" + name + "@127.0.0.1", LocalTag: "ours", Remote: "sip:p@127.0.0.1",
@@ -73,19 +69,19 @@ func BenchmarkRestart10k(b *testing.B) {
 	if b.Failed() {
 		b.FailNow()
 	}
-	srv.Controller.Close()
+	ctl.Close()
 	db.Close()
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		db, srv := open()
-		got, parts := srv.Restore()
+		db, ctl := open()
+		got, parts := ctl.Restore()
 		b.ReportMetric(time.Since(start).Seconds(), "s/restart")
 		b.StopTimer()
 		if got != n || parts != n {
 			b.Fatalf("restored %d conferences and %d participants, want %d of each", got, parts, n)
 		}
-		srv.Controller.Close()
+		ctl.Close()
 		db.Close()
 		b.StartTimer()
 	}

@@ -1,0 +1,361 @@
+package conference
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"mcc/sdp"
+)
+
+// A conference's life: it is created around a session mcc makes
+// (CreateSession), one imported or heard over SAP (Import), or one the
+// manager holds already (Create); each change of it is saved (change.go);
+// Delete ends it; Restore brings every saved one back after a restart.
+// Its record is written under its recordMu, one write at a time, each
+// reading what it writes there, so the last one written holds the last
+// change; no other lock is held under recordMu but the manager's, briefly.
+
+// CreateSession makes a session from spec, leasing its groups, and a
+// conference named name around it, and saves both. Nothing is leased
+// for a name that cannot name a new conference.
+func (c *Controller) CreateSession(name string, spec sdp.SessionSpec, access Access) (Info, error) {
+	if err := c.checkNewName(name); err != nil {
+		return Info{}, err
+	}
+	desc, err := c.cfg.Manager.Create(spec)
+	if err != nil {
+		return Info{}, err
+	}
+	return c.adopt(name, desc.Origin.SessionID, access)
+}
+
+// Import makes a conference named name around a session described
+// elsewhere (an SDP file, a SAP announcement): mcc invites people into it
+// and leases none of its groups. The description is the importer's; mcc
+// never changes it.
+func (c *Controller) Import(name string, desc *sdp.Session, access Access) (Info, error) {
+	if err := c.checkNewName(name); err != nil {
+		return Info{}, err
+	}
+	if _, err := c.cfg.Manager.Import(desc); err != nil {
+		return Info{}, err
+	}
+	return c.adopt(name, desc.Origin.SessionID, access)
+}
+
+// checkNewName refuses a name that cannot name a conference, or names one
+// already, before anything is leased or imported for it (Create checks
+// again, under the controller's lock).
+func (c *Controller) checkNewName(name string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if _, err := c.conference(name); err == nil {
+		return fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	return nil
+}
+
+// adopt is Create for a session just made for it: when the conference
+// cannot be, the session goes again, leases and all.
+func (c *Controller) adopt(name string, id uint64, access Access) (Info, error) {
+	in, err := c.Create(name, id, access)
+	if err != nil && !errors.Is(err, errNotSaved) {
+		// errNotSaved: Create deleted the session already.
+		c.cfg.Manager.Delete(id)
+	}
+	return in, err
+}
+
+// errNotSaved wraps the store's error when a new conference's record
+// could not be written.
+var errNotSaved = errors.New("the conference could not be saved")
+
+// Create creates a conference named name around session sessionID of the
+// manager, and saves it; sip:name@host is its conference URI. When the
+// save fails, the conference and its session go again, leases and all,
+// so that nothing a restart would lose stays behind.
+func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
+	in, conf, err := c.create(name, sessionID, access)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := c.saveConference(conf); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RingTimeout)
+		defer cancel()
+		err = errors.Join(err, c.remove(ctx, conf))
+		return Info{}, fmt.Errorf("%w: %q: %w", errNotSaved, name, err)
+	}
+	return in, nil
+}
+
+// create is Create without the save.
+func (c *Controller) create(name string, sessionID uint64, access Access) (Info, *Conference, error) {
+	if err := ValidName(name); err != nil {
+		return Info{}, nil, err
+	}
+	desc, err := c.cfg.Manager.Get(sessionID)
+	if err != nil {
+		return Info{}, nil, err
+	}
+	external := c.cfg.Manager.External(sessionID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Info{}, nil, ErrClosed
+	}
+	if _, ok := c.conferences[name]; ok {
+		return Info{}, nil, fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	conf := &Conference{name: name, sessionID: sessionID, access: access, external: external, progress: make(chan struct{})}
+	conf.setDesc(desc)
+	c.conferences[name] = conf
+	return c.info(conf), conf, nil
+}
+
+// saveConference writes conf's record as it is now, unless conf is being
+// deleted.
+func (c *Controller) saveConference(conf *Conference) error {
+	if c.cfg.Store == nil {
+		return nil
+	}
+	conf.recordMu.Lock()
+	defer conf.recordMu.Unlock()
+	if conf.recordGone {
+		return nil
+	}
+	saved, err := c.cfg.Manager.Save(conf.sessionID)
+	if err != nil {
+		return err
+	}
+	return c.cfg.Store.PutRecord(conferenceKey(conf.name), Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved})
+}
+
+// forgetRecord deletes conf's record; no save of conf writes it again.
+func (c *Controller) forgetRecord(conf *Conference) error {
+	conf.recordMu.Lock()
+	defer conf.recordMu.Unlock()
+	conf.recordGone = true
+	if c.cfg.Store == nil {
+		return nil
+	}
+	if err := c.cfg.Store.DeleteRecord(conferenceKey(conf.name)); err != nil {
+		conf.recordGone = false
+		return fmt.Errorf("delete the record of %q: %w", conf.name, err)
+	}
+	return nil
+}
+
+// Remove sends BYE to one participant.
+func (c *Controller) Remove(name, id string) error {
+	conf, err := c.conference(name)
+	if err != nil {
+		return err
+	}
+	conf.mu.Lock()
+	var p *participant
+	for _, x := range conf.participants {
+		if x.id == id {
+			p = x
+		}
+	}
+	conf.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: %q", ErrNoParticipant, id)
+	}
+	c.end(p, "removed by the operator")
+	return nil
+}
+
+// end removes participant p as its dialog allows (RFC 3261 §15): BYE in
+// a confirmed dialog; an invitation still ringing is cancelled (its 2xx,
+// should one cross the CANCEL, gets BYE); a dial-in whose 200 waits for
+// its ACK gets BYE once the ACK comes, and nothing if it never does.
+func (c *Controller) end(p *participant, reason string) {
+	p.mu.Lock()
+	d, ring := p.dlg, p.cancelRing
+	p.mu.Unlock()
+	p.set(Removed, 0, reason) // first: what answers later finds p ended
+	if d == nil {
+		if ring != nil {
+			ring()
+		}
+		return
+	}
+	d.mu.Lock()
+	confirmed, waitingACK := d.remoteTag != "" && !d.early, d.inviteRx && d.early
+	d.mu.Unlock()
+	switch {
+	case waitingACK:
+		// the ACK goroutine of onDialIn sends the BYE
+	case !confirmed:
+		if ring != nil {
+			ring()
+		}
+	default:
+		if err := c.sendBye(d); err != nil {
+			c.log.Info("BYE", "participant", p.uri, "err", err)
+		}
+	}
+}
+
+// Delete ends conference name: its record goes first, so that a crash
+// before the leases are released leaves leases of no session, which
+// Restore releases, never a session whose groups are free; then BYE to
+// everyone (CANCEL to those still ringing), then the session and its
+// leases. Deletes of one conference are one at a time: a second one
+// finds it gone.
+func (c *Controller) Delete(ctx context.Context, name string) error {
+	c.mu.Lock()
+	conf := c.conferences[name]
+	if conf == nil || conf.removing {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknown, name)
+	}
+	conf.removing = true
+	c.mu.Unlock()
+	return c.remove(ctx, conf)
+}
+
+// remove is Delete of conf, which the caller has marked removing (or just
+// created).
+func (c *Controller) remove(ctx context.Context, conf *Conference) error {
+	if err := c.forgetRecord(conf); err != nil {
+		c.mu.Lock()
+		conf.removing = false
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Lock()
+	if c.conferences[conf.name] == conf {
+		delete(c.conferences, conf.name)
+	}
+	c.mu.Unlock()
+	conf.mu.Lock()
+	conf.deleted = true // from here no one joins, and no join is saved
+	parts := slices.Clone(conf.participants)
+	conf.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		p.mu.Lock()
+		d, state := p.dlg, p.state
+		p.mu.Unlock()
+		if d == nil || (state != Joined && state != Invited && state != Ringing) {
+			continue
+		}
+		wg.Go(func() { c.end(p, "conference ended") })
+	}
+	wg.Wait()
+	return errors.Join(c.cfg.Manager.Delete(conf.sessionID), ctx.Err())
+}
+
+// Restore brings back the conferences saved in the store, with their
+// sessions and leases, then their joined participants' dialogs, and has
+// each participant go on from the version it acknowledged. It returns how
+// many conferences and participants came back; a record that cannot is
+// logged and left out (a participant's is deleted). Records of an older
+// form are saved again in the new one; when there were any, a store that
+// has a Compact method is compacted, so that what they held (clear
+// passwords) leaves its free pages too. Call it once, before serving
+// anyone.
+func (c *Controller) Restore() (conferences, participants int) {
+	if c.cfg.Store == nil {
+		return 0, 0
+	}
+	var confs []Record
+	var keys []string // of confs
+	var parts []SavedParticipant
+	c.cfg.Store.Records(func(key string, v []byte) error {
+		var err error
+		switch {
+		case strings.HasPrefix(key, "c/"):
+			var r Record
+			if err = json.Unmarshal(v, &r); err == nil {
+				confs = append(confs, r)
+				keys = append(keys, key)
+			}
+		case strings.HasPrefix(key, "p/"):
+			var p SavedParticipant
+			if err = json.Unmarshal(v, &p); err == nil {
+				parts = append(parts, p)
+			}
+		}
+		if err != nil {
+			c.log.Error("restore", "record", key, "err", err)
+		}
+		return nil
+	})
+	// No removed stream's group goes until every participant that may
+	// still have it is back (Resume, below).
+	c.Restoring()
+	saved := make([]sdp.Saved, len(confs))
+	for i, r := range confs {
+		saved[i] = r.Session
+	}
+	descs, errs, err := c.cfg.Manager.RestoreAll(saved)
+	if err != nil {
+		c.log.Error("restore: release the leases of sessions no record has", "err", err)
+	}
+	migrated := false
+	for i, r := range confs {
+		migrated = migrated || r.migrated
+		if r.badRealm != "" {
+			c.log.Warn("restore conference: the saved digest realm cannot travel in a challenge, the conference name is the realm now",
+				"conference", r.Name, "realm", r.badRealm)
+		}
+		for _, u := range r.dropped {
+			c.log.Warn("restore conference: a digest user of the old record is dropped (set the users again)",
+				"conference", r.Name, "user", u.name, "err", u.why)
+		}
+		var conf *Conference
+		err := errs[i]
+		if err == nil {
+			if _, conf, err = c.create(r.Name, descs[i].Origin.SessionID, r.Access); err != nil {
+				c.cfg.Manager.Delete(descs[i].Origin.SessionID)
+			}
+		}
+		if err != nil {
+			c.log.Error("restore conference", "conference", r.Name, "err", err)
+			if r.migrated {
+				// Kept for another try, but without its passwords.
+				if err := c.cfg.Store.PutRecord(keys[i], r); err != nil {
+					c.log.Error("save a migrated record", "conference", r.Name, "err", err)
+				}
+			}
+			continue
+		}
+		if r.migrated {
+			// Its passwords leave the store too.
+			if err := c.saveConference(conf); err != nil {
+				c.log.Error("save a migrated record", "conference", r.Name, "err", err)
+			}
+		}
+		conferences++
+	}
+	if s, ok := c.cfg.Store.(compacter); ok && migrated {
+		// The clear passwords the records held are still in the pages
+		// the store freed when they were saved again.
+		if err := s.Compact(); err != nil {
+			c.log.Error("restore: compact the store, which still holds the clear passwords of old records in its free pages", "err", err)
+		} else {
+			c.log.Info("restore: old records migrated, the store is compacted")
+		}
+	}
+	for _, p := range parts {
+		if err := c.RestoreParticipant(p); err != nil {
+			c.log.Error("restore participant", "conference", p.Conference, "participant", p.URI, "err", err)
+			c.cfg.Store.DeleteRecord(participantKey(p.Conference, p.ID))
+			continue
+		}
+		participants++
+	}
+	// Each participant goes on from the version it acknowledged, and the
+	// removed streams' groups no restored participant uses are released.
+	c.Resume()
+	return conferences, participants
+}
