@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -90,7 +91,13 @@ func BenchmarkFanoutVanishedLossy1000(b *testing.B) {
 				break
 			}
 			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d live participants have the change after 30 s", have, n-gone)
+				var left []string
+				for _, p := range ps {
+					if p.URI == live && p.Acked < ch.Version && len(left) < 10 {
+						left = append(left, fmt.Sprintf("%s %s %d %q acked %d behind %v", p.ID, p.State, p.Status, p.Reason, p.Acked, p.Behind))
+					}
+				}
+				b.Fatalf("%d of %d live participants have the change after 30 s; some of the others:\n%s", have, n-gone, strings.Join(left, "\n"))
 			}
 		}
 		took += time.Since(t0)
