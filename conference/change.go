@@ -86,8 +86,12 @@ func (c *Controller) change(ctx context.Context, name string, added bool, edit f
 	// removed stream's group can be released: a crash in between can then
 	// never restore a description whose group is free.
 	if err := c.saveConference(conf); err != nil {
-		// The change is made; a restart would come back without it.
+		// The change is made; a restart would come back without it, so
+		// no removed stream's group goes until a save takes (settle).
+		conf.unsaved.Store(true)
 		c.log.Error("save conference", "conference", name, "err", err)
+	} else {
+		conf.unsaved.Store(false)
 	}
 	for _, p := range parts {
 		p.mu.Lock()
@@ -217,6 +221,12 @@ func (conf *Conference) progressed() {
 func (c *Controller) settle(conf *Conference) {
 	if c.restoring.Load() {
 		return // the restored participants are not all back yet: Resume settles
+	}
+	if conf.unsaved.Load() {
+		// The saved record still has the removed streams: a restart would
+		// bring them back on groups given away. The next save that takes
+		// settles.
+		return
 	}
 	conf.mu.Lock()
 	if conf.deleted {

@@ -134,8 +134,14 @@ type Conference struct {
 	nonces nonceTable
 	// recordMu orders the writes of the conference's record
 	// (saveConference); recordGone, under it, says Delete has removed it.
+	// unsaved says the last change's save failed: the record holds an
+	// older description, so no removed stream's group goes (settle).
 	recordMu   sync.Mutex
 	recordGone bool
+	unsaved    atomic.Bool
+	// removing, guarded by Controller.mu, marks a conference a Delete (or
+	// Create's undo) has taken: another Delete finds it gone.
+	removing bool
 
 	mu sync.Mutex // guards the fields below
 	// desc is the session's description. It is replaced by a change,
@@ -146,9 +152,6 @@ type Conference struct {
 	external     bool
 	participants []*participant
 	deleted      bool // Delete has begun: no one joins any more
-	// removing, guarded by Controller.mu, marks a conference a Delete has
-	// taken: another Delete finds it gone.
-	removing bool
 	// progress is closed, and replaced, each time a participant moves
 	// on: those waiting for a change wake (await).
 	progress chan struct{}

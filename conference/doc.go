@@ -125,8 +125,11 @@
 //
 // A participant's saveMu comes before all four (persist takes the
 // dialog's, the conference's and the participant's briefly under it, and
-// holds it across the store write). The event hub's, the guard's and the
-// manager's locks are leaves. A path that needs two in another order
+// holds it across the store write). A conference's recordMu is taken with
+// no other lock held, and only the manager's is taken under it, across
+// the record's store write (saveConference, forgetRecord). A conference's
+// removing flag is the controller's lock's. The event hub's, the guard's
+// and the manager's locks are leaves. A path that needs two in another order
 // takes them one at a time (groupsInUse, hasRejectedActive). No lock is
 // held across network I/O. The conference's lock is held across a
 // change's lease write (the manager's edit), and the manager's across a
@@ -142,7 +145,7 @@
 //		Store:     store,   // internal/store's DB; nil keeps nothing
 //	})
 //	...
-//	ctl.Restore() // what the last run saved
+//	ctl.Restore() // what the last run saved, before anyone is served
 //	ctl.CreateSession("lecture", sdp.SessionSpec{Name: "lecture", Pool: "ipv4-local",
 //		Media: []sdp.MediaSpec{{Kind: "audio"}}}, conference.Access{})
 //	ctl.Invite("lecture", "sip:alice@example.org")

@@ -65,31 +65,42 @@ func (c *Controller) checkNewName(name string) error {
 // cannot be, the session goes again, leases and all.
 func (c *Controller) adopt(name string, id uint64, access Access) (Info, error) {
 	in, err := c.Create(name, id, access)
-	if err != nil && !errors.Is(err, errNotSaved) {
-		// errNotSaved: Create deleted the session already.
+	if err != nil && !errors.Is(err, ErrNotSaved) {
+		// ErrNotSaved: Create's undo deleted the session already.
 		c.cfg.Manager.Delete(id)
 	}
 	return in, err
 }
 
-// errNotSaved wraps the store's error when a new conference's record
-// could not be written.
-var errNotSaved = errors.New("the conference could not be saved")
+// ErrNotSaved is a new conference whose record the store did not take:
+// the conference is undone, and the fault is the daemon's.
+var ErrNotSaved = errors.New("conference: the conference could not be saved")
 
 // Create creates a conference named name around session sessionID of the
 // manager, and saves it; sip:name@host is its conference URI. When the
 // save fails, the conference and its session go again, leases and all,
-// so that nothing a restart would lose stays behind.
+// so that nothing a restart would lose stays behind; the error is
+// ErrNotSaved with the store's.
 func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
 	in, conf, err := c.create(name, sessionID, access)
 	if err != nil {
 		return Info{}, err
 	}
 	if err := c.saveConference(conf); err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RingTimeout)
-		defer cancel()
-		err = errors.Join(err, c.remove(ctx, conf))
-		return Info{}, fmt.Errorf("%w: %q: %w", errNotSaved, name, err)
+		// The undo takes the conference as Delete does; a Delete that
+		// took it first finishes it.
+		c.mu.Lock()
+		mine := !conf.removing
+		conf.removing = true
+		c.mu.Unlock()
+		if mine {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RingTimeout)
+			defer cancel()
+			if uerr := c.remove(ctx, conf, true); uerr != nil {
+				c.log.Error("undo a conference that could not be saved", "conference", name, "err", uerr)
+			}
+		}
+		return Info{}, fmt.Errorf("%w: %q: %v", ErrNotSaved, name, err)
 	}
 	return in, nil
 }
@@ -137,7 +148,9 @@ func (c *Controller) saveConference(conf *Conference) error {
 }
 
 // forgetRecord deletes conf's record; no save of conf writes it again.
-func (c *Controller) forgetRecord(conf *Conference) error {
+// For an undo (the record's first write failed, so there is none), a
+// failed delete is logged and the conference goes all the same.
+func (c *Controller) forgetRecord(conf *Conference, undo bool) error {
 	conf.recordMu.Lock()
 	defer conf.recordMu.Unlock()
 	conf.recordGone = true
@@ -145,6 +158,10 @@ func (c *Controller) forgetRecord(conf *Conference) error {
 		return nil
 	}
 	if err := c.cfg.Store.DeleteRecord(conferenceKey(conf.name)); err != nil {
+		if undo {
+			c.log.Warn("undo: delete the record that was not written", "conference", conf.name, "err", err)
+			return nil
+		}
 		conf.recordGone = false
 		return fmt.Errorf("delete the record of %q: %w", conf.name, err)
 	}
@@ -209,7 +226,8 @@ func (c *Controller) end(p *participant, reason string) {
 // Restore releases, never a session whose groups are free; then BYE to
 // everyone (CANCEL to those still ringing), then the session and its
 // leases. Deletes of one conference are one at a time: a second one
-// finds it gone.
+// finds it gone. It waits for the BYEs' answers while ctx lasts (see
+// remove).
 func (c *Controller) Delete(ctx context.Context, name string) error {
 	c.mu.Lock()
 	conf := c.conferences[name]
@@ -219,13 +237,15 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	}
 	conf.removing = true
 	c.mu.Unlock()
-	return c.remove(ctx, conf)
+	return c.remove(ctx, conf, false)
 }
 
-// remove is Delete of conf, which the caller has marked removing (or just
-// created).
-func (c *Controller) remove(ctx context.Context, conf *Conference) error {
-	if err := c.forgetRecord(conf); err != nil {
+// remove is Delete of conf, which the caller has marked removing; undo
+// says it undoes a Create whose record was never written. It waits for
+// the BYEs' answers while ctx lasts; those still out go on, owned by the
+// controller (Close stops them), and the session goes at once.
+func (c *Controller) remove(ctx context.Context, conf *Conference, undo bool) error {
+	if err := c.forgetRecord(conf, undo); err != nil {
 		c.mu.Lock()
 		conf.removing = false
 		c.mu.Unlock()
@@ -248,10 +268,19 @@ func (c *Controller) remove(ctx context.Context, conf *Conference) error {
 		if d == nil || (state != Joined && state != Invited && state != Ringing) {
 			continue
 		}
-		wg.Go(func() { c.end(p, "conference ended") })
+		wg.Add(1)
+		if !c.goOwned(func() { defer wg.Done(); c.end(p, "conference ended") }) {
+			wg.Done() // closed: no BYE goes any more
+		}
 	}
-	wg.Wait()
-	return errors.Join(c.cfg.Manager.Delete(conf.sessionID), ctx.Err())
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }() // ends with the BYEs, owned by them
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		c.log.Info("delete: BYEs still unanswered go on in the background", "conference", conf.name)
+	}
+	return c.cfg.Manager.Delete(conf.sessionID)
 }
 
 // Restore brings back the conferences saved in the store, with their
@@ -263,14 +292,20 @@ func (c *Controller) remove(ctx context.Context, conf *Conference) error {
 // has a Compact method is compacted, so that what they held (clear
 // passwords) leaves its free pages too. Call it once, before serving
 // anyone.
-func (c *Controller) Restore() (conferences, participants int) {
+//
+// The leases of sessions no record names are released, unless a
+// conference's record could not be read: then every lease stays, since
+// one of them may be that conference's. A store that cannot be read at
+// all is an error, and nothing is restored or released.
+func (c *Controller) Restore() (conferences, participants int, err error) {
 	if c.cfg.Store == nil {
-		return 0, 0
+		return 0, 0, nil
 	}
 	var confs []Record
 	var keys []string // of confs
 	var parts []SavedParticipant
-	c.cfg.Store.Records(func(key string, v []byte) error {
+	unread := 0 // conference records that did not decode
+	err = c.cfg.Store.Records(func(key string, v []byte) error {
 		var err error
 		switch {
 		case strings.HasPrefix(key, "c/"):
@@ -278,6 +313,8 @@ func (c *Controller) Restore() (conferences, participants int) {
 			if err = json.Unmarshal(v, &r); err == nil {
 				confs = append(confs, r)
 				keys = append(keys, key)
+			} else {
+				unread++
 			}
 		case strings.HasPrefix(key, "p/"):
 			var p SavedParticipant
@@ -290,6 +327,9 @@ func (c *Controller) Restore() (conferences, participants int) {
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("conference: restore: read the store: %w", err)
+	}
 	// No removed stream's group goes until every participant that may
 	// still have it is back (Resume, below).
 	c.Restoring()
@@ -297,9 +337,12 @@ func (c *Controller) Restore() (conferences, participants int) {
 	for i, r := range confs {
 		saved[i] = r.Session
 	}
-	descs, errs, err := c.cfg.Manager.RestoreAll(saved)
-	if err != nil {
-		c.log.Error("restore: release the leases of sessions no record has", "err", err)
+	if unread > 0 {
+		c.log.Warn("restore: conference records could not be read; every lease of a session is kept", "records", unread)
+	}
+	descs, errs, rerr := c.cfg.Manager.RestoreAll(saved, unread == 0)
+	if rerr != nil {
+		c.log.Error("restore: release the leases of sessions no record has", "err", rerr)
 	}
 	migrated := false
 	for i, r := range confs {
@@ -357,5 +400,5 @@ func (c *Controller) Restore() (conferences, participants int) {
 	// Each participant goes on from the version it acknowledged, and the
 	// removed streams' groups no restored participant uses are released.
 	c.Resume()
-	return conferences, participants
+	return conferences, participants, nil
 }

@@ -74,7 +74,7 @@ func TestRestoreMigratesPasswords(t *testing.T) {
 		store.m["c/"+tc.name] = []byte(`{"name":"` + tc.name + `","session_id":1,"access":` + tc.access + `,"session":` + string(sess) + `}`)
 	}
 	ctl := newRestored(t, a, store, nil)
-	if n, _ := ctl.Restore(); n != 3 {
+	if n, _, err := ctl.Restore(); err != nil || n != 3 {
 		t.Fatalf("restored %d conferences, want 3", n)
 	}
 	for _, tc := range []struct {
@@ -181,7 +181,7 @@ func TestRestoreMigratesOddPasswords(t *testing.T) {
 	leases := len(a.Leases())
 	var logs bytes.Buffer
 	ctl := newRestored(t, a, store, slog.New(slog.NewTextHandler(&logs, nil)))
-	if n, _ := ctl.Restore(); n != len(tests) {
+	if n, _, err := ctl.Restore(); err != nil || n != len(tests) {
 		t.Fatalf("restored %d conferences, want %d:\n%s", n, len(tests), logs.String())
 	}
 	if n := len(a.Leases()); n != leases {
@@ -218,7 +218,7 @@ func TestRestoreSavesMigratedUnrestored(t *testing.T) {
 	store := newMemStore()
 	store.m["c/lost"] = []byte(`{"name":"lost","session_id":1,"access":{"Mode":2,"Users":{"bob":"MARKER-bob"}},"session":{}}`)
 	ctl := newRestored(t, nil, store, nil)
-	if n, _ := ctl.Restore(); n != 0 {
+	if n, _, err := ctl.Restore(); err != nil || n != 0 {
 		t.Fatalf("restored %d conferences, want 0", n)
 	}
 	store.mu.Lock()
@@ -267,7 +267,7 @@ func TestRestoreCompactsStore(t *testing.T) {
 	}
 	leases := a.Leases()
 	ctl := newRestored(t, a, db, nil)
-	if n, _ := ctl.Restore(); n != 2 {
+	if n, _, err := ctl.Restore(); err != nil || n != 2 {
 		t.Fatalf("restored %d conferences, want 2", n)
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, store.FileName))
@@ -372,7 +372,7 @@ func TestLifecycleRecords(t *testing.T) {
 	leases := len(a.Leases())
 	ctl.Close()
 	again := newRestored(t, a, st, nil)
-	if nc, _ := again.Restore(); nc != 1 {
+	if nc, _, err := again.Restore(); err != nil || nc != 1 {
 		t.Fatalf("restored %d conferences, want 1", nc)
 	}
 	if n := len(a.Leases()); n != 2 || n != leases {

@@ -75,7 +75,10 @@ func BenchmarkRestart10k(b *testing.B) {
 	for range b.N {
 		start := time.Now()
 		db, ctl := open()
-		got, parts := ctl.Restore()
+		got, parts, err := ctl.Restore()
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.ReportMetric(time.Since(start).Seconds(), "s/restart")
 		b.StopTimer()
 		if got != n || parts != n {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -289,7 +290,7 @@ func (m *Manager) newMedia(e *managed, ms MediaSpec) (*Media, error) {
 		return nil, invalidf("sdp: direction %q: want sendrecv, sendonly, recvonly or inactive", ms.Direction)
 	}
 	l, err := m.cfg.Allocator.Allocate(multicast.Request{
-		Pool: e.pool, Owner: fmt.Sprintf("session %d", e.desc.Origin.SessionID), End: e.stop,
+		Pool: e.pool, Owner: SessionOwner(e.desc.Origin.SessionID), End: e.stop,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sdp: lease a group for %s: %w", ms.Kind, err)
@@ -687,7 +688,7 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 		return nil, fmt.Errorf("sdp: restore: %w", err)
 	}
 	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
-	owner := fmt.Sprintf("session %d", desc.Origin.SessionID)
+	owner := SessionOwner(desc.Origin.SessionID)
 	active := map[netip.Addr]bool{}
 	for _, md := range desc.Media {
 		if md.Connection != nil {
@@ -717,31 +718,45 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 	return desc.Clone(), nil
 }
 
+// SessionOwner is the owner of the leases of session id: "session ID".
+func SessionOwner(id uint64) string { return "session " + strconv.FormatUint(id, 10) }
+
+// IsSessionOwner reports whether a lease's owner is a session's
+// (SessionOwner): such a lease is the Manager's, not its holder's to
+// renew or release.
+func IsSessionOwner(owner string) bool { return strings.HasPrefix(owner, "session ") }
+
 // RestoreAll brings back the sessions saved before a restart, each with
 // the leases the allocator holds for it (see Restore), reading those once
-// for all. Then every lease of a session mcc owned that is not among
-// them (one deleted, or being created, when the process stopped) is
-// released: nobody uses it. It returns each session's description, or
-// why it could not come back, in the order of saved, and what failed in
-// the releases.
-func (m *Manager) RestoreAll(saved []Saved) (descs []*Session, errs []error, released error) {
+// for all. Then, when release is true, every lease of a session mcc
+// owned that is not among them (one deleted, or being created, when the
+// process stopped) is released: nobody uses it. A caller that could not
+// read every saved session passes false: a lease of one it missed is
+// kept, never handed to someone else. It returns each session's
+// description, or why it could not come back, in the order of saved, and
+// what failed in the releases. Call it before the Manager serves anyone:
+// a session created meanwhile could lose a lease to the release.
+func (m *Manager) RestoreAll(saved []Saved, release bool) (descs []*Session, errs []error, released error) {
 	leases := m.cfg.Allocator.Leases()
 	byOwner := IndexLeases(leases)
 	descs, errs = make([]*Session, len(saved)), make([]error, len(saved))
 	for i, s := range saved {
 		descs[i], errs[i] = m.RestoreIndexed(s, byOwner)
 	}
+	if !release {
+		return descs, errs, nil
+	}
 	m.mu.Lock()
 	live := make(map[string]bool, len(m.sessions)+len(m.creating))
 	for id := range m.sessions {
-		live[fmt.Sprintf("session %d", id)] = true
+		live[SessionOwner(id)] = true
 	}
 	for id := range m.creating {
-		live[fmt.Sprintf("session %d", id)] = true
+		live[SessionOwner(id)] = true
 	}
 	m.mu.Unlock()
 	for _, l := range leases {
-		if !strings.HasPrefix(l.Owner, "session ") || live[l.Owner] {
+		if !IsSessionOwner(l.Owner) || live[l.Owner] {
 			continue
 		}
 		if err := m.cfg.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {

@@ -100,10 +100,14 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		defer wait()
 		defer stopSAP() // runs before wait
 	}
-	if nc, np := ctl.Restore(); nc > 0 {
+	nc, np, err := ctl.Restore()
+	if err != nil {
+		return err // serving without what was kept would hand its groups to others
+	}
+	if nc > 0 {
 		log.Info("restored", "conferences", nc, "participants", np)
 	}
-	apiSrv := &api.Server{Controller: ctl, Manager: m, Allocator: a, Token: token, Logger: log, Directory: directory}
+	apiSrv := &api.Server{Controller: ctl, Allocator: a, Token: token, Logger: log, Directory: directory}
 	// Leases of live sessions are renewed ahead of their expiry, so a
 	// session that runs for months keeps its groups.
 	renewCtx, stopRenew := context.WithCancel(context.Background())

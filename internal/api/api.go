@@ -96,14 +96,14 @@ type StreamRequest struct {
 // Server serves the API.
 type Server struct {
 	Controller *conference.Controller
-	Manager    *sdp.Manager
 	Allocator  *multicast.Allocator
 	Token      string
 	Logger     *slog.Logger
 	// Directory is the SAP directory; nil when mcc serve does not listen
 	// for SAP.
 	Directory *sap.Directory
-	// ChangeTimeout bounds a delete's BYEs. Zero means 60 s.
+	// ChangeTimeout bounds how long a delete waits for its BYEs to be
+	// answered (those left go on in the background). Zero means 60 s.
 	ChangeTimeout time.Duration
 }
 
@@ -759,10 +759,10 @@ func (s *Server) allocate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if strings.HasPrefix(req.Owner, ownerOfMcc) {
+	if sdp.IsSessionOwner(req.Owner) {
 		// Restore hands the leases of owner "session ID" to that session,
 		// and releases them when it has none.
-		s.fail(w, badf("owner %q: names starting with %q are mcc's own sessions'", req.Owner, ownerOfMcc))
+		s.fail(w, badf("owner %q: names starting with %q are mcc's own sessions'", req.Owner, "session "))
 		return
 	}
 	pool := req.Pool
@@ -868,7 +868,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 // callers).
 func (s *Server) notASessions(g netip.Addr) error {
 	l, ok := s.Allocator.Lease(g)
-	if ok && strings.HasPrefix(l.Owner, ownerOfMcc) {
+	if ok && sdp.IsSessionOwner(l.Owner) {
 		return conflictf("lease %v belongs to %s of mcc: it is released when its stream or session goes (remove the stream, or delete the session)", l.Group, l.Owner)
 	}
 	return nil

@@ -27,7 +27,7 @@ func newAPI(t *testing.T) (*Client, *multicast.Allocator) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ctl.Close() })
-	ts := httptest.NewServer((&Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame"}).Handler())
+	ts := httptest.NewServer((&Server{Controller: ctl, Allocator: a, Token: "sesame"}).Handler())
 	t.Cleanup(ts.Close)
 	return &Client{Base: ts.URL, Token: "sesame", HTTP: ts.Client()}, a
 }

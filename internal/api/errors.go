@@ -27,6 +27,9 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 // classify maps an error to its HTTP status and stable code.
 func classify(err error) (int, string) {
 	switch {
+	case errors.Is(err, conference.ErrNotSaved):
+		// Before any other: the undo's errors are not the caller's.
+		return http.StatusInternalServerError, CodeInternal
 	case errors.Is(err, conference.ErrUnknown), errors.Is(err, sdp.ErrUnknownSession), errors.Is(err, conference.ErrNoParticipant), errors.Is(err, conference.ErrNoChange),
 		errors.Is(err, sdp.ErrNoStream), errors.Is(err, multicast.ErrNotLeased):
 		return http.StatusNotFound, CodeNotFound
@@ -93,7 +96,6 @@ const (
 	maxID      = 256  // a SAP directory ID, a lease owner, a pool name
 	maxEntries = 1000 // allow entries, digest users or sources of one conference
 	maxSecret  = 1024 // one digest password
-	ownerOfMcc = "session "
 )
 
 // checkLine refuses text that would go into a SIP header or a stored

@@ -80,6 +80,7 @@ type testServer struct {
 	srv   *Server
 	alloc *multicast.Allocator
 	store *memStore
+	m     *sdp.Manager
 }
 
 // newServer builds a daemon as mcc serve does (a store, saves on every
@@ -98,10 +99,10 @@ func newServer(t *testing.T, a *multicast.Allocator, store *memStore, dir *sap.D
 		st = store
 	}
 	m, ctl := newStack(t, a, st)
-	srv := &Server{Controller: ctl, Manager: m, Allocator: a, Token: "sesame", Directory: dir}
+	srv := &Server{Controller: ctl, Allocator: a, Token: "sesame", Directory: dir}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &testServer{cl: &Client{Base: ts.URL, Token: "sesame", HTTP: ts.Client()}, srv: srv, alloc: a, store: store}
+	return &testServer{cl: &Client{Base: ts.URL, Token: "sesame", HTTP: ts.Client()}, srv: srv, alloc: a, store: store, m: m}
 }
 
 // newStack makes the manager over a and a controller on a free loopback
@@ -234,7 +235,7 @@ func TestTextAccepted(t *testing.T) {
 		t.Fatalf("delete ...: %v", err)
 	}
 	again := newServer(t, ts.alloc, store, nil)
-	if nc, _ := again.srv.Controller.Restore(); nc != 2 {
+	if nc, _, err := again.srv.Controller.Restore(); err != nil || nc != 2 {
 		t.Fatalf("restored %d conferences, want 2", nc)
 	}
 	for _, req := range reqs[:2] {
@@ -345,8 +346,8 @@ func TestStoreFailureLeavesNothing(t *testing.T) {
 	if code(err) != CodeInternal {
 		t.Fatalf("import with a failing store: %v, want %s", err, CodeInternal)
 	}
-	if l := ts.srv.Controller.List(); len(l) != 0 || len(ts.alloc.Leases()) != 0 || len(ts.srv.Manager.List()) != 0 {
-		t.Fatalf("left behind: %d conferences, %d leases, %d sessions", len(l), len(ts.alloc.Leases()), len(ts.srv.Manager.List()))
+	if l := ts.srv.Controller.List(); len(l) != 0 || len(ts.alloc.Leases()) != 0 || len(ts.m.List()) != 0 {
+		t.Fatalf("left behind: %d conferences, %d leases, %d sessions", len(l), len(ts.alloc.Leases()), len(ts.m.List()))
 	}
 	store.mu.Lock()
 	store.fail = nil
@@ -685,7 +686,7 @@ func TestConcurrentRequests(t *testing.T) {
 	retiring := map[string]map[netip.Addr]bool{}
 	for _, in := range live {
 		rs := map[netip.Addr]bool{}
-		for _, g := range ts.srv.Manager.Retiring(in.SessionID) {
+		for _, g := range ts.m.Retiring(in.SessionID) {
 			rs[g] = true
 		}
 		retiring[fmt.Sprintf("session %d", in.SessionID)] = rs
@@ -729,7 +730,7 @@ func TestConcurrentRequests(t *testing.T) {
 	// stream's lease, and those of the removed streams, which no restored
 	// participant uses (invitations are not restored).
 	again := newServer(t, ts.alloc, store, nil)
-	if nc, _ := again.srv.Controller.Restore(); nc != len(live) {
+	if nc, _, err := again.srv.Controller.Restore(); err != nil || nc != len(live) {
 		t.Errorf("restored %d conferences, want %d", nc, len(live))
 	}
 	for deadline := time.Now().Add(10 * time.Second); len(ts.alloc.Leases()) != len(leased) && time.Now().Before(deadline); {
