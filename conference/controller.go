@@ -102,6 +102,21 @@ type Config struct {
 	minSE   time.Duration // mcc's Min-SE; zero: 90 s (RFC 4028 §5). Tests shorten it.
 }
 
+// SetT1 sets RFC 3261's T1, the round-trip estimate that every SIP timer
+// of the process derives from: retransmissions start at T1 and double
+// (§17.1.1.1), transactions and the wait for an ACK last 64·T1. The
+// default, 500 ms, is the RFC's; a smaller one is for closed networks
+// whose round trip is known to be short (§17.1.1.1 allows it there, and
+// recommends against it elsewhere). sipgo's timers are the process's:
+// call it once, before New.
+func SetT1(d time.Duration) error {
+	if d < 10*time.Millisecond || d > sip.T2 {
+		return fmt.Errorf("conference: T1 %v: want 10ms to %v (T2)", d, sip.T2)
+	}
+	sip.SetTimers(d, sip.T2, sip.T4)
+	return nil
+}
+
 // UnicastPolicy is what a dial-in with a unicast-only offer gets.
 type UnicastPolicy int
 

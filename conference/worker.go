@@ -482,11 +482,11 @@ func (s *slot) free() { s.once.Do(func() { <-s.c.sem }) }
 // quarter of T1, so that the slots bound the INVITEs sent to silent
 // participants to Fanout per 125 ms, and a participant that answers
 // within a round trip is never waited for.
-var slotHold = sip.T1 / 4 // sip.T1 is a variable
+func slotHold() time.Duration { return sip.T1 / 4 } // sip.T1 is the process's (SetT1)
 
 // freeAfter returns a channel that says when s is to be given back
 // (slotHold from now), and the timer's stop.
 func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
-	t := time.NewTimer(slotHold)
+	t := time.NewTimer(slotHold())
 	return t.C, t.Stop
 }

@@ -32,6 +32,9 @@ type daemonConfig struct {
 	// and SAPFastStart the extra announcements of a new session.
 	SAP          string
 	SAPFastStart int
+	// T1 is RFC 3261's T1 for the whole process (conference.SetT1);
+	// zero keeps 500 ms.
+	T1 time.Duration
 }
 
 // runDaemon is mcc serve: the store and allocator on the data directory,
@@ -61,6 +64,11 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	m, err := sdp.NewManager(mc)
 	if err != nil {
 		return err
+	}
+	if cfg.T1 != 0 {
+		if err := conference.SetT1(cfg.T1); err != nil {
+			return err
+		}
 	}
 	conference.SetStackLogger(log)
 	sc := cfg.SIP

@@ -143,6 +143,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"serve", "--probe-interval", "10ms", "--data", data}, "want 1s or more"},
 		{[]string{"serve", "--session-expires", "60s", "--data", data}, "want 90s or more"},
 		{[]string{"serve", "--ring-timeout", "-1s", "--data", data}, "want a duration above 0"},
+		{[]string{"serve", "--sip-t1", "1ms", "--data", data}, "want 10ms to 4s"},
+		{[]string{"serve", "--sip-t1", "5s", "--data", data}, "want 10ms to 4s"},
 		{[]string{"media", "add", "lecture", "audio", "--wait", "-1s", "--data", data}, "want a duration"},
 	}
 	for _, tc := range tests {
