@@ -185,8 +185,11 @@ func (conf *Conference) version() uint64 { return conf.current().Origin.Version 
 // is held across a change's lease write.
 func (conf *Conference) current() *sdp.Session { return conf.cur.Load() }
 
-// setDesc replaces the description. Called with conf.mu held.
+// setDesc replaces the description. A session-level c= is offered at
+// media level (sdp.Session.WithMediaConnections): linphone joins only a
+// group named there. Called with conf.mu held.
 func (conf *Conference) setDesc(d *sdp.Session) {
+	d = d.WithMediaConnections()
 	conf.desc = d
 	conf.cur.Store(d)
 }

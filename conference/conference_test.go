@@ -181,3 +181,44 @@ func TestInviteIntoExternalSession(t *testing.T) {
 		t.Fatalf("changing an external session: %v", err)
 	}
 }
+
+// TestSessionConnectionOfferedPerMedium: an imported description with
+// only a session-level c= (as Dante, VLC, PipeWire and ffmpeg write them)
+// is offered with that c= in every m=, and none at session level: linphone
+// joins only a group named at media level (RFC 8866 §5.7 makes the two
+// forms the same session). Everything else is as imported.
+func TestSessionConnectionOfferedPerMedium(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	ext := sdp.MustParse("v=0\r\no=- 1311738121 1311738121 IN IP4 192.0.2.7\r\ns=Stage box\r\nc=IN IP4 239.69.1.2/32\r\nt=0 0\r\n" +
+		"a=clock-domain:PTPv2 0\r\nm=audio 5004 RTP/AVP 96\r\ni=Channels 1-2\r\na=rtpmap:96 L24/48000/2\r\na=ptime:1\r\n" +
+		"a=ts-refclk:ptp=IEEE1588-2008:00-1D-C1-FF-FE-12-34-56:0\r\na=mediaclk:direct=0\r\n" +
+		"m=audio 5006 RTP/AVP 96\r\nc=IN IP4 239.69.1.3/32\r\na=rtpmap:96 L24/48000/2\r\n")
+	if _, err := e.m.Import(ext); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Create("stage", ext.Origin.SessionID, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.peer(t, "udp")
+	ps, _ := e.c.Invite("stage", p.uri())
+	waitState(t, e.c, "stage", ps[0].ID, Joined)
+	body := string(p.lastInvite().Body())
+	offer, err := sdp.Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offer.Connection != nil {
+		t.Errorf("the offer keeps a session-level c=:\n%s", body)
+	}
+	for i, want := range []string{"IN IP4 239.69.1.2/32", "IN IP4 239.69.1.3/32"} {
+		if c := offer.Media[i].Connection; c == nil || c.String() != want {
+			t.Errorf("m= %d: c= %v, want %s:\n%s", i, c, want, body)
+		}
+	}
+	for _, kept := range []string{"a=clock-domain:PTPv2 0", "i=Channels 1-2", "a=ptime:1", "a=ts-refclk:ptp=IEEE1588-2008:00-1D-C1-FF-FE-12-34-56:0", "a=mediaclk:direct=0",
+		"o=- 1311738121 1311738121 IN IP4 192.0.2.7"} {
+		if !strings.Contains(body, kept+"\r\n") {
+			t.Errorf("the offer lost %q:\n%s", kept, body)
+		}
+	}
+}

@@ -212,6 +212,32 @@ func (s *Session) EffectiveConnection(m *Media) *Connection {
 	return s.Connection
 }
 
+// WithMediaConnections returns s with its session-level c= written into
+// every m= that has none, and no session-level c= left: the same session
+// (RFC 8866 §5.7: a session-level c= is each medium's default), in the
+// form every receiver reads, since some user agents (linphone) join only
+// a group named at media level. It returns s itself when there is nothing
+// to move; the copy shares s's media that had their own c=.
+func (s *Session) WithMediaConnections() *Session {
+	if s.Connection == nil {
+		return s
+	}
+	out := *s
+	out.Connection = nil
+	out.Media = make([]*Media, len(s.Media))
+	for i, m := range s.Media {
+		if m.Connection != nil {
+			out.Media[i] = m
+			continue
+		}
+		mc := *m
+		c := *s.Connection
+		mc.Connection = &c
+		out.Media[i] = &mc
+	}
+	return &out
+}
+
 // EffectiveDirection returns the medium's direction, the session's, or
 // sendrecv, the default (RFC 8866 §6.7).
 func (s *Session) EffectiveDirection(m *Media) Direction {

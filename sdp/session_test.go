@@ -234,3 +234,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestWithMediaConnections: a session-level c= moves into every m= that
+// has none and leaves the session level; an m= with its own keeps it; the
+// original is not touched; a description with no session-level c= comes
+// back as it is.
+func TestWithMediaConnections(t *testing.T) {
+	own := MustParse("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.1.1.1/16\r\n")
+	if got := own.WithMediaConnections(); got != own {
+		t.Fatal("a description without a session-level c= was copied")
+	}
+	text := "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 239.1.1.1/16\r\nt=0 0\r\n" +
+		"m=audio 5004 RTP/AVP 0\r\nm=video 5006 RTP/AVP 96\r\nc=IN IP4 239.1.1.2/16\r\na=rtpmap:96 H264/90000\r\nm=text 5008 RTP/AVP 98\r\na=rtpmap:98 t140/1000\r\n"
+	s := MustParse(text)
+	got := s.WithMediaConnections()
+	b, err := got.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n" +
+		"m=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.1.1.1/16\r\nm=video 5006 RTP/AVP 96\r\nc=IN IP4 239.1.1.2/16\r\na=rtpmap:96 H264/90000\r\n" +
+		"m=text 5008 RTP/AVP 98\r\nc=IN IP4 239.1.1.1/16\r\na=rtpmap:98 t140/1000\r\n"
+	if string(b) != want {
+		t.Fatalf("got\n%s\nwant\n%s", b, want)
+	}
+	if again, _ := s.Marshal(); string(again) != text {
+		t.Fatalf("the original changed:\n%s", again)
+	}
+	got.Media[0].Connection.TTL = 1
+	if s.Connection.TTL != 16 {
+		t.Fatal("the copy shares the session's c=")
+	}
+}
