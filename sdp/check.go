@@ -142,10 +142,15 @@ func (s *Session) checkFilter(f SourceFilter, c *Connection, n int, report func(
 	report(n, false, "source filter destination %v is not a c= address of its level (RFC 4570 §3)", f.Dest)
 }
 
-// Lint parses b and checks it: the parse error if there is one, otherwise
-// every problem Check finds.
-func Lint(b []byte) []*Problem {
-	s, err := Parse(b)
+// Lint parses b as mcc reads what other tools wrote (Liberal, at
+// DefaultTTL) and checks it: the parse error if there is one, otherwise
+// what the parse took with a warning, then every problem Check finds.
+func Lint(b []byte) []*Problem { return Liberal(0).Lint(b) }
+
+// Lint is Lint as o reads: what o takes that RFC 8866 does not allow
+// comes first, as warnings.
+func (o ParseOptions) Lint(b []byte) []*Problem {
+	s, err := o.Parse(b)
 	if err != nil {
 		var se *SyntaxError
 		if errors.As(err, &se) {
@@ -153,7 +158,11 @@ func Lint(b []byte) []*Problem {
 		}
 		return []*Problem{{SyntaxError: SyntaxError{Err: err}}}
 	}
-	ps := s.Check()
+	var ps []*Problem
+	for _, w := range s.Warnings {
+		ps = append(ps, &Problem{SyntaxError: SyntaxError{Line: w.Line, Text: w.Text, Err: errors.New(w.Msg)}, Warning: true})
+	}
+	ps = append(ps, s.Check()...)
 	for _, p := range ps {
 		p.Text = lineText(b, p.Line)
 	}

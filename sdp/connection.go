@@ -170,6 +170,14 @@ func (c Connection) String() string {
 	return b.String()
 }
 
+// errNoTTL marks an IPv4 group without a TTL, which a liberal Parse takes
+// (ParseOptions.DefaultTTL). It adds nothing to the message.
+var errNoTTL = noTTL{}
+
+type noTTL struct{}
+
+func (noTTL) Error() string { return "" }
+
 // ParseConnection reads a c= value (without "c=") found at the given level.
 func ParseConnection(s string, level Level) (Connection, error) {
 	f := strings.Fields(s)
@@ -215,7 +223,7 @@ func ParseConnection(s string, level Level) (Connection, error) {
 	}
 	if a.Is4() {
 		if len(nums) == 0 {
-			return Connection{}, fmt.Errorf("IPv4 multicast address %v needs a TTL: %v/<ttl> (RFC 8866 §5.7)", a, a)
+			return Connection{}, fmt.Errorf("IPv4 multicast address %v needs a TTL: %v/<ttl> (RFC 8866 §5.7)%w", a, a, errNoTTL)
 		}
 		ttl, err := strconv.ParseUint(nums[0], 10, 8)
 		if err != nil || !isDigits(nums[0]) {

@@ -26,6 +26,11 @@ func ExampleLint() {
 	for _, p := range sdp.Lint([]byte(desc)) {
 		fmt.Println(p)
 	}
+	// Strictly, as mcc reads what participants answer:
+	for _, p := range (sdp.ParseOptions{}).Lint([]byte(desc)) {
+		fmt.Println(p)
+	}
 	// Output:
+	// warning: sdp: line 6 "c=IN IP4 239.255.1.1": an IPv4 group without a TTL (RFC 8866 §5.7 wants one): taken as TTL 1
 	// sdp: line 6 "c=IN IP4 239.255.1.1": IPv4 multicast address 239.255.1.1 needs a TTL: 239.255.1.1/<ttl> (RFC 8866 §5.7)
 }

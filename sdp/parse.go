@@ -2,6 +2,7 @@ package sdp
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -180,7 +181,39 @@ func locate(ls []line, err error) *SyntaxError {
 
 // Parse reads a session description. It returns a *SyntaxError naming the
 // line and the rule for the first problem found.
-func Parse(b []byte) (*Session, error) {
+func Parse(b []byte) (*Session, error) { return ParseOptions{}.Parse(b) }
+
+// DefaultTTL is the TTL mcc takes an IPv4 group written without one at,
+// where it reads what other tools wrote (imports, SAP, lint) and nothing
+// else is configured: 1 keeps what follows the description on the link,
+// as PulseAudio's sender, which writes no TTL, does by default.
+const DefaultTTL = 1
+
+// Liberal is how mcc reads what other tools wrote: an IPv4 group without
+// a TTL is taken at ttl (DefaultTTL when 0), with a warning.
+func Liberal(ttl uint8) ParseOptions { return ParseOptions{DefaultTTL: cmp.Or(ttl, DefaultTTL)} }
+
+// ParseOptions is how liberal a Parse is with what other tools write. The
+// zero value is Parse: every rule of RFC 8866 holds.
+type ParseOptions struct {
+	// DefaultTTL, when not zero, is the TTL an IPv4 multicast c= without
+	// one is taken with (RFC 8866 §5.7 wants one; PulseAudio writes
+	// none), with a warning on the Session. Zero refuses such a c=.
+	DefaultTTL uint8
+}
+
+// Warning is something a liberal Parse took that RFC 8866 does not allow,
+// and what it made of it.
+type Warning struct {
+	Line int    // 1-based
+	Text string // the line as read
+	Msg  string
+}
+
+func (w Warning) String() string { return fmt.Sprintf("line %d %q: %s", w.Line, w.Text, w.Msg) }
+
+// Parse reads a description as o allows.
+func (o ParseOptions) Parse(b []byte) (*Session, error) {
 	ls, err := scan(b)
 	if err != nil {
 		return nil, err
@@ -189,16 +222,69 @@ func Parse(b []byte) (*Session, error) {
 		return nil, &SyntaxError{Line: 1, Text: ls[0].text, Err: errors.New("only version 0 is defined (RFC 8866 §5.1)")}
 	}
 	var pd psdp.SessionDescription
-	// pion wants CRLF line ends and a final one.
+	// pion wants CRLF line ends and a final one, and knows only the
+	// protos registered with IANA in upper case: an m= with another
+	// (the Mbone's "udp wb", "MP2T/H2221/UDP") reaches it as UDP, and its
+	// own proto is put back after (RFC 8866 §5.14: a proto is a token).
 	var norm bytes.Buffer
+	protos := map[int]string{} // by m= ordinal
+	nm := 0
 	for _, l := range ls {
-		norm.WriteString(l.text)
+		text := l.text
+		if l.typ == 'm' {
+			if f := strings.Split(l.val, " "); len(f) >= 3 && f[2] != "" && !pionProto(f[2]) {
+				for p := range strings.SplitSeq(f[2], "/") {
+					if !isToken(p) {
+						return nil, &SyntaxError{Line: l.n, Text: l.text, Err: fmt.Errorf("proto %q: want tokens separated by / (RFC 8866 §5.14, §9)", f[2])}
+					}
+				}
+				protos[nm] = f[2]
+				f[2] = "UDP"
+				text = "m=" + strings.Join(f, " ")
+			}
+			nm++
+		}
+		norm.WriteString(text)
 		norm.WriteString("\r\n")
 	}
 	if err := pd.UnmarshalString(norm.String()); err != nil {
 		return nil, locate(ls, err)
 	}
-	return build(&pd, ls)
+	s, err := build(&pd, ls, &o)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range protos {
+		s.Media[i].Proto = p
+	}
+	return s, nil
+}
+
+// connection reads c= line l, taking an IPv4 group without a TTL at
+// o.DefaultTTL, with a warning, when o allows it.
+func (o *ParseOptions) connection(l line, level Level, warn *[]Warning) (Connection, error) {
+	c, err := ParseConnection(l.val, level)
+	if errors.Is(err, errNoTTL) && o.DefaultTTL != 0 {
+		if c, err = ParseConnection(l.val+"/"+strconv.Itoa(int(o.DefaultTTL)), level); err == nil {
+			*warn = append(*warn, Warning{Line: l.n, Text: l.text,
+				Msg: fmt.Sprintf("an IPv4 group without a TTL (RFC 8866 §5.7 wants one): taken as TTL %d", o.DefaultTTL)})
+		}
+	}
+	return c, err
+}
+
+// pionProtos are the proto parts pion reads (those registered with IANA).
+var pionProtos = map[string]bool{"UDP": true, "RTP": true, "AVP": true, "SAVP": true, "SAVPF": true, "TLS": true, "DTLS": true,
+	"SCTP": true, "AVPF": true, "TCP": true, "MSRP": true, "BFCP": true, "UDT": true, "IX": true, "MRCPv2": true, "FEC": true}
+
+// pionProto reports whether pion reads proto as it is.
+func pionProto(proto string) bool {
+	for p := range strings.SplitSeq(proto, "/") {
+		if !pionProtos[p] {
+			return false
+		}
+	}
+	return true
 }
 
 // MustParse is Parse for constants and tests: it panics on error.
@@ -276,7 +362,7 @@ func first(ls []line, typ byte) line {
 	return line{}
 }
 
-func build(pd *psdp.SessionDescription, ls []line) (*Session, error) {
+func build(pd *psdp.SessionDescription, ls []line, opts *ParseOptions) (*Session, error) {
 	x := index(ls)
 	s := &Session{Name: string(pd.SessionName), zones: pd.TimeZones, key: pd.EncryptionKey}
 	if s.Name == " " {
@@ -330,7 +416,7 @@ func build(pd *psdp.SessionDescription, ls []line) (*Session, error) {
 		s.Phone = string(*pd.PhoneNumber)
 	}
 	if l := first(x.session, 'c'); l.n != 0 {
-		c, err := ParseConnection(l.val, SessionLevel)
+		c, err := opts.connection(l, SessionLevel, &s.Warnings)
 		if err != nil {
 			return nil, &SyntaxError{Line: l.n, Text: l.text, Err: err}
 		}
@@ -381,7 +467,7 @@ func build(pd *psdp.SessionDescription, ls []line) (*Session, error) {
 		return nil, &SyntaxError{Err: fmt.Errorf("read %d media descriptions, found %d m= lines", len(pd.MediaDescriptions), len(x.media))}
 	}
 	for i, md := range pd.MediaDescriptions {
-		m, pos, err := buildMedia(md, x.media[i])
+		m, pos, err := buildMedia(md, x.media[i], opts, &s.Warnings)
 		if err != nil {
 			return nil, err
 		}
@@ -403,7 +489,7 @@ func bandwidths(bs []psdp.Bandwidth) []Bandwidth {
 	return out
 }
 
-func buildMedia(md *psdp.MediaDescription, ls []line) (*Media, mediaPos, error) {
+func buildMedia(md *psdp.MediaDescription, ls []line, opts *ParseOptions, warn *[]Warning) (*Media, mediaPos, error) {
 	ml := ls[0]
 	pos := mediaPos{m: ml.n, rtpmaps: map[uint8]int{}}
 	bad := func(l line, err error) (*Media, mediaPos, error) {
@@ -428,7 +514,7 @@ func buildMedia(md *psdp.MediaDescription, ls []line) (*Media, mediaPos, error) 
 		m.Title = string(*md.MediaTitle)
 	}
 	if l := first(ls, 'c'); l.n != 0 {
-		c, err := ParseConnection(l.val, MediaLevel)
+		c, err := opts.connection(l, MediaLevel, warn)
 		if err != nil {
 			return bad(l, err)
 		}

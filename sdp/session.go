@@ -41,6 +41,9 @@ type Session struct {
 	Attributes []Attribute
 	// Media holds one entry per m= line.
 	Media []*Media
+	// Warnings are what a liberal Parse took that RFC 8866 does not allow
+	// (ParseOptions); nil for a strict one, and never marshalled.
+	Warnings []Warning
 
 	// Lines the pion model keeps that mcc does not interpret (z=, k=).
 	zones []psdp.TimeZone

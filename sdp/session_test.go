@@ -235,6 +235,38 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// FuzzParseLiberal: whatever a liberal Parse takes, mcc writes back as a
+// description a strict Parse reads, with the same model.
+func FuzzParseLiberal(f *testing.F) {
+	for _, file := range testdataFiles(f) {
+		f.Add(must(os.ReadFile(file)))
+	}
+	f.Add([]byte("v=0\no=- 2930 0 IN IP4 192.0.2.9\ns=PulseAudio\nc=IN IP4 224.0.0.56\nt=0 0\nm=audio 46054 RTP/AVP 10\n"))
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=wb\r\nt=0 0\r\nm=application 32416 udp wb\r\nc=IN IP4 224.2.17.12/127\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Liberal(0).Parse(b)
+		if err != nil {
+			if _, ok := errors.AsType[*SyntaxError](err); !ok {
+				t.Fatalf("Parse error %v is not a *SyntaxError", err)
+			}
+			return
+		}
+		s.Warnings = nil // what the strict one has none of
+		s.Check()
+		out, err := s.Marshal()
+		if err != nil {
+			return
+		}
+		s2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("Parse(Marshal()) = %v\ninput %q\noutput %q", err, b, out)
+		}
+		if !equalModel(s, s2) {
+			t.Fatalf("model changed in a round trip\ninput %q\noutput %q", b, out)
+		}
+	})
+}
+
 // TestWithMediaConnections: a session-level c= moves into every m= that
 // has none and leaves the session level; an m= with its own keeps it; the
 // original is not touched; a description with no session-level c= comes
@@ -264,5 +296,67 @@ func TestWithMediaConnections(t *testing.T) {
 	got.Media[0].Connection.TTL = 1
 	if s.Connection.TTL != 16 {
 		t.Fatal("the copy shares the session's c=")
+	}
+}
+
+// TestLiberalParse: what other tools write and RFC 8866 does not allow,
+// or pion does not read, is taken as mcc reads it (Liberal): PulseAudio's
+// group without a TTL and LF line ends, the Mbone's lower-case "udp wb",
+// an MPEG-2 transport proto; what mcc writes back is exactly right. A
+// strict Parse still refuses the group without a TTL, naming its line.
+func TestLiberalParse(t *testing.T) {
+	tests := []struct {
+		name, in, out string
+		warnings      []int // lines
+	}{
+		{"pulseaudio", "v=0\no=- 2930 0 IN IP4 192.0.2.9\ns=PulseAudio RTP Stream on host\nc=IN IP4 224.0.0.56\nt=3983245322 0\na=recvonly\nm=audio 46054 RTP/AVP 10\na=rtpmap:10 L16/44100/2\na=type:broadcast\n",
+			"v=0\r\no=- 2930 0 IN IP4 192.0.2.9\r\ns=PulseAudio RTP Stream on host\r\nc=IN IP4 224.0.0.56/1\r\nt=3983245322 0\r\na=recvonly\r\nm=audio 46054 RTP/AVP 10\r\na=rtpmap:10 L16/44100/2\r\na=type:broadcast\r\n",
+			[]int{4}},
+		{"mbone wb", "v=0\r\no=mhandley 2890844526 2890842807 IN IP4 126.16.64.4\r\ns=SDP Seminar\r\nc=IN IP4 224.2.17.12/127\r\nt=2873397496 2873404696\r\nm=application 32416 udp wb\r\na=orient:portrait\r\n",
+			"v=0\r\no=mhandley 2890844526 2890842807 IN IP4 126.16.64.4\r\ns=SDP Seminar\r\nc=IN IP4 224.2.17.12/127\r\nt=2873397496 2873404696\r\nm=application 32416 udp wb\r\na=orient:portrait\r\n",
+			nil},
+		{"mpeg-ts", "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=ts\r\nt=0 0\r\nm=video 5000 MP2T/H2221/UDP 33\r\nc=IN IP4 239.1.1.1/5\r\n",
+			"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=ts\r\nt=0 0\r\nm=video 5000 MP2T/H2221/UDP 33\r\nc=IN IP4 239.1.1.1/5\r\n", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Liberal(0).Parse([]byte(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.Marshal()
+			if err != nil || string(b) != tc.out {
+				t.Fatalf("marshalled %v:\n%s\nwant\n%s", err, b, tc.out)
+			}
+			var lines []int
+			for _, w := range s.Warnings {
+				lines = append(lines, w.Line)
+			}
+			if !reflect.DeepEqual(lines, tc.warnings) {
+				t.Fatalf("warnings %v, want on lines %v", s.Warnings, tc.warnings)
+			}
+			again, err := Parse(b)
+			if err != nil || len(again.Warnings) != 0 {
+				t.Fatalf("what mcc wrote does not parse strictly: %v %v", err, again.Warnings)
+			}
+		})
+	}
+	_, err := Parse([]byte(tests[0].in))
+	var se *SyntaxError
+	if !errors.As(err, &se) || se.Line != 4 || !strings.Contains(se.Error(), "needs a TTL") || strings.HasSuffix(se.Error(), " ") {
+		t.Fatalf("strict Parse of a group without a TTL: %v, want a line-4 error", err)
+	}
+	s, err := ParseOptions{DefaultTTL: 7}.Parse([]byte(tests[0].in))
+	if err != nil || s.Connection.TTL != 7 || !strings.Contains(s.Warnings[0].String(), "taken as TTL 7") {
+		t.Fatalf("DefaultTTL 7: %v %+v", err, s)
+	}
+	var lint []string
+	for _, p := range Lint([]byte(tests[0].in)) {
+		if p.Warning && p.Line == 4 {
+			lint = append(lint, p.Error())
+		}
+	}
+	if len(lint) != 1 {
+		t.Fatalf("Lint warns on line 4: %v", lint)
 	}
 }

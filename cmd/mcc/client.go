@@ -103,11 +103,12 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 			if *name == "" {
 				return usagef("--heard needs --name for the conference")
 			}
-			var in conference.Info
+			var in api.Imported
 			if err := cl.Do(ctx, "POST", "/v1/sessions", api.SessionRequest{Name: *name, Heard: *heard}, &in); err != nil {
 				return err
 			}
-			return printInfo(stdout, cf.output, in)
+			printWarnings(stderr, in.Warnings)
+			return printInfo(stdout, cf.output, in.Info)
 		}
 		if len(pos) == 0 {
 			return usagef("session import needs an SDP file, or - for standard input, or --heard ID")
@@ -124,11 +125,12 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		if *name == "" {
 			*name = strings.TrimSuffix(filepath.Base(pos[0]), filepath.Ext(pos[0]))
 		}
-		var in conference.Info
+		var in api.Imported
 		if err := cl.Do(ctx, "POST", "/v1/sessions?name="+url.QueryEscape(*name), b, &in); err != nil {
 			return err
 		}
-		return printInfo(stdout, cf.output, in)
+		printWarnings(stderr, in.Warnings)
+		return printInfo(stdout, cf.output, in.Info)
 	case "list":
 		_, cl, err := cf.parse(fs, args, 0, 0, "")
 		if err != nil {
@@ -525,4 +527,11 @@ func cmdWatch(args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintln(stdout, line)
 		return err
 	})
+}
+
+// printWarnings tells what an import took that RFC 8866 does not allow.
+func printWarnings(w io.Writer, ws []string) {
+	for _, x := range ws {
+		fmt.Fprintf(w, "warning: %s\n", x)
+	}
 }

@@ -32,6 +32,9 @@ type daemonConfig struct {
 	// and SAPFastStart the extra announcements of a new session.
 	SAP          string
 	SAPFastStart int
+	// DefaultTTL is the TTL an imported or heard IPv4 group without one is
+	// taken at (sdp.Liberal); 0 means sdp.DefaultTTL.
+	DefaultTTL uint8
 	// T1 is RFC 3261's T1 for the whole process (conference.SetT1);
 	// zero keeps 500 ms.
 	T1 time.Duration
@@ -47,7 +50,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	var directory *sap.Directory
 	var inUse multicast.InUseSource // stays a nil interface without SAP
 	if cfg.SAP != "" {
-		directory = sap.NewDirectory(sap.DirectoryConfig{})
+		directory = sap.NewDirectory(sap.DirectoryConfig{DefaultTTL: cfg.DefaultTTL})
 		inUse = directory
 	}
 	a, db, err := openAllocatorWith(cfg.Data, inUse)
@@ -115,7 +118,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if nc > 0 {
 		log.Info("restored", "conferences", nc, "participants", np)
 	}
-	apiSrv := &api.Server{Controller: ctl, Allocator: a, Token: token, Logger: log, Directory: directory}
+	apiSrv := &api.Server{Controller: ctl, Allocator: a, Token: token, Logger: log, Directory: directory, DefaultTTL: cfg.DefaultTTL}
 	// Leases of live sessions are renewed ahead of their expiry, so a
 	// session that runs for months keeps its groups.
 	renewCtx, stopRenew := context.WithCancel(context.Background())

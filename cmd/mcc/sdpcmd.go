@@ -16,6 +16,7 @@ import (
 func cmdSDPLint(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("sdp lint", stderr)
 	quiet := fs.Bool("q", false, "print errors only, not warnings")
+	defTTL := fs.Int("default-ttl", sdp.DefaultTTL, "TTL an IPv4 group written without one is taken at, with a warning; 0: such a group is an error")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -35,7 +36,10 @@ func cmdSDPLint(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		return err
 	}
 	errs := 0
-	for _, p := range sdp.Lint(b) {
+	if *defTTL < 0 || *defTTL > 255 {
+		return usagef("--default-ttl %d: want 0 to 255", *defTTL)
+	}
+	for _, p := range (sdp.ParseOptions{DefaultTTL: uint8(*defTTL)}).Lint(b) {
 		if !p.Warning {
 			errs++
 		} else if *quiet {

@@ -18,6 +18,7 @@ import (
 
 	"mcc/conference"
 	"mcc/multicast"
+	"mcc/sdp"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -39,6 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logFormat := fs.String("log", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
+	defTTL := fs.Int("default-ttl", sdp.DefaultTTL, "TTL an imported or SAP-heard IPv4 group written without one (as PulseAudio writes it) is taken at, with a warning (RFC 8866 §5.7 wants a TTL)")
 	sapFast := fs.Int("sap-fast-start", 0, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s)")
 	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
@@ -124,6 +126,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		creds = &conference.Credentials{Username: *authUser, Password: pass}
 	}
 
+	if *defTTL < 1 || *defTTL > 255 {
+		return usagef("--default-ttl %d: want 1 to 255", *defTTL)
+	}
 	if *sapFast < 0 || *sapFast > 10 {
 		return usagef("--sap-fast-start %d: want 0 to 10", *sapFast)
 	}
@@ -131,7 +136,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if first, _, _ := strings.Cut(*host, ","); first != "" {
 		uriHost = strings.TrimSpace(first)
 	}
-	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, T1: *t1,
+	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, T1: *t1, DefaultTTL: uint8(*defTTL),
 		SIP: conference.Config{Listeners: listeners, TLS: tlsConf, Host: uriHost, Host4: host4, Host6: host6,
 			RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy,
 			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}}}

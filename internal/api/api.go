@@ -102,6 +102,9 @@ type Server struct {
 	// Directory is the SAP directory; nil when mcc serve does not listen
 	// for SAP.
 	Directory *sap.Directory
+	// DefaultTTL is the TTL an imported IPv4 group without one is taken
+	// at (sdp.Liberal); 0 means sdp.DefaultTTL.
+	DefaultTTL uint8
 	// ChangeTimeout bounds how long a delete waits for its BYEs to be
 	// answered (those left go on in the background). Zero means 60 s.
 	ChangeTimeout time.Duration
@@ -372,7 +375,7 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	desc, err := sdp.Parse(body)
+	desc, err := sdp.Liberal(s.DefaultTTL).Parse(body)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -382,7 +385,22 @@ func (s *Server) importSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, in)
+	writeJSON(w, http.StatusCreated, imported(in, desc))
+}
+
+// Imported is the answer to an import: the conference, and what its
+// description has that RFC 8866 does not allow, and what mcc took it as.
+type Imported struct {
+	conference.Info
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func imported(in conference.Info, desc *sdp.Session) Imported {
+	out := Imported{Info: in}
+	for _, w := range desc.Warnings {
+		out.Warnings = append(out.Warnings, w.String())
+	}
+	return out
 }
 
 func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
@@ -903,7 +921,7 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 		if h.ID != req.Heard {
 			continue
 		}
-		desc, err := sdp.Parse(h.SDP)
+		desc, err := sdp.Liberal(s.DefaultTTL).Parse(h.SDP)
 		if err != nil {
 			s.fail(w, err)
 			return
@@ -913,7 +931,7 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 			s.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, in)
+		writeJSON(w, http.StatusCreated, imported(in, desc))
 		return
 	}
 	writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no session %q in the SAP directory (see mcc directory)", req.Heard))

@@ -752,3 +752,30 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestImportLiberal: an import of what other tools write (a group without
+// a TTL, LF line ends, a proto pion does not know) is taken, with the
+// warnings in the answer; the description offered has the TTL written.
+func TestImportLiberal(t *testing.T) {
+	ts := newServer(t, nil, newMemStore(), nil)
+	ts.srv.DefaultTTL = 3
+	ctx := context.Background()
+	pa := "v=0\no=- 2930 0 IN IP4 192.0.2.9\ns=PulseAudio RTP Stream\nc=IN IP4 224.0.0.56\nt=0 0\nm=audio 46054 RTP/AVP 10\na=rtpmap:10 L16/44100/2\n" +
+		"m=application 32416 udp wb\nc=IN IP4 224.2.17.12/127\n"
+	var in Imported
+	if err := ts.cl.Do(ctx, "POST", "/v1/sessions?name=pa", []byte(pa), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Name != "pa" || len(in.Warnings) != 1 || !strings.Contains(in.Warnings[0], "line 4") || !strings.Contains(in.Warnings[0], "TTL 3") {
+		t.Fatalf("import: %+v", in)
+	}
+	var b []byte
+	if err := ts.cl.Do(ctx, "GET", "/v1/sessions/pa/sdp", nil, &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"m=audio 46054 RTP/AVP 10\r\nc=IN IP4 224.0.0.56/3\r\n", "m=application 32416 udp wb\r\nc=IN IP4 224.2.17.12/127\r\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("the description lacks %q:\n%s", want, b)
+		}
+	}
+}

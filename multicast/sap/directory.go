@@ -43,6 +43,9 @@ type Heard struct {
 	End time.Time `json:"end,omitzero"`
 	// SAPGroup is the group the announcements were heard on.
 	SAPGroup netip.Addr `json:"sap_group"`
+	// Warnings are what the description has that RFC 8866 does not
+	// allow, and what mcc takes it as (sdp.Liberal).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // DirectoryConfig configures a Directory.
@@ -60,6 +63,9 @@ type Heard struct {
 type DirectoryConfig struct {
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// DefaultTTL is the TTL an announced IPv4 group without one is taken
+	// at (sdp.Liberal); 0 means sdp.DefaultTTL.
+	DefaultTTL uint8
 
 	// MaxSessions bounds the sessions held. Zero (or less) means 10,000:
 	// on one SAP group at the RFC 2974 §3.1 default of 4,000 bit/s, 10,000
@@ -262,7 +268,7 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 	if p.Delete {
 		return d.delete(src, p)
 	}
-	desc, err := sdp.Parse(p.Payload)
+	desc, err := sdp.Liberal(d.cfg.DefaultTTL).Parse(p.Payload)
 	if err != nil {
 		d.count(true)
 		return err
@@ -305,6 +311,9 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 	// desc.Name may share memory with the whole parsed text; keep only the name.
 	h := &Heard{ID: id, Name: strings.Clone(desc.Name), Source: src, Origin: p.Origin, Hash: p.Hash,
 		First: now, Last: now, End: end, SAPGroup: dst.Unmap()}
+	for _, w := range desc.Warnings {
+		h.Warnings = append(h.Warnings, w.String())
+	}
 	// The payload may be a slice of the caller's read buffer, which the
 	// next packet overwrites: keep a copy, or the copy already held.
 	if old != nil && bytes.Equal(old.SDP, p.Payload) {

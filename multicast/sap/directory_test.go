@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,5 +178,27 @@ func BenchmarkMemory10000(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/10000, "B/session")
 		runtime.KeepAlive(d)
+	}
+}
+
+// TestDirectoryTakesPulseAudio: PulseAudio's module-rtp-send announces a
+// group without a TTL, with LF line ends; the directory holds it, its
+// group counted in use, at the TTL configured, and says why.
+func TestDirectoryTakesPulseAudio(t *testing.T) {
+	pa := "v=0\no=- 3983245322 0 IN IP4 192.0.2.9\ns=PulseAudio RTP Stream on box\nc=IN IP4 224.0.0.56\nt=3983245322 0\na=recvonly\nm=audio 46054 RTP/AVP 10\na=rtpmap:10 L16/44100/2\na=type:broadcast\n"
+	for _, tc := range []struct {
+		ttl  uint8
+		want string
+	}{{0, "taken as TTL 1"}, {4, "taken as TTL 4"}} {
+		d := NewDirectory(DirectoryConfig{DefaultTTL: tc.ttl})
+		pulse := netip.MustParseAddr("192.0.2.9")
+		if err := d.Handle(pulse, netip.MustParseAddr("224.0.0.56"), announce(t, "192.0.2.9", 3, pa, false)); err != nil {
+			t.Fatal(err)
+		}
+		l := d.List()
+		if len(l) != 1 || len(l[0].Groups) != 1 || l[0].Groups[0].String() != "224.0.0.56" || len(l[0].Warnings) != 1 ||
+			!strings.Contains(l[0].Warnings[0], "line 4") || !strings.Contains(l[0].Warnings[0], tc.want) {
+			t.Fatalf("DefaultTTL %d: heard %+v", tc.ttl, l)
+		}
 	}
 }
