@@ -42,10 +42,11 @@ func (c *Controller) Import(name string, desc *sdp.Session, access Access) (Info
 	if err := c.checkNewName(name); err != nil {
 		return Info{}, err
 	}
-	if _, err := c.cfg.Manager.Import(desc); err != nil {
+	id, _, err := c.cfg.Manager.ImportSession(desc)
+	if err != nil {
 		return Info{}, err
 	}
-	return c.adopt(name, desc.Origin.SessionID, access)
+	return c.adopt(name, id, access)
 }
 
 // checkNewName refuses a name that cannot name a conference, or names one
@@ -358,8 +359,9 @@ func (c *Controller) Restore() (conferences, participants int, err error) {
 		var conf *Conference
 		err := errs[i]
 		if err == nil {
-			if _, conf, err = c.create(r.Name, descs[i].Origin.SessionID, r.Access); err != nil {
-				c.cfg.Manager.Delete(descs[i].Origin.SessionID)
+			id := r.Session.IDOf(descs[i])
+			if _, conf, err = c.create(r.Name, id, r.Access); err != nil {
+				c.cfg.Manager.Delete(id)
 			}
 		}
 		if err != nil {

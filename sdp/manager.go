@@ -1,6 +1,7 @@
 package sdp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -341,40 +342,83 @@ func (m *Manager) releaseAll(e *managed) error {
 // matching ErrInvalid when desc breaks a rule, holds text that cannot be
 // an SDP line, or would not read back after a restart.
 func (m *Manager) Import(desc *Session) (*Session, error) {
-	s, err := m.importSession(desc)
-	if err == nil {
-		m.notify(s.Origin.SessionID)
-	}
+	_, s, err := m.ImportSession(desc)
 	return s, err
 }
 
+// ImportSession is Import, and returns the ID the Manager holds the
+// session by. That is its o= session ID, unless the Manager holds that ID
+// already for another session: tools that write the same o= for every
+// session they send (ffmpeg writes o=- 0 0 IN IP4 <its address>) break
+// RFC 8866 §5.2's rule that it names one session, so a description whose
+// o= (but its version) and groups are those of one held is the same
+// session (ErrSessionExists), and any other gets an ID of the Manager's
+// own, from 2^62 up, far from the NTP times of mcc's own sessions. Its
+// description, and so its offers, keep the o= as written.
+func (m *Manager) ImportSession(desc *Session) (uint64, *Session, error) {
+	id, s, err := m.importSession(desc)
+	if err == nil {
+		m.notify(id)
+	}
+	return id, s, err
+}
+
+// firstImportID is where the IDs of imported sessions whose o= session ID
+// is taken start.
+const firstImportID = 1 << 62
+
 // importSession is the change itself.
-func (m *Manager) importSession(desc *Session) (*Session, error) {
+func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
 	if len(desc.Media) == 0 {
-		return nil, invalidf("sdp: the description has no media")
+		return 0, nil, invalidf("sdp: the description has no media")
 	}
 	for _, p := range desc.Check() {
 		if !p.Warning {
-			return nil, invalidf("sdp: import: %w", p)
+			return 0, nil, invalidf("sdp: import: %w", p)
 		}
 	}
 	// A description from Parse holds no line break, but one built in code
 	// may; and every field it has is written back into offers.
 	if err := checkSession(desc, MaxSize); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if err := restorable(desc); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := desc.Origin.SessionID
 	// m.creating: Create has taken that ID and is leasing its groups.
 	if m.sessions[id] != nil || m.creating[id] {
-		return nil, fmt.Errorf("%w: %d", ErrSessionExists, id)
+		for _, e := range m.sessions {
+			if e.external && sameSession(e.desc, desc) {
+				return 0, nil, fmt.Errorf("%w: %d", ErrSessionExists, desc.Origin.SessionID)
+			}
+		}
+		id = firstImportID
+		for m.sessions[id] != nil || m.creating[id] {
+			id++
+		}
 	}
 	m.sessions[id] = &managed{desc: desc.Clone(), external: true}
-	return desc.Clone(), nil
+	return id, desc.Clone(), nil
+}
+
+// sameSession reports whether a and b are one session as far as their
+// o= lines (but the version) and their streams' groups and ports say.
+func sameSession(a, b *Session) bool {
+	oa, ob := a.Origin, b.Origin
+	if oa.Username != ob.Username || oa.SessionID != ob.SessionID || oa.Addr != ob.Addr || oa.Host != ob.Host || len(a.Media) != len(b.Media) {
+		return false
+	}
+	for i, ma := range a.Media {
+		mb := b.Media[i]
+		ca, cb := a.EffectiveConnection(ma), b.EffectiveConnection(mb)
+		if ma.Port != mb.Port || (ca == nil) != (cb == nil) || ca != nil && ca.String() != cb.String() {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Manager) get(id uint64) (*managed, error) {
@@ -629,6 +673,9 @@ func (m *Manager) deleteSession(id uint64) error {
 
 // Saved is what Restore needs to bring a session back after a restart.
 type Saved struct {
+	// ID is the ID the Manager held the session by, when it is not its o=
+	// session ID (an imported session's whose o= ID was taken).
+	ID       uint64       `json:"id,omitempty"`
 	SDP      []byte       `json:"sdp"`
 	External bool         `json:"external,omitempty"`
 	Pool     string       `json:"pool,omitempty"`
@@ -648,7 +695,11 @@ func (m *Manager) Save(id uint64) (Saved, error) {
 	if err != nil {
 		return Saved{}, err
 	}
-	return Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop}, nil
+	sv := Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop}
+	if id != e.desc.Origin.SessionID {
+		sv.ID = id
+	}
+	return sv, nil
 }
 
 // Restore brings back a session saved before a restart. The leases it
@@ -676,10 +727,14 @@ func IndexLeases(leases []multicast.Lease) map[string][]multicast.Lease {
 func (m *Manager) RestoreIndexed(s Saved, byOwner map[string][]multicast.Lease) (*Session, error) {
 	d, err := m.restoreIndexed(s, byOwner)
 	if err == nil {
-		m.notify(d.Origin.SessionID)
+		m.notify(s.IDOf(d))
 	}
 	return d, err
 }
+
+// IDOf is the ID the Manager holds the session restored from s by: s.ID,
+// or its o= session ID.
+func (s Saved) IDOf(d *Session) uint64 { return cmp.Or(s.ID, d.Origin.SessionID) }
 
 // restoreIndexed is the change itself.
 func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) (*Session, error) {
@@ -708,10 +763,11 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sessions[desc.Origin.SessionID] != nil {
-		return nil, fmt.Errorf("sdp: a session with ID %d exists already", desc.Origin.SessionID)
+	id := s.IDOf(desc)
+	if m.sessions[id] != nil {
+		return nil, fmt.Errorf("sdp: a session with ID %d exists already", id)
 	}
-	m.sessions[desc.Origin.SessionID] = e
+	m.sessions[id] = e
 	if !s.External {
 		m.lastID = max(m.lastID, desc.Origin.SessionID)
 	}

@@ -413,3 +413,52 @@ func TestManagerWatch(t *testing.T) {
 		t.Fatalf("heard %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+// TestImportSameOrigin: ffmpeg writes o=- 0 0 IN IP4 <its address> for
+// every session it sends. Two such sessions, with other groups, are both
+// held, the second by an ID of the Manager's own, with their o= lines as
+// written; the same description again is refused; each comes back by its
+// ID after a restart.
+func TestImportSameOrigin(t *testing.T) {
+	m, a := newManager(t)
+	ffmpeg := func(group string, port int) *Session {
+		return MustParse(fmt.Sprintf("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 %s/1\r\nt=0 0\r\na=tool:libavformat 61.7.100\r\nm=audio %d RTP/AVP 97\r\nb=AS:128\r\na=rtpmap:97 opus/48000/2\r\n", group, port))
+	}
+	id1, _, err := m.ImportSession(ffmpeg("239.255.10.1", 5004))
+	if err != nil || id1 != 0 {
+		t.Fatalf("first: %d %v, want ID 0 (its o=)", id1, err)
+	}
+	id2, d2, err := m.ImportSession(ffmpeg("239.255.10.2", 5004))
+	if err != nil || id2 < firstImportID || d2.Origin.SessionID != 0 {
+		t.Fatalf("second: ID %d, o= %d, %v", id2, d2.Origin.SessionID, err)
+	}
+	if _, _, err := m.ImportSession(ffmpeg("239.255.10.2", 5004)); !errors.Is(err, ErrSessionExists) {
+		t.Fatalf("the second again: %v, want ErrSessionExists", err)
+	}
+	id3, _, err := m.ImportSession(ffmpeg("239.255.10.2", 5006)) // another port: another stream
+	if err != nil || id3 == id2 || id3 < firstImportID {
+		t.Fatalf("third: %d %v", id3, err)
+	}
+	var saved []Saved
+	for _, id := range []uint64{id1, id2, id3} {
+		s, err := m.Save(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved = append(saved, s)
+	}
+	m2, err := NewManager(ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	descs, errs, _ := m2.RestoreAll(saved, true)
+	for i, id := range []uint64{id1, id2, id3} {
+		if errs[i] != nil || saved[i].IDOf(descs[i]) != id {
+			t.Fatalf("restore %d: %v, ID %d, want %d", i, errs[i], saved[i].IDOf(descs[i]), id)
+		}
+		d, err := m2.Get(id)
+		if err != nil || !m2.External(id) || d.Origin.SessionID != 0 {
+			t.Fatalf("after the restart, %d: %v %v", id, d, err)
+		}
+	}
+}

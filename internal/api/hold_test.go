@@ -779,3 +779,34 @@ func TestImportLiberal(t *testing.T) {
 		}
 	}
 }
+
+// TestImportTwoFFmpegSessions: two descriptions as ffmpeg writes them,
+// with the same o= (o=- 0 0) and other groups, are both imported, offered
+// with their o= as written, and both come back after a restart; the same
+// one twice is 409.
+func TestImportTwoFFmpegSessions(t *testing.T) {
+	store := newMemStore()
+	ts := newServer(t, nil, store, nil)
+	ctx := context.Background()
+	ff := func(group string) []byte {
+		return []byte("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 " + group + "/1\r\nt=0 0\r\na=tool:libavformat 61.7.100\r\nm=audio 5004 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n")
+	}
+	for _, n := range []string{"one", "two"} {
+		if err := ts.cl.Do(ctx, "POST", "/v1/sessions?name="+n, ff("239.255.30."+map[string]string{"one": "1", "two": "2"}[n]), nil); err != nil {
+			t.Fatalf("import %s: %v", n, err)
+		}
+	}
+	if err := ts.cl.Do(ctx, "POST", "/v1/sessions?name=again", ff("239.255.30.2"), nil); code(err) != CodeConflict {
+		t.Fatalf("the same session again: %v, want %s", err, CodeConflict)
+	}
+	again := newServer(t, ts.alloc, store, nil)
+	if nc, _, err := again.srv.Controller.Restore(); err != nil || nc != 2 {
+		t.Fatalf("restored %d, %v; want both", nc, err)
+	}
+	for n, g := range map[string]string{"one": "239.255.30.1", "two": "239.255.30.2"} {
+		d, err := again.srv.Controller.Session(n)
+		if err != nil || d.Origin.SessionID != 0 || d.Media[0].Connection.Addr.String() != g {
+			t.Fatalf("%s after the restart: %v %v", n, d, err)
+		}
+	}
+}

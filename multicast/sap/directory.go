@@ -18,7 +18,7 @@ import (
 // Heard is a session the directory heard announced.
 type Heard struct {
 	// ID identifies the session across changes: the o= line without its
-	// version ("username sess-id addrtype address").
+	// version, and the source ("username sess-id address source").
 	ID string `json:"id"`
 	// Name is the s= line.
 	Name string `json:"name"`
@@ -275,7 +275,7 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 	}
 	// What the session would hold, counted from the ends of each c= range
 	// (at most sdp.MaxAddresses each) before anything is expanded.
-	id := sessionID(desc)
+	id := sessionID(desc, src)
 	need := tally{sessions: 1, bytes: heldBytes(id, desc.Name, p.Payload)}
 	for _, m := range desc.Media {
 		if c := desc.EffectiveConnection(m); c != nil && c.IsMulticast() && m.Port != 0 {
@@ -448,16 +448,18 @@ func (d *Directory) delete(src netip.Addr, p *Packet) error {
 	return fmt.Errorf("%w: deletion (hash %d, origin %v) matches no session announced from %v", ErrIgnored, p.Hash, p.Origin, src)
 }
 
-// sessionID is the o= line without its version (RFC 8866 §5.2: the
-// username, session ID, network and address type and address identify a
-// session).
-func sessionID(s *sdp.Session) string {
+// sessionID is the o= line without its version, and the source it is
+// heard from: RFC 8866 §5.2 makes the username, session ID, network and
+// address type and address name one session, but tools break it (ffmpeg
+// writes o=- 0 0 for every session it sends), and a session another host
+// announces under the same o= is not this one's to replace.
+func sessionID(s *sdp.Session, src netip.Addr) string {
 	o := s.Origin
 	addr := o.Host
 	if o.Addr.IsValid() {
 		addr = o.Addr.String()
 	}
-	return strings.Join([]string{o.Username, fmt.Sprint(o.SessionID), addr}, " ")
+	return strings.Join([]string{o.Username, fmt.Sprint(o.SessionID), addr, src.String()}, " ")
 }
 
 // Expire drops the sessions not heard for max(10 intervals, 1 h) and those

@@ -202,3 +202,36 @@ func TestDirectoryTakesPulseAudio(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectorySameOriginTwoSources: two ffmpeg hosts announce sessions
+// with the same o= line (o=- 0 0 IN IP4 127.0.0.1, as ffmpeg writes it
+// on loopback): the directory holds both, one per source, with both their
+// groups in use; a deletion from one takes only its own.
+func TestDirectorySameOriginTwoSources(t *testing.T) {
+	d := NewDirectory(DirectoryConfig{})
+	ff := func(group string) string {
+		return "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 " + group + "/1\r\nt=0 0\r\na=tool:libavformat 61.7.100\r\nm=audio 5004 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n"
+	}
+	a, b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	ffGroup := netip.MustParseAddr("224.2.127.254")
+	if err := d.Handle(a, ffGroup, announce(t, "192.0.2.10", 1, ff("239.255.20.1"), false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Handle(b, ffGroup, announce(t, "192.0.2.11", 2, ff("239.255.20.2"), false)); err != nil {
+		t.Fatal(err)
+	}
+	l := d.List()
+	if len(l) != 2 || l[0].ID == l[1].ID {
+		t.Fatalf("heard: %+v", l)
+	}
+	inUse := d.GroupsInUse(netip.MustParsePrefix("239.255.0.0/16"))
+	if len(inUse) != 2 {
+		t.Fatalf("groups in use: %v, want both", inUse)
+	}
+	if err := d.Handle(a, ffGroup, announce(t, "192.0.2.10", 1, ff("239.255.20.1"), true)); err != nil {
+		t.Fatal(err)
+	}
+	if l = d.List(); len(l) != 1 || l[0].Source != b || l[0].Groups[0].String() != "239.255.20.2" {
+		t.Fatalf("after a's deletion: %+v", l)
+	}
+}

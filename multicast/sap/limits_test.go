@@ -144,10 +144,10 @@ func TestDirectoryLimits(t *testing.T) {
 			{"::ffff:192.0.2.1", 3, 1, 1, "239.255.1.3", 0, 0},
 			{"192.0.2.1", 4, 1, 1, "239.255.1.4", 0, LimitSessionsPerSource},
 		}},
-		{"a session taken over by another source moves its count", DirectoryConfig{MaxSessionsPerSource: 1}, []step{
+		{"the same o= from another source is another session, counted there", DirectoryConfig{MaxSessionsPerSource: 1}, []step{
 			{"192.0.2.1", 1, 1, 1, "239.255.1.1", 0, 0},
-			{"192.0.2.2", 1, 1, 1, "239.255.1.1", 0, 0},
-			{"192.0.2.1", 2, 1, 1, "239.255.1.2", 0, 0}, // 192.0.2.1 holds nothing now
+			{"192.0.2.2", 1, 1, 1, "239.255.1.1", 0, 0},                      // not a take-over of 192.0.2.1's
+			{"192.0.2.1", 2, 1, 1, "239.255.1.2", 0, LimitSessionsPerSource}, // 192.0.2.1 still holds its own
 			{"192.0.2.2", 3, 1, 1, "239.255.1.3", 0, LimitSessionsPerSource},
 		}},
 	}
@@ -195,7 +195,7 @@ func TestLimitErrorText(t *testing.T) {
 	d := NewDirectory(DirectoryConfig{MaxGroupsPerSource: 64})
 	from := netip.MustParseAddr("198.51.100.7")
 	err := d.Handle(from, sap, packet(t, 7, netip.MustParseAddr("239.255.1.0"), 2, 64, 0))
-	want := `sap: packet ignored: session "flood 7 192.0.2.1" from 198.51.100.7 would add 128 groups to the 0 source 198.51.100.7 holds, over its bound of 64 (groups_per_source)`
+	want := `sap: packet ignored: session "flood 7 192.0.2.1 198.51.100.7" from 198.51.100.7 would add 128 groups to the 0 source 198.51.100.7 holds, over its bound of 64 (groups_per_source)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Handle = %v\nwant %s", err, want)
 	}
