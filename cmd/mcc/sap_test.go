@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -105,7 +106,7 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 
 	// tshark on B's side captures the SAP of what A creates next.
 	pcap := filepath.Join(dir, "sap.pcap")
-	shark := in(ctx, n.b, "tshark", "-i", "mcc1", "-f", "udp port 9875", "-a", "duration:6", "-w", pcap, "-q")
+	shark := in(ctx, n.b, "tshark", "-i", "mcc1", "-f", "udp port 9875", "-a", "duration:9", "-w", pcap, "-q")
 	sharkOut, _ := os.Create(filepath.Join(dir, "tshark.log"))
 	shark.Stdout, shark.Stderr = sharkOut, sharkOut
 	if err := shark.Start(); err != nil {
@@ -265,5 +266,10 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 	}
 	if strings.Contains(text, "Malformed") {
 		t.Fatalf("tshark calls a packet malformed:\n%s", text)
+	}
+	// The fast start is on by default: a new session is announced again
+	// 5 s after its first announcement, not 300 s.
+	if n := len(regexp.MustCompile(`(?m)Session Name \(s\): lecture$`).FindAllString(text, -1)); n < 2 {
+		t.Fatalf("tshark caught %d announcements of lecture in 9 s, want 2 or more (the fast start):\n%s", n, text)
 	}
 }

@@ -41,7 +41,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
 	defTTL := fs.Int("default-ttl", sdp.DefaultTTL, "TTL an imported or SAP-heard IPv4 group written without one (as PulseAudio writes it) is taken at, with a warning (RFC 8866 §5.7 wants a TTL)")
-	sapFast := fs.Int("sap-fast-start", 0, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s)")
+	sapFast := fs.Int("sap-fast-start", 3, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s), so that a listener hears it at once; 0: none")
 	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
 	cf.register(fs, false)
