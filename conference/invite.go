@@ -132,8 +132,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	}
 	tr := uriTransport(target)
 	req := c.newInvite(d, target, tr, body)
+	var overUDP *sip.Request // the same INVITE over UDP, should TCP not reach the participant
 	if t := c.pickTransport(req, tr); t != tr {
-		tr = t
+		overUDP, tr = req, t
 		req = c.newInvite(d, target, tr, body)
 	}
 	d.transport = tr
@@ -158,6 +159,19 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		p.mu.Unlock()
 	}()
 	tx, err := cl.TransactionRequest(c.ctx, req)
+	if err != nil && overUDP != nil && c.ctx.Err() == nil {
+		// A participant with no TCP: the large INVITE goes over UDP,
+		// fragmented (§18.1.1 wants a congestion-controlled transport,
+		// which this participant does not offer).
+		c.log.Info("INVITE: TCP failed, sending it over UDP", "participant", p.uri, "bytes", len(req.String()), "err", err)
+		d.mu.Lock()
+		d.transport = "UDP"
+		d.mu.Unlock()
+		req = overUDP
+		if cl, err = c.clientFor("UDP", d.v6); err == nil {
+			tx, err = cl.TransactionRequest(c.ctx, req)
+		}
+	}
 	if err != nil {
 		c.untrack(d)
 		return nil, fmt.Errorf("send INVITE: %w", err)

@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"strings"
 	"testing"
 
 	"mcc/sdp"
@@ -52,4 +53,35 @@ func uriParams(tr string) string {
 		return ""
 	}
 	return ";transport=" + tr
+}
+
+// TestLargeOfferToUDPOnlyParticipant: an offer over 1300 bytes goes over
+// TCP where mcc listens on it (RFC 3261 §18.1.1); a participant that has
+// no TCP gets it over UDP instead, fragmented, for the INVITE and for the
+// re-INVITE of a change alike, rather than not at all.
+func TestLargeOfferToUDPOnlyParticipant(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp", "tcp")
+	var media []sdp.MediaSpec
+	for range 12 {
+		media = append(media, sdp.MediaSpec{Kind: "audio"})
+	}
+	if _, err := e.c.CreateSession("big", sdp.SessionSpec{Name: "big", Pool: "ipv4-local", Media: media}, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.peer(t, "udp") // nothing listens on TCP at its port: a TCP connect is refused
+	ps, err := e.c.Invite("big", p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.c, "big", ps[0].ID, Joined)
+	if n := len(p.lastInvite().String()); n <= udpLimit {
+		t.Fatalf("the INVITE is %d bytes: the test shows nothing", n)
+	}
+	ch, err := e.c.AddStream(ctxT(t), "big", sdp.MediaSpec{Kind: "video"})
+	if err != nil || !ch.Done || len(ch.Results) != 1 || ch.Results[0].Acked != ch.Version {
+		t.Fatalf("the change: %+v %v", ch, err)
+	}
+	if inv := p.lastInvite(); len(inv.String()) <= udpLimit || !strings.Contains(string(inv.Body()), "m=video") || inv.Transport() != "UDP" {
+		t.Fatalf("the re-INVITE: %d bytes over %s", len(inv.String()), inv.Transport())
+	}
 }

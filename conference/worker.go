@@ -314,7 +314,9 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
 	req.SetBody(body)
+	var overUDP *sip.Request // the same re-INVITE over UDP, should TCP not reach the participant
 	if tr := c.pickTransport(req, transport); tr != transport {
+		overUDP = req.Clone()
 		req.SetTransport(tr)
 		req.RemoveHeader("Contact")
 		req.AppendHeader(c.contactFor(d.local.User, tr, v6))
@@ -327,6 +329,16 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1)
 	defer cancel()
 	tx, err := cl.TransactionRequest(ctx, req)
+	if err != nil && overUDP != nil && c.ctx.Err() == nil {
+		// A participant with no TCP: the large re-INVITE goes over UDP,
+		// fragmented; it never reached the participant over TCP, so its
+		// CSeq is still unused.
+		c.log.Info("re-INVITE: TCP failed, sending it over UDP", "participant", p.uri, "bytes", len(req.String()), "err", err)
+		req = overUDP
+		if cl, err = c.clientFor(transport, v6); err == nil {
+			tx, err = cl.TransactionRequest(ctx, req)
+		}
+	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return ErrClosed
