@@ -31,6 +31,7 @@ type daemonConfig struct {
 	// SAP names the interfaces to announce and hear on (empty: no SAP),
 	// and SAPFastStart the extra announcements of a new session.
 	SAP          string
+	SAPGroups    []netip.Addr // the SAP groups listened on; nil: sapGroups
 	SAPFastStart int
 	// DefaultTTL is the TTL an imported or heard IPv4 group without one is
 	// taken at (sdp.Liberal); 0 means sdp.DefaultTTL.
@@ -103,7 +104,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	sapCtx, stopSAP := context.WithCancel(context.Background())
 	defer stopSAP()
 	if directory != nil {
-		wait, err := startSAP(sapCtx, cfg.SAP, cfg.SAPFastStart, directory, m, log)
+		wait, err := startSAP(sapCtx, cfg.SAP, cfg.SAPGroups, cfg.SAPFastStart, directory, m, log)
 		if err != nil {
 			ln.Close()
 			return err

@@ -145,6 +145,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"serve", "--ring-timeout", "-1s", "--data", data}, "want a duration above 0"},
 		{[]string{"serve", "--sip-t1", "1ms", "--data", data}, "want 10ms to 4s"},
 		{[]string{"serve", "--sip-t1", "5s", "--data", data}, "want 10ms to 4s"},
+		{[]string{"serve", "--sap-groups", "239.255.255.255,10.0.0.1", "--data", data}, "want multicast addresses"},
+		{[]string{"serve", "--default-ttl", "0", "--data", data}, "want 1 to 255"},
 		{[]string{"media", "add", "lecture", "audio", "--wait", "-1s", "--data", data}, "want a duration"},
 	}
 	for _, tc := range tests {

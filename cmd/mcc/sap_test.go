@@ -252,6 +252,18 @@ func TestSAPBetweenNamespaces(t *testing.T) {
 		t.Fatalf("A heard ffmpeg's IPv6 session as %+v", h6f)
 	}
 	mux6.Wait()
+	// And on PipeWire's and PulseAudio's SAP group, 224.0.0.56, which mcc
+	// listens on by default.
+	muxLink := in(ctx, n.b, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=sample_rate=8000", "-t", "4", "-c:a", "pcm_mulaw", "-f", "sap", "sap://239.255.10.11:5004?announce_addr=224.0.0.56&ttl=1")
+	if err := muxLink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hl := heard(t, a, func(h sap.Heard) bool { return len(h.Groups) > 0 && h.Groups[0].String() == "239.255.10.11" })
+	if hl.SAPGroup.String() != "224.0.0.56" || hl.Source.String() != "10.98.0.2" {
+		t.Fatalf("A heard ffmpeg's session on 224.0.0.56 as %+v", hl)
+	}
+	muxLink.Wait()
 
 	// tshark decodes what it caught, with nothing malformed.
 	shark.Wait()

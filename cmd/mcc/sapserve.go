@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,17 +16,36 @@ import (
 	"mcc/sdp"
 )
 
-// sapGroups are the SAP groups the listener joins: the global group and
-// each administrative scope's (RFC 2974 §3), and ff0X::2:7ffe for the
-// IPv6 scopes mcc allocates in.
-var sapGroups = []netip.Addr{sap.GlobalGroup, sap.LocalGroup, sap.OrgGroup,
+// sapGroups are the SAP groups the listener joins by default, every one
+// in use: the global group (ffmpeg's and sdr's) and each administrative
+// scope's (RFC 2974 §3; Dante, AES67 and Exterity use the local one),
+// PipeWire's and PulseAudio's 224.0.0.56, and ff0X::2:7ffe for the IPv6
+// scopes mcc allocates in.
+var sapGroups = []netip.Addr{sap.GlobalGroup, sap.LocalGroup, sap.OrgGroup, sap.LinkGroup,
 	netip.MustParseAddr("ff02::2:7ffe"), netip.MustParseAddr("ff04::2:7ffe"), netip.MustParseAddr("ff05::2:7ffe"),
 	netip.MustParseAddr("ff08::2:7ffe"), netip.MustParseAddr("ff0e::2:7ffe")}
+
+// parseSAPGroups reads --sap-groups: multicast addresses, comma-separated;
+// empty means sapGroups.
+func parseSAPGroups(s string) ([]netip.Addr, error) {
+	if strings.TrimSpace(s) == "" {
+		return sapGroups, nil
+	}
+	var out []netip.Addr
+	for _, f := range splitList(s) {
+		a, err := netip.ParseAddr(f)
+		if err != nil || !a.IsMulticast() || a.Zone() != "" {
+			return nil, usagef("--sap-groups %q: want multicast addresses, comma-separated (such as 239.255.255.255,224.0.0.56)", f)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
 
 // startSAP listens for SAP on the named interfaces into dir, announces the
 // sessions m owns from the first interface, and runs until ctx ends; the
 // returned wait blocks until everything it started has stopped.
-func startSAP(ctx context.Context, names string, fastStart int, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
+func startSAP(ctx context.Context, names string, groups []netip.Addr, fastStart int, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
 	var ifis []*net.Interface
 	for _, n := range splitList(names) {
 		ifi, err := net.InterfaceByName(n)
@@ -33,6 +53,9 @@ func startSAP(ctx context.Context, names string, fastStart int, dir *sap.Directo
 			return nil, usagef("--sap %q: %v", n, err)
 		}
 		ifis = append(ifis, ifi)
+	}
+	if groups == nil {
+		groups = sapGroups
 	}
 	l4, err := multicast.ListenGroup(multicast.IPv4, sap.Port)
 	if err != nil {
@@ -44,7 +67,7 @@ func startSAP(ctx context.Context, names string, fastStart int, dir *sap.Directo
 		return nil, err
 	}
 	for _, ifi := range ifis {
-		for _, g := range sapGroups {
+		for _, g := range groups {
 			c := l4
 			if g.Is6() {
 				c = l6

@@ -41,6 +41,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
 	defTTL := fs.Int("default-ttl", sdp.DefaultTTL, "TTL an imported or SAP-heard IPv4 group written without one (as PulseAudio writes it) is taken at, with a warning (RFC 8866 §5.7 wants a TTL)")
+	sapGroupsFlag := fs.String("sap-groups", "", "with --sap, the SAP groups to listen on, comma-separated (default: every one in use: 224.2.127.254, 239.255.255.255, 239.195.255.255, 224.0.0.56, ff02/ff04/ff05/ff08/ff0e::2:7ffe)")
 	sapFast := fs.Int("sap-fast-start", 3, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s), so that a listener hears it at once; 0: none")
 	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
@@ -126,6 +127,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		creds = &conference.Credentials{Username: *authUser, Password: pass}
 	}
 
+	sapGroupList, err := parseSAPGroups(*sapGroupsFlag)
+	if err != nil {
+		return err
+	}
 	if *defTTL < 1 || *defTTL > 255 {
 		return usagef("--default-ttl %d: want 1 to 255", *defTTL)
 	}
@@ -136,7 +141,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if first, _, _ := strings.Cut(*host, ","); first != "" {
 		uriHost = strings.TrimSpace(first)
 	}
-	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, T1: *t1, DefaultTTL: uint8(*defTTL),
+	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, SAPGroups: sapGroupList, T1: *t1, DefaultTTL: uint8(*defTTL),
 		SIP: conference.Config{Listeners: listeners, TLS: tlsConf, Host: uriHost, Host4: host4, Host6: host6,
 			RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy,
 			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}}}

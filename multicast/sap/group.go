@@ -10,6 +10,10 @@ var (
 	GlobalGroup = netip.MustParseAddr("224.2.127.254")
 	LocalGroup  = netip.MustParseAddr("239.255.255.255") // IPv4 local scope, 239.255.0.0/16
 	OrgGroup    = netip.MustParseAddr("239.195.255.255") // organisation-local, 239.192.0.0/14
+	// LinkGroup is where PipeWire's and PulseAudio's SAP modules announce
+	// and listen (224.0.0.56, in the link-local block), outside RFC 2974's
+	// scheme.
+	LinkGroup = netip.MustParseAddr("224.0.0.56")
 )
 
 var (
