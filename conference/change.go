@@ -88,10 +88,7 @@ func (c *Controller) change(ctx context.Context, name string, added bool, edit f
 	if err := c.saveConference(conf); err != nil {
 		// The change is made; a restart would come back without it, so
 		// no removed stream's group goes until a save takes (settle).
-		conf.unsaved.Store(true)
 		c.log.Error("save conference", "conference", name, "err", err)
-	} else {
-		conf.unsaved.Store(false)
 	}
 	for _, p := range parts {
 		p.mu.Lock()
@@ -225,10 +222,10 @@ func (c *Controller) settle(conf *Conference) {
 	if c.restoring.Load() {
 		return // the restored participants are not all back yet: Resume settles
 	}
-	if conf.unsaved.Load() {
-		// The saved record still has the removed streams: a restart would
-		// bring them back on groups given away. The next save that takes
-		// settles.
+	if c.cfg.Store != nil && conf.savedVersion.Load() < conf.version() {
+		// The saved record is older than the description, and may still
+		// have the removed streams: a restart would bring them back on
+		// groups given away. The save that takes settles (change).
 		return
 	}
 	conf.mu.Lock()

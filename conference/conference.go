@@ -134,14 +134,17 @@ type Conference struct {
 	nonces nonceTable
 	// recordMu orders the writes of the conference's record
 	// (saveConference); recordGone, under it, says Delete has removed it.
-	// unsaved says the last change's save failed: the record holds an
-	// older description, so no removed stream's group goes (settle).
-	recordMu   sync.Mutex
-	recordGone bool
-	unsaved    atomic.Bool
-	// removing, guarded by Controller.mu, marks a conference a Delete (or
-	// Create's undo) has taken: another Delete finds it gone.
-	removing bool
+	// savedVersion is the latest version of the description a save has
+	// written (at least): no removed stream's group goes while the
+	// description is newer (settle).
+	recordMu     sync.Mutex
+	recordGone   bool
+	savedVersion atomic.Uint64
+	// removing, guarded by Controller.mu, marks a conference a Delete has
+	// taken: another Delete finds it gone. pending, guarded by it too,
+	// marks one whose Create has not saved it yet: nobody finds it, and
+	// its name is taken.
+	removing, pending bool
 
 	mu sync.Mutex // guards the fields below
 	// desc is the session's description. It is replaced by a change,
@@ -382,7 +385,7 @@ func (c *Controller) conference(name string) (*Conference, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	conf, ok := c.conferences[name]
-	if !ok {
+	if !ok || conf.pending {
 		return nil, fmt.Errorf("%w: %q", ErrUnknown, name)
 	}
 	return conf, nil
@@ -403,7 +406,9 @@ func (c *Controller) allConferences() []*Conference {
 	defer c.mu.Unlock()
 	out := make([]*Conference, 0, len(c.conferences))
 	for _, conf := range c.conferences {
-		out = append(out, conf)
+		if !conf.pending {
+			out = append(out, conf)
+		}
 	}
 	return out
 }

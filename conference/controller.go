@@ -110,8 +110,8 @@ type Config struct {
 // recommends against it elsewhere). sipgo's timers are the process's:
 // call it once, before New.
 func SetT1(d time.Duration) error {
-	if d < 10*time.Millisecond || d > sip.T2 {
-		return fmt.Errorf("conference: T1 %v: want 10ms to %v (T2)", d, sip.T2)
+	if d < 100*time.Millisecond || d > sip.T2 {
+		return fmt.Errorf("conference: T1 %v: want 100ms to %v (T2)", d, sip.T2)
 	}
 	sip.SetTimers(d, sip.T2, sip.T4)
 	return nil

@@ -381,7 +381,7 @@ func (c *Controller) sendBye(d *dialog) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1) // Timer F
 	defer cancel()
 	res, err := cl.Do(ctx, req)
 	if err != nil {

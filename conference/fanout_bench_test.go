@@ -53,7 +53,8 @@ func BenchmarkFanoutVanishedLossy1000(b *testing.B) {
 			if err := SetT1(t1); err != nil {
 				b.Fatal(err)
 			}
-			defer SetT1(500 * time.Millisecond)
+			// After the controllers' cleanups: no transaction is left then.
+			b.Cleanup(func() { SetT1(500 * time.Millisecond) })
 			fanoutVanishedLossy(b)
 		})
 	}

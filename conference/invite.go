@@ -339,7 +339,7 @@ func (c *Controller) cancelAsync(cl *sipgo.Client, inv *sip.Request) {
 // sendCancel cancels a pending INVITE (§9.1): same Request-URI, Call-ID,
 // From, To, CSeq number and top Via.
 func (c *Controller) sendCancel(cl *sipgo.Client, req *sip.Request) {
-	ctx, cancel := context.WithTimeout(c.ctx, 32*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1) // Timer F
 	defer cancel()
 	if res, err := cl.Do(ctx, req); err != nil {
 		c.log.Warn("CANCEL", "call_id", req.CallID().Value(), "err", err)

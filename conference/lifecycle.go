@@ -78,36 +78,39 @@ func (c *Controller) adopt(name string, id uint64, access Access) (Info, error) 
 var ErrNotSaved = errors.New("conference: the conference could not be saved")
 
 // Create creates a conference named name around session sessionID of the
-// manager, and saves it; sip:name@host is its conference URI. When the
-// save fails, the conference and its session go again, leases and all,
-// so that nothing a restart would lose stays behind; the error is
-// ErrNotSaved with the store's.
+// manager, and saves it; sip:name@host is its conference URI. Until its
+// record is written nobody finds it (no dial-in, no Delete), though its
+// name is taken. When the save fails, the conference and its session go
+// again, leases and all, so that nothing a restart would lose stays
+// behind; the error is ErrNotSaved with the store's.
 func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
-	in, conf, err := c.create(name, sessionID, access)
+	in, conf, err := c.create(name, sessionID, access, true)
 	if err != nil {
 		return Info{}, err
 	}
 	if err := c.saveConference(conf); err != nil {
-		// The undo takes the conference as Delete does; a Delete that
-		// took it first finishes it.
 		c.mu.Lock()
-		mine := !conf.removing
-		conf.removing = true
+		if c.conferences[name] == conf {
+			delete(c.conferences, name)
+		}
 		c.mu.Unlock()
-		if mine {
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RingTimeout)
-			defer cancel()
-			if uerr := c.remove(ctx, conf, true); uerr != nil {
-				c.log.Error("undo a conference that could not be saved", "conference", name, "err", uerr)
-			}
+		if ferr := c.forgetRecord(conf, true); ferr != nil {
+			c.log.Error("undo a conference that could not be saved", "conference", name, "err", ferr)
+		}
+		if derr := c.cfg.Manager.Delete(sessionID); derr != nil {
+			c.log.Error("undo a conference that could not be saved", "conference", name, "err", derr)
 		}
 		return Info{}, fmt.Errorf("%w: %q: %v", ErrNotSaved, name, err)
 	}
+	c.mu.Lock()
+	conf.pending = false
+	c.mu.Unlock()
 	return in, nil
 }
 
-// create is Create without the save.
-func (c *Controller) create(name string, sessionID uint64, access Access) (Info, *Conference, error) {
+// create is Create without the save; pending hides the conference until
+// its caller says.
+func (c *Controller) create(name string, sessionID uint64, access Access, pending bool) (Info, *Conference, error) {
 	if err := ValidName(name); err != nil {
 		return Info{}, nil, err
 	}
@@ -124,7 +127,7 @@ func (c *Controller) create(name string, sessionID uint64, access Access) (Info,
 	if _, ok := c.conferences[name]; ok {
 		return Info{}, nil, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	conf := &Conference{name: name, sessionID: sessionID, access: access, external: external, progress: make(chan struct{})}
+	conf := &Conference{name: name, sessionID: sessionID, access: access, external: external, progress: make(chan struct{}), pending: pending}
 	conf.setDesc(desc)
 	c.conferences[name] = conf
 	return c.info(conf), conf, nil
@@ -141,11 +144,18 @@ func (c *Controller) saveConference(conf *Conference) error {
 	if conf.recordGone {
 		return nil
 	}
+	v := conf.version() // what the manager holds is this one or newer
 	saved, err := c.cfg.Manager.Save(conf.sessionID)
 	if err != nil {
 		return err
 	}
-	return c.cfg.Store.PutRecord(conferenceKey(conf.name), Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved})
+	if err := c.cfg.Store.PutRecord(conferenceKey(conf.name), Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved}); err != nil {
+		return err
+	}
+	if v > conf.savedVersion.Load() {
+		conf.savedVersion.Store(v)
+	}
+	return nil
 }
 
 // forgetRecord deletes conf's record; no save of conf writes it again.
@@ -227,26 +237,27 @@ func (c *Controller) end(p *participant, reason string) {
 // Restore releases, never a session whose groups are free; then BYE to
 // everyone (CANCEL to those still ringing), then the session and its
 // leases. Deletes of one conference are one at a time: a second one
-// finds it gone. It waits for the BYEs' answers while ctx lasts (see
-// remove).
+// finds it gone. It waits for the BYEs' answers while ctx lasts; past it
+// the session goes once they are answered (see remove).
 func (c *Controller) Delete(ctx context.Context, name string) error {
 	c.mu.Lock()
 	conf := c.conferences[name]
-	if conf == nil || conf.removing {
+	if conf == nil || conf.removing || conf.pending {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrUnknown, name)
 	}
 	conf.removing = true
 	c.mu.Unlock()
-	return c.remove(ctx, conf, false)
+	return c.remove(ctx, conf)
 }
 
-// remove is Delete of conf, which the caller has marked removing; undo
-// says it undoes a Create whose record was never written. It waits for
-// the BYEs' answers while ctx lasts; those still out go on, owned by the
-// controller (Close stops them), and the session goes at once.
-func (c *Controller) remove(ctx context.Context, conf *Conference, undo bool) error {
-	if err := c.forgetRecord(conf, undo); err != nil {
+// remove is Delete of conf, which the caller has marked removing. It
+// waits for the BYEs' answers while ctx lasts; when it ends first, the
+// BYEs go on, and the session and its leases go once they are answered,
+// in a goroutine the controller owns (Close ends it, and the BYEs with
+// it).
+func (c *Controller) remove(ctx context.Context, conf *Conference) error {
+	if err := c.forgetRecord(conf, false); err != nil {
 		c.mu.Lock()
 		conf.removing = false
 		c.mu.Unlock()
@@ -262,6 +273,7 @@ func (c *Controller) remove(ctx context.Context, conf *Conference, undo bool) er
 	parts := slices.Clone(conf.participants)
 	conf.mu.Unlock()
 	var wg sync.WaitGroup
+	byes := 0
 	for _, p := range parts {
 		p.mu.Lock()
 		d, state := p.dlg, p.state
@@ -270,16 +282,30 @@ func (c *Controller) remove(ctx context.Context, conf *Conference, undo bool) er
 			continue
 		}
 		wg.Add(1)
-		if !c.goOwned(func() { defer wg.Done(); c.end(p, "conference ended") }) {
+		if c.goOwned(func() { defer wg.Done(); c.end(p, "conference ended") }) {
+			byes++
+		} else {
 			wg.Done() // closed: no BYE goes any more
 		}
+	}
+	if byes == 0 {
+		return c.cfg.Manager.Delete(conf.sessionID)
 	}
 	ended := make(chan struct{})
 	go func() { wg.Wait(); close(ended) }() // ends with the BYEs, owned by them
 	select {
 	case <-ended:
 	case <-ctx.Done():
-		c.log.Info("delete: BYEs still unanswered go on in the background", "conference", conf.name)
+		c.log.Info("delete: BYEs still unanswered; the session goes once they are answered", "conference", conf.name)
+		later := func() {
+			<-ended
+			if err := c.cfg.Manager.Delete(conf.sessionID); err != nil {
+				c.log.Error("delete the session", "conference", conf.name, "err", err)
+			}
+		}
+		if c.goOwned(later) {
+			return nil
+		}
 	}
 	return c.cfg.Manager.Delete(conf.sessionID)
 }
@@ -338,13 +364,8 @@ func (c *Controller) Restore() (conferences, participants int, err error) {
 	for i, r := range confs {
 		saved[i] = r.Session
 	}
-	if unread > 0 {
-		c.log.Warn("restore: conference records could not be read; every lease of a session is kept", "records", unread)
-	}
-	descs, errs, rerr := c.cfg.Manager.RestoreAll(saved, unread == 0)
-	if rerr != nil {
-		c.log.Error("restore: release the leases of sessions no record has", "err", rerr)
-	}
+	descs, errs := c.cfg.Manager.RestoreAll(saved)
+	failed := unread // records whose session did not come back: their leases may be any
 	migrated := false
 	for i, r := range confs {
 		migrated = migrated || r.migrated
@@ -360,11 +381,14 @@ func (c *Controller) Restore() (conferences, participants int, err error) {
 		err := errs[i]
 		if err == nil {
 			id := r.Session.IDOf(descs[i])
-			if _, conf, err = c.create(r.Name, id, r.Access); err != nil {
-				c.cfg.Manager.Delete(id)
+			if _, conf, err = c.create(r.Name, id, r.Access, false); err != nil {
+				c.cfg.Manager.Forget(id) // its leases stay, below
+			} else {
+				conf.savedVersion.Store(conf.version()) // its record holds it
 			}
 		}
 		if err != nil {
+			failed++
 			c.log.Error("restore conference", "conference", r.Name, "err", err)
 			if r.migrated {
 				// Kept for another try, but without its passwords.
@@ -381,6 +405,14 @@ func (c *Controller) Restore() (conferences, participants int, err error) {
 			}
 		}
 		conferences++
+	}
+	// Leases of sessions that have no record (deleted, or created, when
+	// the process stopped) are used by nobody; but while a record did not
+	// come back, any lease may be its session's, and every one stays.
+	if failed > 0 {
+		c.log.Warn("restore: conference records did not come back; every lease of a session is kept until they do or it expires", "records", failed)
+	} else if err := c.cfg.Manager.ReleaseOrphans(); err != nil {
+		c.log.Error("restore: release the leases of sessions no record has", "err", err)
 	}
 	if s, ok := c.cfg.Store.(compacter); ok && migrated {
 		// The clear passwords the records held are still in the pages

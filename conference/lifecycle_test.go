@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
+	"mcc/conference/conferencetest"
 	"mcc/multicast"
 	"mcc/sdp"
 )
@@ -306,5 +311,197 @@ func TestDeleteCancelled(t *testing.T) {
 	_, gerr := ctl.Get("x")
 	if err != nil || !errors.Is(gerr, ErrUnknown) || st.get("c/x") != nil || len(a.Leases()) != 0 {
 		t.Fatalf("Delete with its context ended: %v; then Get %v, record %q, %d leases", err, gerr, st.get("c/x"), len(a.Leases()))
+	}
+}
+
+// hookStore: every PutRecord of c/ asks hook first (nil: written).
+type hookStore struct {
+	*memStore
+	hook func(n int64, k string) error
+	n    atomic.Int64
+}
+
+func (s *hookStore) PutRecord(k string, v any) error {
+	if strings.HasPrefix(k, "c/") && s.hook != nil {
+		if err := s.hook(s.n.Add(1), k); err != nil {
+			return err
+		}
+	}
+	return s.memStore.PutRecord(k, v)
+}
+
+// twoGroups is an allocator whose one pool holds 239.255.0.1 to last.
+func twoGroups(t *testing.T, last string) *multicast.Allocator {
+	t.Helper()
+	pool := multicast.Pool{Name: "ipv4-local", Prefix: netip.MustParsePrefix("239.255.0.0/16"), First: netip.MustParseAddr("239.255.0.1"), Last: netip.MustParseAddr(last)}
+	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestCreateUndoRaceStoreDown: with the store down, a Delete that comes
+// while a Create's first save is out finds no conference (it is not
+// published until saved), and the failed Create leaves nothing.
+func TestCreateUndoRaceStoreDown(t *testing.T) {
+	a, _ := multicast.NewAllocator(multicast.Config{})
+	st := &flakyStore{memStore: newMemStore(), failPut: true, failDel: true, entered: make(chan struct{}), block: make(chan struct{})}
+	ctl := newRestored(t, a, st, nil)
+	var cerr, derr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, cerr = ctl.CreateSession("x", specOf("x", "audio"), Access{}) })
+	<-st.entered
+	wg.Go(func() { derr = ctl.Delete(context.Background(), "x") })
+	time.Sleep(10 * time.Millisecond)
+	close(st.block)
+	wg.Wait()
+	if !errors.Is(cerr, ErrNotSaved) || !errors.Is(derr, ErrUnknown) {
+		t.Fatalf("create: %v; delete: %v; want ErrNotSaved and ErrUnknown", cerr, derr)
+	}
+	if _, err := ctl.Get("x"); !errors.Is(err, ErrUnknown) || len(a.Leases()) != 0 || len(ctl.cfg.Manager.List()) != 0 {
+		t.Fatalf("left: Get %v, %d leases, %d sessions", err, len(a.Leases()), len(ctl.cfg.Manager.List()))
+	}
+}
+
+// TestConcurrentChangeKeepsUnsavedGroup: a removal whose save has not
+// taken yet keeps its group leased even when another change's settle
+// runs meanwhile (no release while the saved record is older than the
+// description), and a restart after its save failed finds the group still
+// x's.
+func TestConcurrentChangeKeepsUnsavedGroup(t *testing.T) {
+	a := twoGroups(t, "239.255.0.2")
+	dEntered, dRelease := make(chan struct{}), make(chan struct{})
+	cEntered, cRelease := make(chan struct{}), make(chan struct{})
+	st := &hookStore{memStore: newMemStore()}
+	ctl := newRestored(t, a, st, nil)
+	if _, err := ctl.CreateSession("x", specOf("x", "audio", "video"), Access{}); err != nil {
+		t.Fatal(err)
+	}
+	st.n.Store(0)
+	st.hook = func(n int64, k string) error {
+		switch n {
+		case 1: // the SetDirection's save: slow (an fsync), then written
+			close(dEntered)
+			<-dRelease
+			return nil
+		case 2: // the RemoveStream's: fails
+			close(cEntered)
+			<-cRelease
+			return errDisk
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { ctl.SetDirection(context.Background(), "x", 0, sdp.SendOnly) })
+	<-dEntered
+	wg.Go(func() { ctl.RemoveStream(context.Background(), "x", 1) })
+	eventually(t, "the removal's edit", func() bool { d, _ := ctl.Session("x"); return d.Media[1].Port == 0 })
+	close(dRelease)
+	<-cEntered
+	time.Sleep(50 * time.Millisecond) // the SetDirection's settle has run
+	if n := len(a.Leases()); n != 2 {
+		t.Fatalf("%d leases while the removal is unsaved, want 2", n)
+	}
+	close(cRelease)
+	wg.Wait()
+	if n := len(a.Leases()); n != 2 {
+		t.Fatalf("%d leases after the removal's save failed, want 2", n)
+	}
+	ctl.Close()
+	again := newRestored(t, a, st.memStore, nil)
+	if _, _, err := again.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.CreateSession("y", specOf("y", "video"), Access{}); !errors.Is(err, multicast.ErrPoolExhausted) {
+		t.Fatalf("a new session after the restart: %v, want the pool exhausted (x holds both groups)", err)
+	}
+}
+
+// TestRestoreUnrestorableRecordKeepsLeases: a record that decodes but
+// whose session does not come back keeps every session's lease, and the
+// record stays for a later try: once it reads again, its conference comes
+// back on its own groups.
+func TestRestoreUnrestorableRecordKeepsLeases(t *testing.T) {
+	a := twoGroups(t, "239.255.0.1")
+	mem := newMemStore()
+	ctl := newRestored(t, a, mem, nil)
+	if _, err := ctl.CreateSession("x", specOf("x", "audio"), Access{}); err != nil {
+		t.Fatal(err)
+	}
+	ctl.Close()
+	good := mem.get("c/x")
+	var r map[string]any
+	json.Unmarshal(good, &r)
+	r["session"].(map[string]any)["sdp"] = []byte("v=0\r\nnot an sdp\r\n")
+	bad, _ := json.Marshal(r)
+	mem.mu.Lock()
+	mem.m["c/x"] = bad
+	mem.mu.Unlock()
+	odd := newRestored(t, a, mem, nil)
+	if nc, _, err := odd.Restore(); err != nil || nc != 0 || len(a.Leases()) != 1 || mem.get("c/x") == nil {
+		t.Fatalf("restore of a record that does not restore: %d, %v; %d leases; record kept %v", nc, err, len(a.Leases()), mem.get("c/x") != nil)
+	}
+	odd.Close()
+	mem.mu.Lock()
+	mem.m["c/x"] = good
+	mem.mu.Unlock()
+	again := newRestored(t, a, mem, nil)
+	if nc, _, err := again.Restore(); err != nil || nc != 1 {
+		t.Fatalf("after the repair: %d restored, %v", nc, err)
+	}
+	if _, err := again.CreateSession("y", specOf("y", "audio"), Access{}); !errors.Is(err, multicast.ErrPoolExhausted) {
+		t.Fatalf("a new session: %v, want the pool exhausted (x holds its group)", err)
+	}
+}
+
+// TestDeleteCancelledKeepsGroupsUntilBye: a Delete whose context ends
+// while a participant's BYE is unanswered returns, with the conference
+// gone; its session's groups stay until the BYE is over (here: until
+// Close ends it).
+func TestDeleteCancelledKeepsGroupsUntilBye(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := conferencetest.Lossy(pc, 0, 1)
+	p := newPeerConn(t, lossy)
+	ps, err := e.c.Invite(e.name, p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.c, e.name, ps[0].ID, Joined)
+	eventually(t, "ACK", func() bool { _, acks, _ := p.counts(); return acks == 1 })
+	lossy.Vanish() // its BYE is never answered
+	before := len(e.a.Leases())
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := e.c.Delete(ctx, e.name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Get(e.name); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("after the delete: %v", err)
+	}
+	if n := len(e.a.Leases()); n != before || n == 0 {
+		t.Fatalf("%d leases right after the delete, had %d: released before the BYE was over", n, before)
+	}
+	e.c.Close()
+	if n := len(e.a.Leases()); n != 0 {
+		t.Fatalf("%d leases after Close ended the BYE", n)
+	}
+}
+
+// TestSetT1Bounds: T1 below 100 ms (transactions of 6.4 s) or above T2 is
+// refused, and sipgo's timers are left as they are.
+func TestSetT1Bounds(t *testing.T) {
+	before := sip.T1
+	for _, d := range []time.Duration{0, 50 * time.Millisecond, 5 * time.Second} {
+		if err := SetT1(d); err == nil || !strings.Contains(err.Error(), "want 100ms to") {
+			t.Errorf("SetT1(%v) = %v, want a refusal", d, err)
+		}
+	}
+	if sip.T1 != before {
+		t.Fatalf("T1 is %v after refused calls, was %v", sip.T1, before)
 	}
 }

@@ -282,7 +282,7 @@ func (c *Controller) due(d *dialog, now time.Time) dueKind {
 	}
 	if t := d.timer; t.interval > 0 {
 		switch {
-		case now.Sub(t.refreshed) >= t.interval-min(32*time.Second, t.interval/3):
+		case now.Sub(t.refreshed) >= t.interval-min(64*sip.T1, t.interval/3):
 			// No refresh of theirs came, or none of ours got through
 			// (§10: BYE before the session expires).
 			return dueExpired

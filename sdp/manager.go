@@ -784,25 +784,26 @@ func IsSessionOwner(owner string) bool { return strings.HasPrefix(owner, "sessio
 
 // RestoreAll brings back the sessions saved before a restart, each with
 // the leases the allocator holds for it (see Restore), reading those once
-// for all. Then, when release is true, every lease of a session mcc
-// owned that is not among them (one deleted, or being created, when the
-// process stopped) is released: nobody uses it. A caller that could not
-// read every saved session passes false: a lease of one it missed is
-// kept, never handed to someone else. It returns each session's
-// description, or why it could not come back, in the order of saved, and
-// what failed in the releases. Call it before the Manager serves anyone:
-// a session created meanwhile could lose a lease to the release.
-func (m *Manager) RestoreAll(saved []Saved, release bool) (descs []*Session, errs []error, released error) {
-	leases := m.cfg.Allocator.Leases()
-	byOwner := IndexLeases(leases)
+// for all. It returns each session's description, or why it could not
+// come back, in the order of saved.
+func (m *Manager) RestoreAll(saved []Saved) (descs []*Session, errs []error) {
+	byOwner := IndexLeases(m.cfg.Allocator.Leases())
 	descs, errs = make([]*Session, len(saved)), make([]error, len(saved))
 	for i, s := range saved {
 		descs[i], errs[i] = m.RestoreIndexed(s, byOwner)
 	}
-	if !release {
-		return descs, errs, nil
-	}
+	return descs, errs
+}
+
+// ReleaseOrphans releases every lease of a session mcc owned (by its
+// owner, SessionOwner) that the Manager does not hold: one deleted, or
+// being created, when the process stopped. Call it after a restore that
+// brought back every saved session, and only then: a lease of one that
+// did not come back may be any. It holds the Manager's lock throughout,
+// so no session created meanwhile loses a lease.
+func (m *Manager) ReleaseOrphans() error {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	live := make(map[string]bool, len(m.sessions)+len(m.creating))
 	for id := range m.sessions {
 		live[SessionOwner(id)] = true
@@ -810,16 +811,26 @@ func (m *Manager) RestoreAll(saved []Saved, release bool) (descs []*Session, err
 	for id := range m.creating {
 		live[SessionOwner(id)] = true
 	}
-	m.mu.Unlock()
-	for _, l := range leases {
+	var err error
+	for _, l := range m.cfg.Allocator.Leases() {
 		if !IsSessionOwner(l.Owner) || live[l.Owner] {
 			continue
 		}
-		if err := m.cfg.Allocator.Release(l.Group); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
-			released = errors.Join(released, fmt.Errorf("sdp: release the orphaned lease of %v: %w", l.Group, err))
+		if rerr := m.cfg.Allocator.Release(l.Group); rerr != nil && !errors.Is(rerr, multicast.ErrNotLeased) {
+			err = errors.Join(err, fmt.Errorf("sdp: release the orphaned lease of %v: %w", l.Group, rerr))
 		}
 	}
-	return descs, errs, released
+	return err
+}
+
+// Forget drops session id without releasing its leases: a restored
+// session whose conference could not come back keeps its groups from
+// others until the leases expire (they are no longer renewed).
+func (m *Manager) Forget(id uint64) {
+	m.mu.Lock()
+	delete(m.sessions, id)
+	m.mu.Unlock()
+	m.notify(id)
 }
 
 // RenewLeases keeps the leases of every session mcc owns ahead of their

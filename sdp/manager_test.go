@@ -451,7 +451,7 @@ func TestImportSameOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	descs, errs, _ := m2.RestoreAll(saved, true)
+	descs, errs := m2.RestoreAll(saved)
 	for i, id := range []uint64{id1, id2, id3} {
 		if errs[i] != nil || saved[i].IDOf(descs[i]) != id {
 			t.Fatalf("restore %d: %v, ID %d, want %d", i, errs[i], saved[i].IDOf(descs[i]), id)

@@ -82,6 +82,14 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		return err
 	}
 	defer ctl.Close()
+	// What the last run kept comes back before anything is served.
+	nc, np, err := ctl.Restore()
+	if err != nil {
+		return err // serving without what was kept would hand its groups to others
+	}
+	if nc > 0 {
+		log.Info("restored", "conferences", nc, "participants", np)
+	}
 	apiExposed, err := checkAPIAddr(cfg.API)
 	if err != nil {
 		return err
@@ -111,13 +119,6 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		}
 		defer wait()
 		defer stopSAP() // runs before wait
-	}
-	nc, np, err := ctl.Restore()
-	if err != nil {
-		return err // serving without what was kept would hand its groups to others
-	}
-	if nc > 0 {
-		log.Info("restored", "conferences", nc, "participants", np)
 	}
 	apiSrv := &api.Server{Controller: ctl, Allocator: a, Token: token, Logger: log, Directory: directory, DefaultTTL: cfg.DefaultTTL}
 	// Leases of live sessions are renewed ahead of their expiry, so a

@@ -30,7 +30,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	apiAddr := fs.String("api", "127.0.0.1:8760", "control API address (keep it on loopback)")
 	cert := fs.String("tls-cert", "", "certificate file for tls listeners (PEM)")
 	key := fs.String("tls-key", "", "key file for tls listeners (PEM)")
-	t1 := fs.Duration("sip-t1", 500*time.Millisecond, "RFC 3261 T1, the round-trip estimate SIP retransmissions start from and double (every SIP timer is a multiple of it); lower it only on a closed network whose round trip is known to be short (RFC 3261 §17.1.1.1)")
+	t1 := fs.Duration("sip-t1", 500*time.Millisecond, "RFC 3261 T1, the round-trip estimate SIP retransmissions start from and double (a transaction lasts 64·T1; 100ms to 4s); lower it only on a closed network whose round trip is known to be short (RFC 3261 §17.1.1.1)")
 	ring := fs.Duration("ring-timeout", 30*time.Second, "how long an invitation rings before CANCEL")
 	probe := fs.Duration("probe-interval", 30*time.Second, "how long a joined participant without session timers may be silent before an in-dialog OPTIONS checks it is there (one that does not answer is ended within two intervals); 0: no probes")
 	sessionExpires := fs.Duration("session-expires", 30*time.Minute, "RFC 4028 session interval mcc asks for; participants that do timers refresh (or are refreshed) within it, or are ended; 0: no session timers")
@@ -104,8 +104,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *sessionExpires != 0 && *sessionExpires < 90*time.Second {
 		return usagef("--session-expires %v: want 90s or more (RFC 4028 §5), or 0 for no session timers", *sessionExpires)
 	}
-	if *t1 < 10*time.Millisecond || *t1 > 4*time.Second {
-		return usagef("--sip-t1 %v: want 10ms to 4s (T2)", *t1)
+	if *t1 < 100*time.Millisecond || *t1 > 4*time.Second {
+		return usagef("--sip-t1 %v: want 100ms to 4s (T2)", *t1)
 	}
 	if *ring <= 0 {
 		return usagef("--ring-timeout %v: want a duration above 0", *ring)
