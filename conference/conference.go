@@ -177,6 +177,9 @@ type participant struct {
 	// held across the store write, and no other lock is taken under it
 	// but the participant's and its dialog's, briefly.
 	saveMu sync.Mutex
+	// pubMu orders this participant's events (publishParticipant); under
+	// it only the participant's lock and the hub's are taken.
+	pubMu sync.Mutex
 
 	mu      sync.Mutex // guards the fields below
 	state   State
@@ -252,8 +255,7 @@ func (p *participant) set(s State, status int, reason string) {
 		p.c.persistAs(p, s)
 	}
 	if changed && p.c != nil {
-		snap := p.snapshot()
-		p.c.publish(Event{Conference: p.conf, Kind: "participant", Participant: &snap})
+		p.c.publishParticipant(p, "participant")
 	}
 	if changed && p.in != nil {
 		if s >= Declined && p.c != nil {
@@ -283,6 +285,16 @@ func (p *participant) ended() bool {
 }
 
 // snapshot describes p as it is now.
+// publishParticipant tells subscribers how p is now. Its events go out in
+// the order their snapshots were taken (pubMu), so a "joined" read just
+// before a BYE's "left" never reaches anyone after it.
+func (c *Controller) publishParticipant(p *participant, kind string) {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	snap := p.snapshot()
+	c.publish(Event{Conference: p.conf, Kind: kind, Participant: &snap})
+}
+
 func (p *participant) snapshot() Participant {
 	var v uint64
 	if p.in != nil {

@@ -128,8 +128,9 @@
 // holds it across the store write). A conference's recordMu is taken with
 // no other lock held, and only the manager's is taken under it, across
 // the record's store write (saveConference, forgetRecord). A conference's
-// removing flag is the controller's lock's. The event hub's, the guard's
-// and the manager's locks are leaves. A path that needs two in another order
+// removing flag is the controller's lock's. A participant's pubMu orders
+// its events: only its own lock and the hub's are taken under it. The
+// event hub's, the guard's and the manager's locks are leaves. A path that needs two in another order
 // takes them one at a time (groupsInUse, hasRejectedActive). No lock is
 // held across network I/O. The conference's lock is held across a
 // change's lease write (the manager's edit), and the manager's across a

@@ -190,8 +190,7 @@ func (c *Controller) behind(conf *Conference, p *participant, why string) {
 	p.behind = true
 	p.reason = "behind: " + why + "; the next change tries again"
 	p.mu.Unlock()
-	snap := p.snapshot()
-	c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
+	c.publishParticipant(p, "reinvite")
 	conf.progressed()
 	c.log.Warn("re-INVITE gave up for now", "conference", conf.name, "participant", p.uri, "why", why)
 }
@@ -405,8 +404,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 					}
 				})
 				c.applyAnswer(conf, p, d, offer, res.Body(), want, false)
-				snap := p.snapshot()
-				c.publish(Event{Conference: conf.name, Kind: "reinvite", Participant: &snap})
+				c.publishParticipant(p, "reinvite")
 				return nil
 			case res.StatusCode == sip.StatusRequestPending:
 				return errGlare
