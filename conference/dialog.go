@@ -169,12 +169,14 @@ func (d *dialog) nextOfferLocked(s *sdp.Session) *sdp.Session {
 		*d.origin = s.Origin
 	}
 	o.Origin = *d.origin
-	if d.version == 0 && s.Origin.Version > 0 {
+	if d.version == 0 && d.offered == nil && d.inflight == nil {
 		// A dialog's first offer carries the session's own version, so a
-		// participant sees what "mcc session sdp" shows.
-		d.version = s.Origin.Version - 1
+		// participant sees what "mcc session sdp" shows, 0 included
+		// (ffmpeg's); each later one the next (RFC 3264 §8).
+		d.version = s.Origin.Version
+	} else {
+		d.version++
 	}
-	d.version++
 	o.Origin.Version = d.version
 	return o
 }
