@@ -210,6 +210,9 @@ type participant struct {
 	// hold: the participant's last own offer made every active stream
 	// inactive.
 	hold bool
+	// rejoin: its user agent leaves its group on a re-INVITE, so a
+	// change reaches it as BYE and a new INVITE (profile.go).
+	rejoin bool
 }
 
 func (p *participant) set(s State, status int, reason string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -413,5 +414,45 @@ func TestAbandonedDialInWakesWait(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("the wait ended %v after the change, not when the dial-in was forgotten", took)
+	}
+}
+
+// TestRejoinProfile: a user agent that leaves its group on a re-INVITE
+// (linphone, told by its User-Agent) gets a change as a BYE and a new
+// INVITE with the latest description, and is shown joined at the new
+// version; another user agent gets a re-INVITE in the same dialog.
+func TestRejoinProfile(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	lp, other := e.peer(t, "udp"), e.peer(t, "udp")
+	lp.mu.Lock()
+	lp.extra = func(req *sip.Request, code int) []sip.Header {
+		return []sip.Header{sip.NewHeader("User-Agent", "Linphonec/5.1.65 (belle-sip/5.1.64)")}
+	}
+	lp.mu.Unlock()
+	ps, err := e.c.Invite(e.name, lp.uri(), other.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		waitState(t, e.c, e.name, p.ID, Joined)
+	}
+	first, otherFirst := lp.lastInvite().CallID().Value(), other.lastInvite().CallID().Value()
+	ch, err := e.c.AddStream(ctxT(t), e.name, sdp.MediaSpec{Kind: "text"})
+	if err != nil || !ch.Done {
+		t.Fatalf("the change: %+v %v", ch, err)
+	}
+	for _, r := range ch.Results {
+		if r.State != Joined || r.Acked != ch.Version {
+			t.Fatalf("after the change: %+v", r)
+		}
+	}
+	invites, _, byes := lp.counts()
+	last := lp.lastInvite()
+	if invites != 2 || byes != 1 || last.CallID().Value() == first || last.GetHeader("To") == nil || strings.Contains(last.To().Value(), "tag=") ||
+		!strings.Contains(string(last.Body()), "m=text") {
+		t.Fatalf("linphone: %d INVITEs, %d BYEs; the last INVITE:\n%v", invites, byes, last)
+	}
+	if invites, _, byes := other.counts(); invites != 2 || byes != 0 || other.lastInvite().CallID().Value() != otherFirst {
+		t.Fatalf("the other: %d INVITEs, %d BYEs, not a re-INVITE in its dialog", invites, byes)
 	}
 }

@@ -393,6 +393,11 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 		}
 	})
 	c.applyAnswer(conf, p, d, offer, res.Body(), ver, true)
+	if rejoins(res, res.Body()) {
+		p.mu.Lock()
+		p.rejoin = true // its changes go by BYE and INVITE (profile.go)
+		p.mu.Unlock()
+	}
 }
 
 func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {

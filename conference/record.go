@@ -97,6 +97,9 @@ type SavedParticipant struct {
 	// seconds (0: none), and Refresher says mcc refreshes it.
 	SessionExpires int  `json:"session_expires,omitempty"`
 	Refresher      bool `json:"refresher,omitempty"`
+	// Rejoin says its user agent takes changes by BYE and a new INVITE
+	// (profile.go).
+	Rejoin bool `json:"rejoin,omitempty"`
 }
 
 // legacyAccess is Access as versions before HA1s saved it: no

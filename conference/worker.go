@@ -262,6 +262,15 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 			return nil
 		}
 	}
+	p.mu.Lock()
+	rejoin := p.rejoin && !p.dialIn
+	p.mu.Unlock()
+	if rejoin {
+		if upToDate {
+			return nil // a refresh by re-INVITE would take it out of its group
+		}
+		return c.rejoinOnce(conf, p, d, s)
+	}
 	d.mu.Lock()
 	if d.ended {
 		d.mu.Unlock()
@@ -499,4 +508,22 @@ func slotHold() time.Duration { return sip.T1 / 4 } // sip.T1 is the process's (
 func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
 	t := time.NewTimer(slotHold())
 	return t.C, t.Stop
+}
+
+// rejoinOnce brings p, whose user agent leaves its group on a re-INVITE
+// (profile.go), to the latest description by a BYE and a new INVITE to
+// its URI: a new dialog, offered the session as it is now. The slot is
+// given back before the INVITE takes one of its own.
+func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *slot) error {
+	var target sip.Uri
+	if err := sip.ParseUri(p.uri, &target); err != nil {
+		return err
+	}
+	c.log.Info("rejoin: BYE and a new INVITE, for a user agent that leaves its group on a re-INVITE", "conference", conf.name, "participant", p.uri)
+	if err := c.sendBye(d); err != nil {
+		c.log.Info("rejoin: BYE", "participant", p.uri, "err", err)
+	}
+	s.free()
+	c.dialOut(conf, p, target)
+	return nil
 }

@@ -253,9 +253,9 @@ config-uri=
 	}
 	t.Logf("linphone joined %v and was delivered %d datagrams of ffmpeg's 100", group, got)
 
-	// A stream added for everyone reaches linphone by re-INVITE, and it
-	// answers: it takes the new stream or declines it (port 0), and stays
-	// in the session either way.
+	// A stream added for everyone reaches linphone, which would leave its
+	// group on a re-INVITE, as a BYE and a new INVITE: it takes the new
+	// stream or declines it (port 0), and keeps receiving the first.
 	mb, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
 	heldBefore := strings.Contains(string(mb), group.String())
 	added := cli("media", "add", "lecture", "video", "--wait", "20s", "-o", "json")
@@ -277,8 +277,20 @@ config-uri=
 		llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
 		os.WriteFile(f, llog, 0o644)
 	}
-	t.Logf("linphone answered the re-INVITE adding video: streams %v, version %d; namespace B held %v before it: %v, after it: %v",
-		ch.Results[0].Streams, ch.Results[0].Acked, group, heldBefore, strings.Contains(string(m), group.String()))
+	if !heldBefore || !strings.Contains(string(m), group.String()) {
+		t.Fatalf("namespace B held %v before the change: %v, after it: %v", group, heldBefore, strings.Contains(string(m), group.String()))
+	}
+	// And it is delivered ffmpeg's packets again.
+	before = udpDelivered(t, n.b, v6)
+	send = in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=frequency=440:sample_rate=8000:samples_per_frame=160", "-t", "1", "-ac", "1", "-c:a", "pcm_mulaw", "-payload_type", "0", "-f", "rtp", dest)
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	if got := udpDelivered(t, n.b, v6) - before; got < 45 {
+		t.Fatalf("after the change, namespace B delivered %d datagrams while ffmpeg sent 50 to %v:%d", got, group, port)
+	}
+	t.Logf("linphone took the change adding video (streams %v, version %d) and still receives %v", ch.Results[0].Streams, ch.Results[0].Acked, group)
 }
 
 func hostPort(h string, port int) string {
