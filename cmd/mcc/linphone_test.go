@@ -291,6 +291,22 @@ config-uri=
 		t.Fatalf("after the change, namespace B delivered %d datagrams while ffmpeg sent 50 to %v:%d", got, group, port)
 	}
 	t.Logf("linphone took the change adding video (streams %v, version %d) and still receives %v", ch.Results[0].Streams, ch.Results[0].Acked, group)
+
+	// The video stream removed: linphone keeps the audio group.
+	removed := cli("media", "remove", "lecture", "1", "--wait", "20s", "-o", "json")
+	if err := json.Unmarshal([]byte(removed), &ch); err != nil || len(ch.Results) != 1 || ch.Results[0].Acked != ch.Version {
+		t.Fatalf("media remove: %v\n%s", err, removed)
+	}
+	time.Sleep(time.Second) // a group left would be gone by now
+	if m, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output(); !strings.Contains(string(m), group.String()) {
+		t.Fatalf("namespace B left %v when the video stream was removed:\n%s", group, m)
+	}
+	// The session ends (BYE to everyone): linphone leaves the group.
+	cli("session", "delete", "lecture")
+	eventually(fmt.Sprintf("namespace B to leave %v", group), func() bool {
+		m, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+		return !strings.Contains(string(m), group.String())
+	})
 }
 
 func hostPort(h string, port int) string {
