@@ -167,7 +167,7 @@ func (p *participant) settledAt(v uint64) bool {
 		return true
 	case p.state != Joined:
 		return false // a join on an older version converges after it
-	case p.acked >= v:
+	case p.hasLocked(v):
 		return true
 	}
 	return p.behind && !p.working

@@ -210,6 +210,10 @@ type participant struct {
 	// hold: the participant's last own offer made every active stream
 	// inactive.
 	hold bool
+	// unoffered: a dial-in answered with every stream rejected (its offer
+	// was unicast) has not been offered the session's streams yet,
+	// whatever acked says (hasLocked).
+	unoffered bool
 	// rejoin: its user agent leaves its group on a re-INVITE, so a
 	// change reaches it as BYE and a new INVITE (profile.go).
 	rejoin bool
@@ -287,7 +291,10 @@ func (p *participant) ended() bool {
 	return p.state >= Declined
 }
 
-// snapshot describes p as it is now.
+// hasLocked reports whether p has version v of the session's description.
+// Called with p.mu held.
+func (p *participant) hasLocked(v uint64) bool { return p.acked >= v && !p.unoffered }
+
 // publishParticipant tells subscribers how p is now. Its events go out in
 // the order their snapshots were taken (pubMu), so a "joined" read just
 // before a BYE's "left" never reaches anyone after it.
@@ -298,6 +305,7 @@ func (c *Controller) publishParticipant(p *participant, kind string) {
 	c.publish(Event{Conference: p.conf, Kind: kind, Participant: &snap})
 }
 
+// snapshot describes p as it is now.
 func (p *participant) snapshot() Participant {
 	var v uint64
 	if p.in != nil {
@@ -312,7 +320,7 @@ func (p *participant) snapshotAt(v uint64) Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := Participant{ID: p.id, URI: p.uri, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
-		Version: p.version, Acked: p.acked, Behind: p.state == Joined && p.acked < v, Since: p.since, Hold: p.hold}
+		Version: p.version, Acked: p.acked, Behind: p.state == Joined && !p.hasLocked(v), Since: p.since, Hold: p.hold}
 	for _, s := range p.streams {
 		out.Streams = append(out.Streams, s.String())
 	}

@@ -174,7 +174,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		p.mu.Lock()
 		p.version, p.acked = answer.Origin.Version, ver
 		if reinvite {
-			p.acked = 0 // not the session's streams yet: its worker offers them
+			p.unoffered = true // not the session's streams yet: its worker offers them
 		} else {
 			p.streams = make([]sdp.StreamState, len(answer.Media))
 			for i, m := range answer.Media {
@@ -211,7 +211,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		// dialled in, or its offer was unicast: its worker brings it up.
 		v := conf.version() // before p.mu: the conference's lock comes first
 		p.mu.Lock()
-		behind := p.acked < v
+		behind := !p.hasLocked(v)
 		p.mu.Unlock()
 		if behind {
 			c.kick(conf, p)

@@ -265,3 +265,35 @@ func TestLargeOfferGoesOverTCP(t *testing.T) {
 		t.Fatalf("a %d-byte INVITE went over %s", len(p.lastInvite().String()), tr)
 	}
 }
+
+// TestUnicastDialInVersion0: a dial-in with a unicast offer (linphone's)
+// into a session at o= version 0 (ffmpeg's) is answered with its streams
+// rejected, then re-INVITEd with the session's: "acknowledged version 0"
+// is not "has the session's streams".
+func TestUnicastDialInVersion0(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	b, err := os.ReadFile("testdata/corpus/ffmpeg-opus.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := sdp.Liberal(0).Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Import("ff", desc, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	u := e.peer(t, "udp")
+	unicast := []byte("v=0\r\no=carol 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\n")
+	if call := u.dialIn(t, e.c.URI("ff"), unicast, nil); call.res.StatusCode != 200 {
+		t.Fatalf("unicast offer: %d", call.res.StatusCode)
+	}
+	eventually(t, "a re-INVITE with the session's group", func() bool {
+		n, _, _ := u.counts()
+		return n >= 1 && strings.Contains(string(u.lastInvite().Body()), "c=IN IP4 239.255.12.1/1")
+	})
+	eventually(t, "the participant at the session's version", func() bool {
+		ps, _ := e.c.Participants("ff")
+		return len(ps) == 1 && ps[0].State == Joined && !ps[0].Behind && len(ps[0].Streams) == 1 && ps[0].Streams[0] == "accepted"
+	})
+}

@@ -80,7 +80,7 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 			p.rejected[i] = true
 		}
 	}
-	p.streams, p.version, p.acked = states, offer.Origin.Version, ver
+	p.streams, p.version, p.acked, p.unoffered = states, offer.Origin.Version, ver, false
 	p.mu.Unlock()
 	d.mu.Lock()
 	d.offered, d.inflight, d.maybe, d.pendingCSeq = offer, nil, nil, 0 // answered: in one step, for settle and the save below

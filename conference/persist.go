@@ -54,7 +54,7 @@ func (c *Controller) persistLocked(p *participant, state State) {
 	for i := range p.rejected {
 		sp.Rejected = append(sp.Rejected, i)
 	}
-	sp.Acked, sp.Rejoin = p.acked, p.rejoin
+	sp.Acked, sp.Rejoin, sp.Unoffered = p.acked, p.rejoin, p.unoffered
 	p.mu.Unlock()
 	key := participantKey(p.conf, p.id)
 	if d == nil || state != Joined || p.in != nil && p.in.isDeleted() {
@@ -188,7 +188,7 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 		return fmt.Errorf("conference: restore %s: saved for session %d, but %s is session %d now", sp.ID, sp.SessionID, conf.name, conf.sessionID)
 	}
 	p := &participant{id: sp.ID, uri: sp.URI, dialIn: sp.DialIn, in: conf, conf: conf.name, c: c, state: Joined, status: 200,
-		since: sp.Since, dlg: d, acked: acked, version: sp.Version, rejected: map[int]bool{}, rejoin: sp.Rejoin}
+		since: sp.Since, dlg: d, acked: acked, version: sp.Version, rejected: map[int]bool{}, rejoin: sp.Rejoin, unoffered: sp.Unoffered}
 	for _, s := range sp.Streams {
 		p.streams = append(p.streams, streamStates[s])
 	}

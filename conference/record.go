@@ -100,6 +100,8 @@ type SavedParticipant struct {
 	// Rejoin says its user agent takes changes by BYE and a new INVITE
 	// (profile.go).
 	Rejoin bool `json:"rejoin,omitempty"`
+	// Unoffered: a dial-in not offered the session's streams yet.
+	Unoffered bool `json:"unoffered,omitempty"`
 }
 
 // legacyAccess is Access as versions before HA1s saved it: no

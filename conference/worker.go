@@ -249,11 +249,12 @@ func retryAfterOf(res *sip.Response) *retryAfter {
 func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) error {
 	p.mu.Lock()
 	d, state, have, refresh, behind := p.dlg, p.state, p.acked, p.refresh, p.behind
+	has := p.hasLocked(conf.version())
 	p.mu.Unlock()
 	if d == nil || state != Joined {
 		return nil
 	}
-	upToDate := have >= conf.version() && !hasRejectedActive(p)
+	upToDate := has && !hasRejectedActive(p)
 	if upToDate {
 		p.mu.Lock()
 		p.behind = false
@@ -343,6 +344,9 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		// CSeq is still unused.
 		c.log.Info("re-INVITE: TCP failed, sending it over UDP", "participant", p.uri, "bytes", len(req.String()), "err", err)
 		req = overUDP
+		cancel()
+		ctx, cancel = context.WithTimeout(c.ctx, 64*sip.T1) // its own transaction's time
+		defer cancel()
 		if cl, err = c.clientFor(transport, v6); err == nil {
 			tx, err = cl.TransactionRequest(ctx, req)
 		}

@@ -353,7 +353,8 @@ func (m *Manager) Import(desc *Session) (*Session, error) {
 // RFC 8866 §5.2's rule that it names one session, so a description whose
 // o= (but its version) and groups are those of one held is the same
 // session (ErrSessionExists), and any other gets an ID of the Manager's
-// own, from 2^62 up, far from the NTP times of mcc's own sessions. Its
+// own, from 2^52 up, far from the NTP times of mcc's own sessions. A copy
+// of one of mcc's own sessions is ErrSessionExists too. Its
 // description, and so its offers, keep the o= as written.
 func (m *Manager) ImportSession(desc *Session) (uint64, *Session, error) {
 	id, s, err := m.importSession(desc)
@@ -364,8 +365,9 @@ func (m *Manager) ImportSession(desc *Session) (uint64, *Session, error) {
 }
 
 // firstImportID is where the IDs of imported sessions whose o= session ID
-// is taken start.
-const firstImportID = 1 << 62
+// is taken start: far above the NTP times of mcc's own, and below 2^53,
+// so that JSON readers that hold numbers as doubles (jq) tell them apart.
+const firstImportID = 1 << 52
 
 // importSession is the change itself.
 func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
@@ -388,13 +390,18 @@ func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := desc.Origin.SessionID
-	// m.creating: Create has taken that ID and is leasing its groups.
-	if m.sessions[id] != nil || m.creating[id] {
-		for _, e := range m.sessions {
-			if e.external && sameSession(e.desc, desc) {
-				return 0, nil, fmt.Errorf("%w: %d", ErrSessionExists, desc.Origin.SessionID)
-			}
+	// A session mcc owns, or is creating, under that ID: a copy of its
+	// description (mcc session sdp, or mcc's own SAP announcement) is
+	// that session, not another.
+	if e := m.sessions[id]; m.creating[id] || e != nil && !e.external {
+		return 0, nil, fmt.Errorf("%w: %d is one of mcc's own sessions", ErrSessionExists, id)
+	}
+	for _, e := range m.sessions {
+		if e.external && sameSession(e.desc, desc) {
+			return 0, nil, fmt.Errorf("%w: %d", ErrSessionExists, desc.Origin.SessionID)
 		}
+	}
+	if m.sessions[id] != nil {
 		id = firstImportID
 		for m.sessions[id] != nil || m.creating[id] {
 			id++
@@ -750,7 +757,11 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 			active[md.Connection.Addr] = active[md.Connection.Addr] || md.Port != 0
 		}
 	}
-	for _, l := range byOwner[owner] {
+	leases := byOwner[owner]
+	if s.External {
+		leases = nil // an imported session leases nothing: a lease of its o= ID is mcc's own session's
+	}
+	for _, l := range leases {
 		// A group the description no longer has active (a removed
 		// stream's, whose slot a later stream may have taken, or one
 		// leased for a change that never reached the saved description)

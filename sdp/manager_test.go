@@ -462,3 +462,50 @@ func TestImportSameOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestImportCopyOfOwnSession: a copy of one of mcc's own descriptions
+// (mcc session sdp, or its own SAP announcement heard back) is that
+// session: refused. An imported session restored under an o= ID that is
+// also the owner of mcc's own leases takes none of them. A description
+// imported again after the one held at its o= ID went is still refused.
+func TestImportCopyOfOwnSession(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, a := newManager(t, local)
+	own, err := m.Create(SessionSpec{Name: "lecture", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.ImportSession(own.Clone()); !errors.Is(err, ErrSessionExists) {
+		t.Fatalf("import of mcc's own description: %v, want ErrSessionExists", err)
+	}
+	// A saved external whose o= ID is the own session's: it takes no lease.
+	ext := own.Clone()
+	ext.Origin.Username = "someone"
+	saved := []Saved{{ID: firstImportID + 7, SDP: must(ext.Marshal()), External: true}}
+	ownSaved, _ := m.Save(own.Origin.SessionID)
+	m2, _ := NewManager(ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("192.0.2.1")})
+	if _, errs := m2.RestoreAll(append(saved, ownSaved)); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if ls, _ := m2.Leases(firstImportID + 7); len(ls) != 0 {
+		t.Fatalf("the restored external holds %v", ls)
+	}
+	if err := m2.Delete(firstImportID + 7); err != nil {
+		t.Fatal(err)
+	}
+	if ls, _ := m2.Leases(own.Origin.SessionID); len(ls) != 1 || len(a.Leases()) != 1 {
+		t.Fatalf("mcc's own session after the external's delete: %v, %d leases", ls, len(a.Leases()))
+	}
+	// Held at 0 and at 2^52: the first goes, the second is imported again.
+	ff := func(g string) *Session {
+		return MustParse("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 " + g + "/1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n")
+	}
+	id0, _, _ := m.ImportSession(ff("239.255.40.1"))
+	if _, _, err := m.ImportSession(ff("239.255.40.2")); err != nil {
+		t.Fatal(err)
+	}
+	m.Delete(id0)
+	if _, _, err := m.ImportSession(ff("239.255.40.2")); !errors.Is(err, ErrSessionExists) {
+		t.Fatalf("the second imported again: %v, want ErrSessionExists", err)
+	}
+}

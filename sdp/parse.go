@@ -232,7 +232,9 @@ func (o ParseOptions) Parse(b []byte) (*Session, error) {
 	for _, l := range ls {
 		text := l.text
 		if l.typ == 'm' {
-			if f := strings.Split(l.val, " "); len(f) >= 3 && f[2] != "" && !pionProto(f[2]) {
+			// Only a line of single-space fields, as RFC 8866 §5.14 writes
+			// it; another goes to pion as it is, and pion decides.
+			if f := strings.Split(l.val, " "); len(f) >= 3 && !slices.Contains(f, "") && !strings.ContainsAny(l.val, "\t") && !pionProto(f[2]) {
 				for p := range strings.SplitSeq(f[2], "/") {
 					if !isToken(p) {
 						return nil, &SyntaxError{Line: l.n, Text: l.text, Err: fmt.Errorf("proto %q: want tokens separated by / (RFC 8866 §5.14, §9)", f[2])}

@@ -360,3 +360,15 @@ func TestLiberalParse(t *testing.T) {
 		t.Fatalf("Lint warns on line 4: %v", lint)
 	}
 }
+
+// TestProtoOnOddLines: an m= line whose fields are not single-space
+// separated goes to pion as it is, so its proto is never taken from the
+// wrong field.
+func TestProtoOnOddLines(t *testing.T) {
+	for _, line := range []string{"m=audio  5004 RTP/AVP 0", "m=audio 5004\tRTP/AVP 0 8", "m=audio 5004 RTP/AVP  0"} {
+		s, err := Liberal(0).Parse([]byte("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 239.1.1.1/1\r\nt=0 0\r\n" + line + "\r\n"))
+		if err == nil && s.Media[0].Proto != "RTP/AVP" {
+			t.Errorf("%q: proto %q", line, s.Media[0].Proto)
+		}
+	}
+}
