@@ -214,6 +214,10 @@ type participant struct {
 	// was unicast) has not been offered the session's streams yet,
 	// whatever acked says (hasLocked).
 	unoffered bool
+	// rejoining: a rejoin's new INVITE is out (it stays joined while it
+	// rings); rejoinedAt is the version of the last rejoin a change made.
+	rejoining  bool
+	rejoinedAt uint64
 	// rejoin: its user agent leaves its group on a re-INVITE, so a
 	// change reaches it as BYE and a new INVITE (profile.go).
 	rejoin bool

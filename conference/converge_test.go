@@ -456,3 +456,39 @@ func TestRejoinProfile(t *testing.T) {
 		t.Fatalf("the other: %d INVITEs, %d BYEs, not a re-INVITE in its dialog", invites, byes)
 	}
 }
+
+// TestRejoinAnsweredWrongly: a linphone whose answer breaks a rule on one
+// stream is rejoined once with that stream offered at port 0, and not
+// again in a loop: at most two INVITEs and one BYE, still joined.
+func TestRejoinAnsweredWrongly(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	lp := e.peer(t, "udp")
+	lp.mu.Lock()
+	lp.extra = func(req *sip.Request, code int) []sip.Header {
+		return []sip.Header{sip.NewHeader("User-Agent", "Linphonec/5.1.65")}
+	}
+	lp.mu.Unlock()
+	lp.answerWith(func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session) {
+		a := sdp.Answer(offer, sdp.Origin{Username: "l", SessionID: 7, Version: 1, Host: "l.example"})
+		if offer.Media[1].Port != 0 {
+			a.Media[1].Port = offer.Media[1].Port + 2 // moves the video port: breaks RFC 3264 §6.2
+		}
+		return 200, a
+	})
+	ps, err := e.c.Invite(e.name, lp.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.c, e.name, ps[0].ID, Joined)
+	time.Sleep(2 * time.Second)
+	invites, _, byes := lp.counts()
+	if invites > 2 || byes > 1 {
+		t.Fatalf("%d INVITEs and %d BYEs in 2 s: a loop", invites, byes)
+	}
+	if invites == 2 && !strings.Contains(string(lp.lastInvite().Body()), "m=video 0 ") {
+		t.Fatalf("the rejoin offers the stream answered wrongly again:\n%s", lp.lastInvite().Body())
+	}
+	if p := waitState(t, e.c, e.name, ps[0].ID, Joined); p.State != Joined {
+		t.Fatalf("after: %+v", p)
+	}
+}

@@ -364,7 +364,9 @@ func (c *Controller) onStrayResponse(res *sip.Response) {
 // hangUp ends a dialog with BYE and records why.
 func (c *Controller) hangUp(d *dialog, p *participant, s State, reason string) {
 	c.sendBye(d)
-	p.set(s, 0, reason)
+	if p.onDialog(d) {
+		p.set(s, 0, reason)
+	}
 }
 
 // sendBye sends BYE in dialog d and forgets it.
@@ -402,7 +404,17 @@ func (c *Controller) endDialog(d *dialog, p *participant, s State, reason string
 	d.ended = true
 	d.mu.Unlock()
 	c.untrack(d)
-	p.set(s, 0, reason)
+	if p.onDialog(d) {
+		p.set(s, 0, reason)
+	}
+}
+
+// onDialog reports whether d is p's dialog now: what ends an older one
+// (a rejoin's, profile.go) does not end p.
+func (p *participant) onDialog(d *dialog) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dlg == d
 }
 
 func (c *Controller) onBye(req *sip.Request, tx sip.ServerTransaction) {

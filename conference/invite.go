@@ -91,6 +91,9 @@ func (c *Controller) dialOut(conf *Conference, p *participant, target sip.Uri) {
 			return c.inviteOnce(conf, p, target, s)
 		}()
 		if err != nil {
+			if c.ctx.Err() != nil {
+				return // shutting down: not the participant's doing, and its record stays
+			}
 			p.set(Failed, 0, err.Error())
 			return
 		}
@@ -124,8 +127,8 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	defer built()
 	ver := desc.Origin.Version
 	d.origin = c.originFor(desc, conf.isExternal(), d.v6)
-	offer := d.nextOfferLocked(desc)
-	d.inflight = offer // its groups are in use until it is answered (settle)
+	offer := d.nextOfferLocked(offerFor(desc, p)) // a rejoin's offers its rejected streams at port 0
+	d.inflight = offer                            // its groups are in use until it is answered (settle)
 	body, err := offer.Marshal()
 	if err != nil {
 		return nil, err
@@ -244,7 +247,12 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 				}
 				provisional = true
 				if res.StatusCode > 100 {
-					p.set(Ringing, res.StatusCode, "")
+					p.mu.Lock()
+					rejoining := p.rejoining
+					p.mu.Unlock()
+					if !rejoining { // a rejoin stays joined, and saved, while it rings
+						p.set(Ringing, res.StatusCode, "")
+					}
 				}
 				continue
 			case res.StatusCode < 300:
@@ -392,12 +400,12 @@ func (c *Controller) established(conf *Conference, p *participant, d *dialog, cl
 			c.sendACK(cl, ack.Clone())
 		}
 	})
-	c.applyAnswer(conf, p, d, offer, res.Body(), ver, true)
 	if rejoins(res, res.Body()) {
 		p.mu.Lock()
-		p.rejoin = true // its changes go by BYE and INVITE (profile.go)
+		p.rejoin = true // its changes go by BYE and INVITE (profile.go); saved with the join below
 		p.mu.Unlock()
 	}
+	c.applyAnswer(conf, p, d, offer, res.Body(), ver, true)
 }
 
 func (c *Controller) sendACK(cl *sipgo.Client, ack *sip.Request) {

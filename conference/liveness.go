@@ -351,7 +351,7 @@ func (c *Controller) probe(p *participant, d *dialog) {
 // expire ends a participant that is gone: failed at once, with why, and
 // BYE on its way (where it can still arrive: it may not).
 func (c *Controller) expire(p *participant, d *dialog, why string) {
-	if p.ended() {
+	if p.ended() || !p.onDialog(d) {
 		return
 	}
 	p.set(Failed, 0, why)

@@ -267,10 +267,10 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 	rejoin := p.rejoin && !p.dialIn
 	p.mu.Unlock()
 	if rejoin {
-		if upToDate {
-			return nil // a refresh by re-INVITE would take it out of its group
-		}
-		return c.rejoinOnce(conf, p, d, s)
+		// A session refresh by re-INVITE would take it out of its group
+		// too: it is refreshed by a rejoin (RFC 4028 §10 lets any
+		// request that gets a 2xx refresh; a new dialog starts anew).
+		return c.rejoinOnce(conf, p, d, s, !upToDate)
 	}
 	d.mu.Lock()
 	if d.ended {
@@ -516,18 +516,51 @@ func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
 
 // rejoinOnce brings p, whose user agent leaves its group on a re-INVITE
 // (profile.go), to the latest description by a BYE and a new INVITE to
-// its URI: a new dialog, offered the session as it is now. The slot is
-// given back before the INVITE takes one of its own.
-func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *slot) error {
+// its URI: a new dialog, offered the session as it is now, with the
+// streams p had refused at port 0. A change does it once per version
+// (change): a rejoin answered wrongly again is shown behind, not tried in
+// a loop. The slot is given back before the BYE.
+func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *slot, change bool) error {
+	d.mu.Lock()
+	if d.inviteRx { // their INVITE first (§14.1)
+		acked := d.acked
+		d.mu.Unlock()
+		return &dialogBusy{acked}
+	}
+	d.mu.Unlock()
 	var target sip.Uri
 	if err := sip.ParseUri(p.uri, &target); err != nil {
 		return err
 	}
-	c.log.Info("rejoin: BYE and a new INVITE, for a user agent that leaves its group on a re-INVITE", "conference", conf.name, "participant", p.uri)
+	v := conf.version()
+	p.mu.Lock()
+	if change && p.rejoinedAt >= v {
+		p.mu.Unlock()
+		return &refused{reason: fmt.Sprintf("rejoined for version %d already, and its answer still needs another", v)}
+	}
+	if change {
+		p.rejoinedAt = v
+	}
+	p.rejoining = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.rejoining = false
+		p.mu.Unlock()
+	}()
+	c.log.Info("rejoin: BYE and a new INVITE, for a user agent that leaves its group on a re-INVITE", "conference", conf.name, "participant", p.uri, "change", change)
+	s.free()
 	if err := c.sendBye(d); err != nil {
 		c.log.Info("rejoin: BYE", "participant", p.uri, "err", err)
 	}
-	s.free()
 	c.dialOut(conf, p, target)
+	if c.ctx.Err() != nil {
+		return ErrClosed // shutting down: the saved record stays as it was
+	}
+	p.mu.Lock()
+	p.refresh = false // the new dialog's session interval starts now
+	p.mu.Unlock()
+	c.persist(p) // the new dialog, whether or not its join changed p's state
+	c.publishParticipant(p, "reinvite")
 	return nil
 }
