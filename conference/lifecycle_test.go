@@ -127,17 +127,7 @@ func TestCreateUndoRacesDelete(t *testing.T) {
 // brings the conference back with its groups, which no new session gets.
 // A conference record that does not decode keeps every session's lease.
 func TestRestoreUnreadableStore(t *testing.T) {
-	pool := multicast.Pool{Name: "ipv4-local", Prefix: netip.MustParsePrefix("239.255.0.0/16"), First: netip.MustParseAddr("239.255.0.1"), Last: netip.MustParseAddr("239.255.0.1")}
-	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{pool}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := newMemStore()
-	ctl := newRestored(t, a, mem, nil)
-	if _, err := ctl.CreateSession("x", specOf("x", "audio"), Access{}); err != nil {
-		t.Fatal(err)
-	}
-	ctl.Close()
+	a, mem := savedX(t)
 	bad := newRestored(t, a, &flakyStore{memStore: mem, failRecords: true}, nil)
 	if _, _, err := bad.Restore(); !errors.Is(err, errDisk) {
 		t.Fatalf("Restore of an unreadable store: %v, want its error", err)
@@ -167,11 +157,7 @@ func TestRestoreUnreadableStore(t *testing.T) {
 // active), so a restart never restores a session on a group given away;
 // the next change that saves releases it.
 func TestUnsavedChangeKeepsGroup(t *testing.T) {
-	pool := multicast.Pool{Name: "ipv4-local", Prefix: netip.MustParsePrefix("239.255.0.0/16"), First: netip.MustParseAddr("239.255.0.1"), Last: netip.MustParseAddr("239.255.0.2")}
-	a, err := multicast.NewAllocator(multicast.Config{Pools: []multicast.Pool{pool}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := twoGroups(t, "239.255.0.2")
 	st := &flakyStore{memStore: newMemStore()}
 	ctl := newRestored(t, a, st, nil)
 	if _, err := ctl.CreateSession("x", specOf("x", "audio", "video"), Access{}); err != nil {
@@ -330,7 +316,22 @@ func (s *hookStore) PutRecord(k string, v any) error {
 	return s.memStore.PutRecord(k, v)
 }
 
-// twoGroups is an allocator whose one pool holds 239.255.0.1 to last.
+// savedX is what a stopped mcc leaves of one conference x with one audio
+// stream: its store, and an allocator of one group, which x holds.
+func savedX(t *testing.T) (*multicast.Allocator, *memStore) {
+	t.Helper()
+	a := twoGroups(t, "239.255.0.1")
+	mem := newMemStore()
+	ctl := newRestored(t, a, mem, nil)
+	if _, err := ctl.CreateSession("x", specOf("x", "audio"), Access{}); err != nil {
+		t.Fatal(err)
+	}
+	ctl.Close()
+	return a, mem
+}
+
+// twoGroups is an allocator whose one pool, ipv4-local, holds 239.255.0.1
+// to last.
 func twoGroups(t *testing.T, last string) *multicast.Allocator {
 	t.Helper()
 	pool := multicast.Pool{Name: "ipv4-local", Prefix: netip.MustParsePrefix("239.255.0.0/16"), First: netip.MustParseAddr("239.255.0.1"), Last: netip.MustParseAddr(last)}
@@ -423,13 +424,7 @@ func TestConcurrentChangeKeepsUnsavedGroup(t *testing.T) {
 // record stays for a later try: once it reads again, its conference comes
 // back on its own groups.
 func TestRestoreUnrestorableRecordKeepsLeases(t *testing.T) {
-	a := twoGroups(t, "239.255.0.1")
-	mem := newMemStore()
-	ctl := newRestored(t, a, mem, nil)
-	if _, err := ctl.CreateSession("x", specOf("x", "audio"), Access{}); err != nil {
-		t.Fatal(err)
-	}
-	ctl.Close()
+	a, mem := savedX(t)
 	good := mem.get("c/x")
 	var r map[string]any
 	json.Unmarshal(good, &r)

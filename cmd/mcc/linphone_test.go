@@ -57,6 +57,40 @@ func in(ctx context.Context, ns string, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// serveIn starts mcc serve in namespace ns on its defaults, with its data
+// directory in dir/data and its log in dir/serve.log, stopped (SIGTERM)
+// by the test's cleanup. It returns a runner of mcc commands in ns, which
+// waits for the daemon to be reachable and fails the test, with the
+// daemon's log, when a command fails.
+func serveIn(t *testing.T, ctx context.Context, ns, dir string) (cli func(args ...string) string) {
+	t.Helper()
+	data := filepath.Join(dir, "data")
+	serve := in(ctx, ns, mccBinary(t), "serve", "--data", data)
+	slog, _ := os.Create(filepath.Join(dir, "serve.log"))
+	serve.Stdout, serve.Stderr = slog, slog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-serve.Process.Pid, syscall.SIGTERM); serve.Wait() })
+	return func(args ...string) string {
+		t.Helper()
+		var out []byte
+		var err error
+		for try := 0; try < 50; try++ { // the daemon may still be starting
+			out, err = in(ctx, ns, mccBinary(t), append(args, "--data", data)...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "cannot reach mcc serve") && !strings.Contains(string(out), "no running mcc serve") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Fatalf("mcc %v: %v\n%s\nserve log:\n%s", args, err, out, log)
+		}
+		return string(out)
+	}
+}
+
 // udpDelivered reads how many UDP datagrams namespace ns delivered to
 // sockets (Udp InDatagrams, or Udp6InDatagrams).
 func udpDelivered(t *testing.T, ns string, v6 bool) int {
@@ -116,17 +150,10 @@ func linphoneJoins(t *testing.T, v6 bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
 
 	// mcc serve in A, on its defaults: it listens on 0.0.0.0 and [::]
 	// port 5060 and takes A's addresses for its host in each family.
-	serve := in(ctx, n.a, mccBinary(t), "serve", "--data", data)
-	slog, _ := os.Create(filepath.Join(dir, "serve.log"))
-	serve.Stdout, serve.Stderr = slog, slog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-serve.Process.Pid, syscall.SIGTERM); serve.Wait() })
+	cli := serveIn(t, ctx, n.a, dir)
 
 	// linphone-daemon in B: auto-answer, no audio device, no video.
 	home := filepath.Join(dir, "linphone")
@@ -178,23 +205,6 @@ config-uri=
 		}
 	})
 
-	cli := func(args ...string) string {
-		t.Helper()
-		var out []byte
-		var err error
-		for try := 0; try < 50; try++ { // the daemon may still be starting
-			out, err = in(ctx, n.a, mccBinary(t), append(args, "--data", data)...).CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "cannot reach mcc serve") && !strings.Contains(string(out), "no running mcc serve") {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
-			t.Fatalf("mcc %v: %v\n%s\nserve log:\n%s", args, err, out, log)
-		}
-		return string(out)
-	}
 	cli("session", "create", "lecture", "--family", family, "--scope", scope, "--media", "audio")
 	time.Sleep(2 * time.Second) // linphone-daemon binds its port
 	out := cli("invite", "lecture", "sip:participant@"+hostPort(lpIP, 5060), "--wait", "20s")

@@ -46,31 +46,7 @@ func ssmReceiver(t *testing.T, v6 bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	serve := in(ctx, n.a, mccBinary(t), "serve", "--data", data)
-	slog, _ := os.Create(filepath.Join(dir, "serve.log"))
-	serve.Stdout, serve.Stderr = slog, slog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-serve.Process.Pid, syscall.SIGTERM); serve.Wait() })
-	cli := func(args ...string) string {
-		t.Helper()
-		var out []byte
-		var err error
-		for try := 0; try < 50; try++ { // the daemon may still be starting
-			out, err = in(ctx, n.a, mccBinary(t), append(args, "--data", data)...).CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "cannot reach mcc serve") && !strings.Contains(string(out), "no running mcc serve") {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
-			t.Fatalf("mcc %v: %v\n%s\nserve log:\n%s", args, err, out, log)
-		}
-		return string(out)
-	}
+	cli := serveIn(t, ctx, n.a, dir)
 	cli("session", "create", "ssm", "--family", family, "--scope", "ssm", "--source", src, "--media", "audio")
 	text := cli("session", "sdp", "ssm")
 	desc, err := sdp.Parse([]byte(text))
