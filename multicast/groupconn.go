@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -187,6 +188,9 @@ func (c *GroupConn) WriteTo(b []byte, g netip.Addr, port int) error {
 	_, err := c.pc.WriteTo(b, net.UDPAddrFromAddrPort(netip.AddrPortFrom(g, uint16(port))))
 	return err
 }
+
+// SetReadDeadline bounds a blocked ReadFrom, as net.PacketConn's does.
+func (c *GroupConn) SetReadDeadline(t time.Time) error { return c.pc.SetReadDeadline(t) }
 
 // LocalPort returns the bound port.
 func (c *GroupConn) LocalPort() int { return c.pc.LocalAddr().(*net.UDPAddr).Port }
