@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,8 +100,8 @@ type Announcer struct {
 
 	mu       sync.Mutex // guards the fields below
 	r        *rand.Rand
-	sessions map[string]*announced
-	wake     chan struct{} // a send is due earlier than Run's timer says; holds at most one
+	sessions map[string]map[netip.Addr]*announced // by session ID, then SAP group
+	wake     chan struct{}                        // a send is due earlier than Run's timer says; holds at most one
 }
 
 type announced struct {
@@ -111,6 +112,8 @@ type announced struct {
 	next  time.Time
 	fast  int
 	size  int
+	// interval is the profile's fixed interval; zero means RFC 2974's.
+	interval time.Duration
 }
 
 type outgoing struct {
@@ -132,12 +135,21 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Announcer{cfg: cfg, log: log.With("component", "sap"), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		sessions: map[string]*announced{}, wake: make(chan struct{}, 1)}
+		sessions: map[string]map[netip.Addr]*announced{}, wake: make(chan struct{}, 1)}
 }
 
-// Announce starts or updates the announcement of session id: a new or
-// changed description goes out at once, with a new hash.
-func (a *Announcer) Announce(id string, desc *sdp.Session) error {
+// Announce starts or updates the announcement of session id, once per
+// profile (none means DefaultProfile's): a new or changed description
+// goes out at once, with a new hash; a SAP group no longer announced to
+// has the deletion sent. Profiles that send to the same group are merged
+// into one announcement (Profile.merge). A profile that cannot announce the session (an IPv6
+// session under an IPv4-only profile) is left out and said in the error;
+// the others go out.
+func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) error {
+	if len(profiles) == 0 {
+		p, _ := ProfileByName(DefaultProfile)
+		profiles = []Profile{p}
+	}
 	var group netip.Addr
 	ttl := 1
 	for _, m := range desc.Media {
@@ -154,40 +166,80 @@ func (a *Announcer) Announce(id string, desc *sdp.Session) error {
 	if !group.IsValid() {
 		return errors.New("sap: the session has no multicast group to announce")
 	}
-	sapGroup, err := GroupFor(group)
-	if err != nil {
-		return err
+	// Profiles that send to the same SAP group become one announcement:
+	// two bodies of one session on one group would have its listeners
+	// see a change at every packet.
+	var errs []error
+	var merged []Profile
+	var groups []netip.Addr
+	for _, p := range profiles {
+		g, err := p.group(group)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if i := slices.Index(groups, g); i >= 0 {
+			merged[i] = merged[i].merge(p)
+			continue
+		}
+		merged, groups = append(merged, p), append(groups, g)
 	}
-	body, err := desc.Marshal()
+	next := map[netip.Addr]*announced{}
+	for i, p := range merged {
+		s, err := a.prepare(p, desc, groups[i], ttl)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		next[groups[i]] = s
+	}
+	a.mu.Lock()
+	old := a.sessions[id]
+	var gone []*announced
+	for g, s := range old {
+		if n := next[g]; n == nil {
+			gone = append(gone, s) // no longer announced there: its listeners are told
+		} else if n.hash == s.hash && n.interval == s.interval {
+			next[g] = s // unchanged: keep its schedule
+		}
+	}
+	if len(next) == 0 {
+		delete(a.sessions, id)
+	} else {
+		a.sessions[id] = next
+	}
+	a.mu.Unlock()
+	for _, s := range gone {
+		errs = append(errs, a.sendDeletion(s))
+	}
+	a.poke()
+	return errors.Join(errs...)
+}
+
+// prepare writes the packets that announce desc under profile p.
+func (a *Announcer) prepare(p Profile, desc *sdp.Session, sapGroup netip.Addr, ttl int) (*announced, error) {
+	body, err := p.Format(desc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hash := Hash(body)
 	var out []outgoing
 	for _, snd := range a.cfg.Senders {
-		if snd.Origin.Is4() != group.Is4() {
+		if snd.Origin.Is4() != sapGroup.Is4() {
 			continue
 		}
-		p := &Packet{Hash: hash, Origin: snd.Origin, Payload: body}
-		pkt, err := p.Encode(a.cfg.Compress)
+		pk := &Packet{Hash: hash, Origin: snd.Origin, PayloadType: p.PayloadType, Payload: body}
+		pkt, err := pk.Encode(a.cfg.Compress)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out = append(out, outgoing{snd.Conn, pkt, p})
+		out = append(out, outgoing{snd.Conn, pkt, pk})
 	}
 	if len(out) == 0 {
-		return errors.New("sap: no socket to announce " + multicast.FamilyOf(group).String() + " sessions on")
+		return nil, errors.New("sap: no socket to announce " + multicast.FamilyOf(sapGroup).String() + " sessions on")
 	}
-	a.mu.Lock()
-	old := a.sessions[id]
-	if old != nil && old.hash == hash {
-		a.mu.Unlock()
-		return nil // unchanged: keep its schedule
-	}
-	a.sessions[id] = &announced{out: out, hash: hash, group: sapGroup, ttl: ttl, next: time.Now(), fast: a.cfg.FastStart, size: len(out[0].pkt)}
-	a.mu.Unlock()
-	a.poke()
-	return nil
+	return &announced{out: out, hash: hash, group: sapGroup, ttl: ttl, next: time.Now(), fast: a.cfg.FastStart,
+		size: len(out[0].pkt), interval: p.Interval}, nil
 }
 
 func hopLimit(g netip.Addr) int {
@@ -209,15 +261,22 @@ func (a *Announcer) poke() {
 	}
 }
 
-// Withdraw stops announcing session id and sends its deletion.
+// Withdraw stops announcing session id and sends its deletions.
 func (a *Announcer) Withdraw(id string) error {
 	a.mu.Lock()
-	s := a.sessions[id]
+	ss := a.sessions[id]
 	delete(a.sessions, id)
 	a.mu.Unlock()
-	if s == nil {
-		return nil
+	var errs []error
+	for _, s := range ss {
+		errs = append(errs, a.sendDeletion(s))
 	}
+	return errors.Join(errs...)
+}
+
+// sendDeletion sends the deletion of one announcement (RFC 2974 §4): its
+// header, hash and payload with T set.
+func (a *Announcer) sendDeletion(s *announced) error {
 	var errs []error
 	for _, o := range s.out {
 		del := *o.p
@@ -253,27 +312,33 @@ func (a *Announcer) Run(ctx context.Context) error {
 		}
 		var sends []due
 		a.mu.Lock()
-		for _, s := range a.sessions {
-			if !s.next.After(now) {
-				for _, o := range s.out {
-					sends = append(sends, due{s, o})
-				}
-				if s.fast > 0 {
-					s.fast--
-					s.next = now.Add(a.cfg.FastInterval)
-				} else {
-					ads, size := 0, 0
-					if a.cfg.Directory != nil {
-						ads, size = a.cfg.Directory.Load(s.group)
+		for _, ss := range a.sessions {
+			for _, s := range ss {
+				if !s.next.After(now) {
+					for _, o := range s.out {
+						sends = append(sends, due{s, o})
 					}
-					if ads == 0 {
-						ads, size = 1, s.size
+					if s.fast > 0 {
+						s.fast--
+						s.next = now.Add(a.cfg.FastInterval)
+					} else {
+						ads, size := 0, 0
+						if a.cfg.Directory != nil {
+							ads, size = a.cfg.Directory.Load(s.group)
+						}
+						if ads == 0 {
+							ads, size = 1, s.size
+						}
+						if s.interval > 0 {
+							s.next = now.Add(FixedInterval(a.r, s.interval, ads, size, a.cfg.Limit))
+						} else {
+							s.next = now.Add(Interval(a.r, ads, size, a.cfg.Limit))
+						}
 					}
-					s.next = now.Add(Interval(a.r, ads, size, a.cfg.Limit))
 				}
-			}
-			if s.next.Before(next) {
-				next = s.next
+				if s.next.Before(next) {
+					next = s.next
+				}
 			}
 		}
 		a.mu.Unlock()

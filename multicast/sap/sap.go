@@ -237,6 +237,20 @@ func Interval(r *rand.Rand, ads, adSize, limit int) time.Duration {
 	return base - third + time.Duration(r.Int64N(int64(2*third)+1))
 }
 
+// FixedInterval is the interval of a profile that announces every base
+// (Profile.Interval): base, or longer when the ads heard on the group
+// would otherwise take more than limit bit/s between them (RFC 2974
+// §3.1's bandwidth rule, without its 300 s floor), with a random offset
+// of up to a tenth either way.
+func FixedInterval(r *rand.Rand, base time.Duration, ads, adSize, limit int) time.Duration {
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	base = max(base, time.Duration(float64(8*ads*adSize)/float64(limit)*float64(time.Second)))
+	tenth := base / 10
+	return base - tenth + time.Duration(r.Int64N(int64(2*tenth)+1))
+}
+
 // Timeout returns how long a heard session lives without being announced
 // again: ten intervals, but at least an hour (RFC 2974 §3.2).
 func Timeout(interval time.Duration) time.Duration {
