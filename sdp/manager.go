@@ -71,6 +71,10 @@ type SessionSpec struct {
 	// Sources are the senders of an SSM session, written as
 	// a=source-filter: incl (RFC 4570). Required for SSM pools.
 	Sources []netip.Addr
+	// Announce names the SAP announce profiles the session goes out
+	// with; nil means the daemon's. The Manager keeps the names; their
+	// meaning is the announcer's.
+	Announce []string
 }
 
 // SessionInfo summarises a session the Manager holds.
@@ -101,6 +105,7 @@ type managed struct {
 	external bool
 	pool     string
 	sources  []netip.Addr
+	announce []string // SAP announce profiles; nil: the daemon's
 	stop     time.Time
 	leases   map[netip.Addr]multicast.Lease
 	retiring []netip.Addr // groups of removed streams, released by Settle once no participant uses them
@@ -225,7 +230,13 @@ func (m *Manager) create(spec SessionSpec) (*Session, error) {
 	if err := checkSession(desc, MaxText); err != nil {
 		return nil, err
 	}
-	e := &managed{desc: desc, pool: pool.Name, sources: slices.Clone(spec.Sources), stop: spec.Stop, leases: map[netip.Addr]multicast.Lease{}}
+	for _, a := range spec.Announce {
+		if err := checkText("announce profile", a, MaxText); err != nil {
+			return nil, err
+		}
+	}
+	e := &managed{desc: desc, pool: pool.Name, sources: slices.Clone(spec.Sources), announce: slices.Clone(spec.Announce),
+		stop: spec.Stop, leases: map[netip.Addr]multicast.Lease{}}
 
 	m.mu.Lock()
 	// RFC 8866 §5.2: the NTP time in seconds, but never an ID this Manager
@@ -454,6 +465,17 @@ func (m *Manager) External(id uint64) bool {
 	defer m.mu.Unlock()
 	e, err := m.get(id)
 	return err == nil && e.external
+}
+
+// Announce returns the SAP announce profiles session id was created
+// with, nil for the daemon's.
+func (m *Manager) Announce(id uint64) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.sessions[id]; e != nil {
+		return slices.Clone(e.announce)
+	}
+	return nil
 }
 
 // List summarises every session, by ID.
@@ -688,6 +710,7 @@ type Saved struct {
 	Pool     string       `json:"pool,omitempty"`
 	Sources  []netip.Addr `json:"sources,omitempty"`
 	Stop     time.Time    `json:"stop,omitzero"`
+	Announce []string     `json:"announce,omitempty"`
 }
 
 // Save returns what Restore needs to bring session id back.
@@ -702,7 +725,7 @@ func (m *Manager) Save(id uint64) (Saved, error) {
 	if err != nil {
 		return Saved{}, err
 	}
-	sv := Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop}
+	sv := Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop, Announce: slices.Clone(e.announce)}
 	if id != e.desc.Origin.SessionID {
 		sv.ID = id
 	}
@@ -749,7 +772,7 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 	if err != nil {
 		return nil, fmt.Errorf("sdp: restore: %w", err)
 	}
-	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
+	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, announce: s.Announce, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
 	owner := SessionOwner(desc.Origin.SessionID)
 	active := map[netip.Addr]bool{}
 	for _, md := range desc.Media {

@@ -1,14 +1,15 @@
 package sdp
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"os"
 
 	"mcc/multicast"
 )
@@ -507,5 +508,51 @@ func TestImportCopyOfOwnSession(t *testing.T) {
 	m.Delete(id0)
 	if _, _, err := m.ImportSession(ff("239.255.40.2")); !errors.Is(err, ErrSessionExists) {
 		t.Fatalf("the second imported again: %v, want ErrSessionExists", err)
+	}
+}
+
+// TestRestoreKeepsAnnounceProfiles: the SAP profiles a session was made
+// with survive a restart, through the JSON the daemon stores.
+func TestRestoreKeepsAnnounceProfiles(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, a := newManager(t, local)
+	s, err := m.Create(SessionSpec{Name: "stage", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}, Announce: []string{"pulseaudio", "aes67"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.Origin.SessionID
+	plain, err := m.Create(SessionSpec{Name: "plain", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(ManagerConfig{Allocator: a, Origin: netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range []uint64{id, plain.Origin.SessionID} {
+		saved, err := m.Save(sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(saved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Saved
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m2.Restore(back, a.Leases()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m2.Announce(id); !slices.Equal(got, []string{"pulseaudio", "aes67"}) {
+		t.Fatalf("restored profiles %q", got)
+	}
+	if got := m2.Announce(plain.Origin.SessionID); got != nil {
+		t.Fatalf("a session made without profiles came back with %q", got)
+	}
+	if _, err := m.Create(SessionSpec{Name: "bad", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}, Announce: []string{"a\r\nb"}}); err == nil {
+		t.Fatal("a profile name with CRLF was taken")
 	}
 }
