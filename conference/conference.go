@@ -333,11 +333,14 @@ func (p *participant) snapshotAt(v uint64) Participant {
 
 // Info describes a conference.
 type Info struct {
-	Name         string        `json:"name"`
-	URI          string        `json:"uri"`
-	SessionID    uint64        `json:"session_id"`
-	Version      uint64        `json:"version"`
-	External     bool          `json:"external"`
+	Name      string `json:"name"`
+	URI       string `json:"uri"`
+	SessionID uint64 `json:"session_id"`
+	Version   uint64 `json:"version"`
+	External  bool   `json:"external"`
+	// SAP names the announce profiles the session was created with;
+	// none means the daemon's.
+	SAP          []string      `json:"sap,omitempty"`
 	Participants []Participant `json:"participants"`
 }
 
@@ -399,6 +402,13 @@ func (c *Controller) URI(name string) string {
 }
 
 func (c *Controller) info(conf *Conference) Info {
+	in := c.infoLocked(conf)
+	// Read outside conf.mu: the two locks are never needed together here.
+	in.SAP = c.cfg.Manager.Announce(in.SessionID)
+	return in
+}
+
+func (c *Controller) infoLocked(conf *Conference) Info {
 	conf.mu.Lock()
 	defer conf.mu.Unlock()
 	in := Info{Name: conf.name, URI: c.URI(conf.name), SessionID: conf.sessionID, Version: conf.desc.Origin.Version, External: conf.external}

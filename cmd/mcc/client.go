@@ -74,13 +74,14 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		sources := fs.String("source", "", "comma-separated sender addresses (SSM)")
 		access := fs.String("access", "anyone", "who may dial in: anyone, or allow (with --allow)")
 		allow := fs.String("allow", "", "comma-separated URIs (user@host) or domains allowed to dial in (matched against From, which the caller writes)")
+		sapProfiles := fs.String("sap", "", "how mcc announces the session over SAP, comma-separated profiles: "+strings.Join(sap.ProfileNames(), ", ")+" (default: the daemon's --sap-profile)")
 		allowFrom := fs.String("allow-from", "", "comma-separated addresses or prefixes (192.0.2.0/24) dial-ins must come from, whatever their From")
 		pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
 		if err != nil {
 			return err
 		}
 		req := api.SessionRequest{Name: pos[0], Info: *info, Family: *family, Scope: *scope, Pool: *pool, Type: *typ,
-			Media: splitList(*media), Sources: splitList(*sources)}
+			Media: splitList(*media), Sources: splitList(*sources), SAP: splitList(*sapProfiles)}
 		if *pool != "" {
 			req.Family, req.Scope = "", ""
 		}

@@ -33,6 +33,7 @@ type daemonConfig struct {
 	SAP          string
 	SAPGroups    []netip.Addr // the SAP groups listened on; nil: sapGroups
 	SAPFastStart int
+	SAPProfiles  []sap.Profile // how a session that names none is announced; nil: RFC 2974's
 	// DefaultTTL is the TTL an imported or heard IPv4 group without one is
 	// taken at (sdp.Liberal); 0 means sdp.DefaultTTL.
 	DefaultTTL uint8
@@ -112,7 +113,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	sapCtx, stopSAP := context.WithCancel(context.Background())
 	defer stopSAP()
 	if directory != nil {
-		wait, err := startSAP(sapCtx, cfg.SAP, cfg.SAPGroups, cfg.SAPFastStart, directory, m, log)
+		wait, err := startSAP(sapCtx, sapOptions{Interfaces: cfg.SAP, Groups: cfg.SAPGroups, FastStart: cfg.SAPFastStart, Profiles: cfg.SAPProfiles}, directory, m, log)
 		if err != nil {
 			ln.Close()
 			return err

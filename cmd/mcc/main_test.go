@@ -147,6 +147,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"serve", "--sip-t1", "5s", "--data", data}, "want 100ms to 4s"},
 		{[]string{"serve", "--sap-groups", "239.255.255.255,10.0.0.1", "--data", data}, "want multicast addresses"},
 		{[]string{"serve", "--default-ttl", "0", "--data", data}, "want 1 to 255"},
+		{[]string{"serve", "--sap-profile", "sdr", "--data", data}, "want one or more of rfc2974, aes67, pipewire"},
+		{[]string{"serve", "--sap-profile", "vlc,", "--data", data}, "want one or more of"},
 		{[]string{"media", "add", "lecture", "audio", "--wait", "-1s", "--data", data}, "want a duration"},
 	}
 	for _, tc := range tests {

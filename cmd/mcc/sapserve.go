@@ -42,10 +42,19 @@ func parseSAPGroups(s string) ([]netip.Addr, error) {
 	return out, nil
 }
 
+// sapOptions are serve's SAP settings.
+type sapOptions struct {
+	Interfaces string       // comma-separated
+	Groups     []netip.Addr // listened on; nil: sapGroups
+	FastStart  int
+	Profiles   []sap.Profile // a session's that names none; nil: RFC 2974's
+}
+
 // startSAP listens for SAP on the named interfaces into dir, announces the
-// sessions m owns from the first interface, and runs until ctx ends; the
+// sessions m owns out of every interface, and runs until ctx ends; the
 // returned wait blocks until everything it started has stopped.
-func startSAP(ctx context.Context, names string, groups []netip.Addr, fastStart int, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
+func startSAP(ctx context.Context, o sapOptions, dir *sap.Directory, m *sdp.Manager, log *slog.Logger) (wait func(), err error) {
+	names, groups := o.Interfaces, o.Groups
 	var ifis []*net.Interface
 	for _, n := range splitList(names) {
 		ifi, err := net.InterfaceByName(n)
@@ -81,7 +90,7 @@ func startSAP(ctx context.Context, names string, groups []netip.Addr, fastStart 
 	// each family, which is also the originating source.
 	// Uncompressed: ffmpeg's and PulseAudio's SAP receivers, among others,
 	// skip compressed packets, and a description fits in one anyway.
-	cfg := sap.AnnouncerConfig{Directory: dir, Logger: log, FastStart: fastStart}
+	cfg := sap.AnnouncerConfig{Directory: dir, Logger: log, FastStart: o.FastStart}
 	for _, ifi := range ifis {
 		addrs, _ := ifi.Addrs()
 		have4, have6 := false, false
@@ -110,7 +119,7 @@ func startSAP(ctx context.Context, names string, groups []netip.Addr, fastStart 
 	var wg sync.WaitGroup
 	wg.Go(func() { sap.Listen(ctx, dir, log, l4, l6) })
 	wg.Go(func() { ann.Run(ctx) })
-	wg.Go(func() { announceSessions(ctx, m, ann, log) })
+	wg.Go(func() { announceSessions(ctx, m, ann, o.Profiles, log) })
 	log.Info("SAP listening", "interfaces", names)
 	return func() {
 		wg.Wait()
@@ -125,7 +134,10 @@ func startSAP(ctx context.Context, names string, groups []netip.Addr, fastStart 
 // that is new or changed at once and withdrawing one that was deleted;
 // a full pass every minute, and after the changes came faster than it
 // took them, catches anything missed.
-func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, log *slog.Logger) {
+//
+// A session is announced with the profiles it was created with, or
+// defaults.
+func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, defaults []sap.Profile, log *slog.Logger) {
 	changes := make(chan uint64, 1024)
 	var missed atomic.Bool
 	stop := m.Watch(func(id uint64) {
@@ -150,14 +162,27 @@ func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, l
 			delete(warned, id)
 			return
 		}
-		if err := ann.Announce(fmt.Sprint(id), desc); err != nil {
+		profiles := defaults
+		if names := m.Announce(id); names != nil {
+			ps, err := sap.ProfilesNamed(names)
+			if err != nil {
+				if !warned[id] {
+					warned[id] = true
+					log.Warn("SAP announce profile", "session", desc.Name, "err", err)
+				}
+			} else {
+				profiles = ps
+			}
+		}
+		// What one profile cannot announce does not stop the others: the
+		// session is withdrawn at its end either way.
+		announced[id] = true
+		if err := ann.Announce(fmt.Sprint(id), desc, profiles...); err != nil {
 			if !warned[id] {
 				warned[id] = true
 				log.Warn("SAP announce", "session", desc.Name, "err", err)
 			}
-			return
 		}
-		announced[id] = true
 	}
 	all := func() {
 		missed.Store(false)

@@ -18,6 +18,7 @@ import (
 
 	"mcc/conference"
 	"mcc/multicast"
+	"mcc/multicast/sap"
 	"mcc/sdp"
 )
 
@@ -42,6 +43,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	sapIfaces := fs.String("sap", "", "announce mcc's sessions and hear others' over SAP (RFC 2974) on these interfaces, comma-separated; empty: no SAP")
 	defTTL := fs.Int("default-ttl", sdp.DefaultTTL, "TTL an imported or SAP-heard IPv4 group written without one (as PulseAudio writes it) is taken at, with a warning (RFC 8866 §5.7 wants a TTL)")
 	sapGroupsFlag := fs.String("sap-groups", "", "with --sap, the SAP groups to listen on, comma-separated (default: every one in use: 224.2.127.254, 239.255.255.255, 239.195.255.255, 224.0.0.56, ff02/ff04/ff05/ff08/ff0e::2:7ffe)")
+	sapProfile := fs.String("sap-profile", sap.DefaultProfile, "with --sap, how a session that names no profile of its own is announced, comma-separated to announce it in several ways: "+strings.Join(sap.ProfileNames(), ", ")+" (docs/sap-profiles.md)")
 	sapFast := fs.Int("sap-fast-start", 3, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s), so that a listener hears it at once; 0: none")
 	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
@@ -134,6 +136,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *defTTL < 1 || *defTTL > 255 {
 		return usagef("--default-ttl %d: want 1 to 255", *defTTL)
 	}
+	sapProfiles, err := sap.ParseProfiles(*sapProfile)
+	if err != nil {
+		return usagef("--sap-profile %q: want one or more of %s, comma-separated", *sapProfile, strings.Join(sap.ProfileNames(), ", "))
+	}
 	if *sapFast < 0 || *sapFast > 10 {
 		return usagef("--sap-fast-start %d: want 0 to 10", *sapFast)
 	}
@@ -141,7 +147,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if first, _, _ := strings.Cut(*host, ","); first != "" {
 		uriHost = strings.TrimSpace(first)
 	}
-	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, SAPGroups: sapGroupList, T1: *t1, DefaultTTL: uint8(*defTTL),
+	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, SAPGroups: sapGroupList, SAPProfiles: sapProfiles, T1: *t1, DefaultTTL: uint8(*defTTL),
 		SIP: conference.Config{Listeners: listeners, TLS: tlsConf, Host: uriHost, Host4: host4, Host6: host6,
 			RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy,
 			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}}}

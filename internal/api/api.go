@@ -68,6 +68,9 @@ type SessionRequest struct {
 	Media   []string       `json:"media"`            // audio, video, text
 	Sources []string       `json:"sources,omitempty"`
 	Access  *AccessRequest `json:"access,omitempty"`
+	// SAP names the announce profiles the session goes out with (see
+	// sap.Profiles); empty means the daemon's --sap-profile.
+	SAP []string `json:"sap,omitempty"`
 }
 
 // AccessRequest says who may dial in. Allow is matched against the From
@@ -267,6 +270,20 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		spec.Sources = append(spec.Sources, a)
+	}
+	if len(req.SAP) > 0 {
+		if len(req.SAP) > len(sap.Profiles) {
+			s.fail(w, badf("sap: %d profiles, more than the %d there are", len(req.SAP), len(sap.Profiles)))
+			return
+		}
+		ps, err := sap.ProfilesNamed(req.SAP)
+		if err != nil {
+			s.fail(w, badf("sap: %v", err))
+			return
+		}
+		for _, p := range ps {
+			spec.Announce = append(spec.Announce, p.Name)
+		}
 	}
 	in, err := s.Controller.CreateSession(req.Name, spec, access)
 	if err != nil {

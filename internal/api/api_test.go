@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,28 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 }
 
+// TestSessionSAPProfiles: a session names the profiles it is announced
+// with, by any of their names; mcc shows them by their canonical ones.
+func TestSessionSAPProfiles(t *testing.T) {
+	cl, _ := newAPI(t)
+	ctx := context.Background()
+	var in conference.Info
+	if err := cl.Do(ctx, "POST", "/v1/sessions", SessionRequest{Name: "stage", Media: []string{"audio"}, SAP: []string{"dante", "PulseAudio", "aes67"}}, &in); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(in.SAP, []string{"aes67", "pulseaudio"}) {
+		t.Fatalf("profiles %q", in.SAP)
+	}
+	var got conference.Info
+	if err := cl.Do(ctx, "GET", "/v1/sessions/stage", nil, &got); err != nil || !slices.Equal(got.SAP, in.SAP) {
+		t.Fatalf("GET: %q, %v", got.SAP, err)
+	}
+	var plain conference.Info
+	if err := cl.Do(ctx, "POST", "/v1/sessions", SessionRequest{Name: "plain", Media: []string{"audio"}}, &plain); err != nil || plain.SAP != nil {
+		t.Fatalf("no profiles asked: %q, %v", plain.SAP, err)
+	}
+}
+
 func TestBadRequests(t *testing.T) {
 	cl, a := newAPI(t)
 	ctx := context.Background()
@@ -181,6 +204,9 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/sessions", SessionRequest{Name: "x", Scope: "ssm", Media: []string{"audio"}}, CodeBadRequest},
 		{"POST", "/v1/sessions", SessionRequest{Name: "taken", Media: []string{"audio"}}, CodeConflict},
 		{"POST", "/v1/sessions", map[string]any{"name": "x", "medias": []string{"audio"}}, CodeBadRequest},
+		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, SAP: []string{"sdr"}}, CodeBadRequest},
+		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, SAP: []string{"vlc", ""}}, CodeBadRequest},
+		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, SAP: make([]string, 100)}, CodeBadRequest},
 		{"POST", "/v1/sessions?name=imp", []byte("v=0\r\nnot sdp\r\n"), CodeBadRequest},
 		{"GET", "/v1/sessions/nope", nil, CodeNotFound},
 		{"DELETE", "/v1/sessions/nope", nil, CodeNotFound},
