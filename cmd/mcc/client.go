@@ -68,7 +68,7 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		family := fs.String("family", "4", "address family: 4 or 6")
 		scope := fs.String("scope", "local", "scope of the groups (see mcc help)")
 		pool := fs.String("pool", "", "pool name instead of --family and --scope")
-		media := fs.String("media", "audio", "comma-separated streams: audio, video, text")
+		media := fs.String("media", "audio", "comma-separated streams: audio, video, text, each optionally with its format, KIND:ENCODING/RATE[/CHANNELS] (audio:L16/48000/2)")
 		typ := fs.String("type", "broadcast", "session type: broadcast, meeting, moderated or test")
 		info := fs.String("info", "", "session information (i=)")
 		sources := fs.String("source", "", "comma-separated sender addresses (SSM)")

@@ -68,7 +68,7 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	sf.register(fs)
 	name := fs.String("name", "", "session name (s=)")
 	info := fs.String("info", "", "session information (i=)")
-	media := fs.String("media", "audio", "comma-separated streams: audio, video, text")
+	media := fs.String("media", "audio", "comma-separated streams: audio, video, text, each optionally with its format, KIND:ENCODING/RATE[/CHANNELS] (audio:L16/48000/2)")
 	typ := fs.String("type", "broadcast", "session type: broadcast, meeting, moderated or test")
 	sources := fs.String("source", "", "comma-separated sender addresses (required for ssm scopes)")
 	lease := fs.Duration("lease", 0, "how long the groups are leased (default: until --stop, else 24h)")
@@ -92,11 +92,11 @@ func cmdSDPNew(args []string, stdout, stderr io.Writer) error {
 	}
 	spec := sdp.SessionSpec{Name: *name, Info: *info, Type: *typ}
 	for _, k := range strings.Split(*media, ",") {
-		k = strings.TrimSpace(k)
-		if _, err := sdp.DefaultFormats(k); err != nil {
-			return usagef("--media %q: want a list of audio, video, text", *media)
+		ms, err := sdp.ParseMediaSpec(strings.TrimSpace(k))
+		if err != nil {
+			return usagef("--media %q: want a list of audio, video, text, each optionally with :ENCODING/RATE[/CHANNELS] (audio:L16/48000/2)", *media)
 		}
-		spec.Media = append(spec.Media, sdp.MediaSpec{Kind: k})
+		spec.Media = append(spec.Media, ms)
 	}
 	for _, s := range strings.Split(*sources, ",") {
 		if s = strings.TrimSpace(s); s == "" {

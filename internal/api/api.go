@@ -261,7 +261,12 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, k := range req.Media {
-		spec.Media = append(spec.Media, sdp.MediaSpec{Kind: k})
+		ms, err := sdp.ParseMediaSpec(k)
+		if err != nil {
+			s.fail(w, badf("%v", err))
+			return
+		}
+		spec.Media = append(spec.Media, ms)
 	}
 	for _, src := range req.Sources {
 		a, err := netip.ParseAddr(src)
@@ -504,7 +509,13 @@ func (s *Server) addStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	ch, err := s.Controller.AddStream(ctx, r.PathValue("name"), sdp.MediaSpec{Kind: req.Kind, Direction: sdp.Direction(req.Direction)})
+	ms, err := sdp.ParseMediaSpec(req.Kind)
+	if err != nil {
+		s.fail(w, badf("kind: %v", err))
+		return
+	}
+	ms.Direction = sdp.Direction(req.Direction)
+	ch, err := s.Controller.AddStream(ctx, r.PathValue("name"), ms)
 	writeChange(s, w, ch, err)
 }
 
