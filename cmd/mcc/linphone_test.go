@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,15 +58,15 @@ func in(ctx context.Context, ns string, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// serveIn starts mcc serve in namespace ns on its defaults, with its data
-// directory in dir/data and its log in dir/serve.log, stopped (SIGTERM)
-// by the test's cleanup. It returns a runner of mcc commands in ns, which
+// serveIn starts mcc serve in namespace ns on its defaults (and flags),
+// with its data directory in dir/data and its log in dir/serve.log,
+// stopped (SIGTERM) by the test's cleanup. It returns a runner of mcc commands in ns, which
 // waits for the daemon to be reachable and fails the test, with the
 // daemon's log, when a command fails.
-func serveIn(t *testing.T, ctx context.Context, ns, dir string) (cli func(args ...string) string) {
+func serveIn(t *testing.T, ctx context.Context, ns, dir string, flags ...string) (cli func(args ...string) string) {
 	t.Helper()
 	data := filepath.Join(dir, "data")
-	serve := in(ctx, ns, mccBinary(t), "serve", "--data", data)
+	serve := in(ctx, ns, mccBinary(t), append([]string{"serve", "--data", data}, flags...)...)
 	slog, _ := os.Create(filepath.Join(dir, "serve.log"))
 	serve.Stdout, serve.Stderr = slog, slog
 	if err := serve.Start(); err != nil {
@@ -156,54 +157,7 @@ func linphoneJoins(t *testing.T, v6 bool) {
 	cli := serveIn(t, ctx, n.a, dir)
 
 	// linphone-daemon in B: auto-answer, no audio device, no video.
-	home := filepath.Join(dir, "linphone")
-	os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o755)
-	os.WriteFile(filepath.Join(home, ".asoundrc"), []byte("pcm.!default { type null }\n"), 0o644)
-	conf := fmt.Sprintf(`[sip]
-sip_port=5060
-sip_tcp_port=-1
-sip_tls_port=-1
-bind_address=%s
-use_ipv6=1
-default_proxy=-1
-register_only_when_network_is_up=0
-contact="participant" <sip:participant@%s>
-[net]
-firewall_policy=0
-stun_server=
-[rtp]
-audio_rtp_port=7078
-[sound]
-echocancellation=0
-[video]
-enabled=0
-capture=0
-display=0
-[misc]
-version_check_url_root=
-config-uri=
-`, lpIP, lpHost)
-	os.WriteFile(filepath.Join(home, "linphonerc"), []byte(conf), 0o644)
-	lp := in(ctx, n.b, "env", "HOME="+home, "bash", "-c",
-		`ulimit -v 2097152; exec linphone-daemon --config "$HOME/linphonerc" --auto-answer --log "$HOME/linphone.log"`)
-	stdin, _ := lp.StdinPipe() // linphone-daemon quits when its input ends
-	lout, _ := os.Create(filepath.Join(home, "stdout.log"))
-	lp.Stdout, lp.Stderr = lout, lout
-	if err := lp.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		io.WriteString(stdin, "quit\n")
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { lp.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-lp.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
+	home, _ := linphoneIn(t, ctx, n.b, dir, lpIP, lpHost)
 
 	cli("session", "create", "lecture", "--family", family, "--scope", scope, "--media", "audio")
 	time.Sleep(2 * time.Second) // linphone-daemon binds its port
@@ -283,10 +237,6 @@ config-uri=
 			break
 		}
 	}
-	if f := os.Getenv("MCC_LINPHONE_LOG"); f != "" {
-		llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
-		os.WriteFile(f, llog, 0o644)
-	}
 	if !heldBefore || !strings.Contains(string(m), group.String()) {
 		t.Fatalf("namespace B held %v before the change: %v, after it: %v", group, heldBefore, strings.Contains(string(m), group.String()))
 	}
@@ -324,4 +274,71 @@ func hostPort(h string, port int) string {
 		return fmt.Sprintf("[%s]:%d", h, port)
 	}
 	return fmt.Sprintf("%s:%d", h, port)
+}
+
+// linphoneIn starts linphone-daemon in namespace ns, listening for SIP on
+// ip port 5060, answering every call, with no audio device and no video;
+// its home (and log, linphone.log) is dir/linphone. The test's cleanup
+// asks it to quit, and kills it if it does not. say sends it a command
+// on its standard input.
+func linphoneIn(t *testing.T, ctx context.Context, ns, dir, ip, host string) (home string, say func(cmd string)) {
+	t.Helper()
+	home = filepath.Join(dir, "linphone")
+	os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o755)
+	os.WriteFile(filepath.Join(home, ".asoundrc"), []byte("pcm.!default { type null }\n"), 0o644)
+	conf := fmt.Sprintf(`[sip]
+sip_port=5060
+sip_tcp_port=-1
+sip_tls_port=-1
+bind_address=%s
+use_ipv6=1
+default_proxy=-1
+register_only_when_network_is_up=0
+contact="participant" <sip:participant@%s>
+[net]
+firewall_policy=0
+stun_server=
+[rtp]
+audio_rtp_port=7078
+[sound]
+echocancellation=0
+[video]
+enabled=0
+capture=0
+display=0
+[misc]
+version_check_url_root=
+config-uri=
+`, ip, host)
+	os.WriteFile(filepath.Join(home, "linphonerc"), []byte(conf), 0o644)
+	lp := in(ctx, ns, "env", "HOME="+home, "bash", "-c",
+		`ulimit -v 2097152; exec linphone-daemon --config "$HOME/linphonerc" --auto-answer --log "$HOME/linphone.log"`)
+	stdin, _ := lp.StdinPipe() // linphone-daemon quits when its input ends
+	lout, _ := os.Create(filepath.Join(home, "stdout.log"))
+	lp.Stdout, lp.Stderr = lout, lout
+	if err := lp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		io.WriteString(stdin, "quit\n")
+		stdin.Close()
+		if f := os.Getenv("MCC_LINPHONE_LOG"); f != "" { // to read what linphone did
+			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+			os.WriteFile(f, llog, 0o644)
+		}
+		done := make(chan struct{})
+		go func() { lp.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-lp.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	var mu sync.Mutex
+	return home, func(cmd string) {
+		mu.Lock()
+		defer mu.Unlock()
+		io.WriteString(stdin, cmd+"\n")
+	}
 }
