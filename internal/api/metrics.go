@@ -119,6 +119,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"dropped\"} %d\n", st.Dropped)
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"malformed\"} %d\n", st.Malformed)
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"over_limit\"} %d\n", st.OverLimit)
+		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"own\"} %d\n", st.Own)
 	}
 	io.WriteString(w, b.String())
 }

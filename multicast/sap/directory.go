@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mcc/multicast"
@@ -93,6 +94,13 @@ type DirectoryConfig struct {
 	// MaxBytesPerSource bounds the bytes of one source's descriptions.
 	// Zero (or less) means 1 MiB.
 	MaxBytesPerSource int
+
+	// Own reports whether a packet with this originating source and
+	// message ID hash is one this host sent: a host hears its own
+	// announcements over multicast loopback, and they are not sessions it
+	// heard. NewAnnouncer sets it to the announcer's. It is never called
+	// with the directory's lock held.
+	Own func(origin netip.Addr, hash uint16) bool
 }
 
 // The default bounds of DirectoryConfig.
@@ -168,6 +176,8 @@ func (e *LimitError) Unwrap() error { return ErrIgnored }
 type Directory struct {
 	cfg DirectoryConfig
 
+	own atomic.Pointer[func(netip.Addr, uint16) bool] // DirectoryConfig.Own, or SetOwn's
+
 	mu       sync.Mutex // guards the fields below
 	sessions map[string]*Heard
 	sources  map[netip.Prefix]*source // by sourceKey
@@ -220,6 +230,9 @@ type Stats struct {
 	// Malformed counts the dropped packets that did not decode or whose
 	// SDP did not parse.
 	Malformed uint64 `json:"malformed"`
+	// Own counts this host's own announcements and deletions, heard back
+	// and left out.
+	Own uint64 `json:"own"`
 	// OverLimit counts the dropped announcements that would have passed a
 	// bound of DirectoryConfig, and OverLimitBy counts them by the bound
 	// (Limit.String()), the first one each passed.
@@ -243,7 +256,9 @@ func NewDirectory(cfg DirectoryConfig) *Directory {
 	def(&cfg.MaxGroupsPerSource, DefaultMaxGroupsPerSource)
 	def(&cfg.MaxBytes, DefaultMaxBytes)
 	def(&cfg.MaxBytesPerSource, DefaultMaxBytesPerSource)
-	return &Directory{cfg: cfg, sessions: map[string]*Heard{}, sources: map[netip.Prefix]*source{}}
+	d := &Directory{cfg: cfg, sessions: map[string]*Heard{}, sources: map[netip.Prefix]*source{}}
+	d.SetOwn(cfg.Own)
+	return d
 }
 
 // ErrIgnored wraps the reason a well-formed packet was not used.
@@ -259,6 +274,12 @@ func (d *Directory) Handle(src, dst netip.Addr, b []byte) error {
 	if err != nil {
 		d.count(true)
 		return err
+	}
+	if own := d.own.Load(); own != nil && (*own)(p.Origin, p.Hash) {
+		d.mu.Lock()
+		d.stats.Own++
+		d.mu.Unlock()
+		return fmt.Errorf("%w: this host's own announcement", ErrIgnored)
 	}
 	if p.PayloadType != "" && p.PayloadType != SDPType {
 		d.count(false)
@@ -504,6 +525,15 @@ func (d *Directory) Stats() Stats {
 	st := d.stats
 	st.OverLimitBy = maps.Clone(d.stats.OverLimitBy)
 	return st
+}
+
+// SetOwn sets DirectoryConfig.Own.
+func (d *Directory) SetOwn(f func(origin netip.Addr, hash uint16) bool) {
+	if f == nil {
+		d.own.Store(nil)
+		return
+	}
+	d.own.Store(&f)
 }
 
 // Load reports the announcements heard on a SAP group: how many sessions

@@ -2,6 +2,7 @@ package sap
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -311,5 +312,52 @@ func TestProfilesOnTheWireChild(t *testing.T) {
 	}
 	if h := read(1)[0]; h.dst != LinkGroup || !h.p.Delete || h.p.Hash != link.Hash {
 		t.Fatalf("withdrawn: to %v %+v", h.dst, h.p)
+	}
+}
+
+// TestOwnAnnouncementsLeftOut: a host hears its own announcements over
+// multicast loopback; the directory its announcer was given leaves them,
+// and its deletions, out of what it heard, while the interval still
+// counts them.
+func TestOwnAnnouncementsLeftOut(t *testing.T) {
+	c, err := multicast.ListenGroupAt(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := NewDirectory(DirectoryConfig{})
+	me := netip.MustParseAddr("192.0.2.7")
+	ann := NewAnnouncer(AnnouncerConfig{Senders: []Sender{{c, me}}, Directory: dir})
+	desc := sdp.MustParse(strings.ReplaceAll(stageBox, "239.69.1.1", "239.255.69.1"))
+	if err := ann.Announce("box", desc); err != nil {
+		t.Fatal(err)
+	}
+	var pkt []byte
+	var p *Packet
+	for _, s := range ann.sessions["box"] {
+		pkt, p = s.out[0].pkt, s.out[0].p
+	}
+	if err := dir.Handle(me, LocalGroup, pkt); !errors.Is(err, ErrIgnored) {
+		t.Fatalf("own announcement: %v", err)
+	}
+	// Another host's announcement of the same text is heard.
+	other := *p
+	other.Origin = netip.MustParseAddr("192.0.2.8")
+	b, _ := other.Encode(false)
+	if err := dir.Handle(other.Origin, LocalGroup, b); err != nil {
+		t.Fatal(err)
+	}
+	if l := dir.List(); len(l) != 1 || l[0].Source != other.Origin {
+		t.Fatalf("directory %+v", l)
+	}
+	ann.Withdraw("box")
+	del := *p
+	del.Delete = true
+	b, _ = del.Encode(false)
+	if err := dir.Handle(me, LocalGroup, b); !errors.Is(err, ErrIgnored) {
+		t.Fatalf("own deletion: %v", err)
+	}
+	if st := dir.Stats(); st.Own != 2 || st.Announcements != 1 || st.Deletions != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -101,6 +101,7 @@ type Announcer struct {
 	mu       sync.Mutex // guards the fields below
 	r        *rand.Rand
 	sessions map[string]map[netip.Addr]*announced // by session ID, then SAP group
+	deleted  map[ownKey]time.Time                 // deletions sent in the last ownMemory, which loop back too
 	wake     chan struct{}                        // a send is due earlier than Run's timer says; holds at most one
 }
 
@@ -134,8 +135,12 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Announcer{cfg: cfg, log: log.With("component", "sap"), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		sessions: map[string]map[netip.Addr]*announced{}, wake: make(chan struct{}, 1)}
+	a := &Announcer{cfg: cfg, log: log.With("component", "sap"), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		sessions: map[string]map[netip.Addr]*announced{}, deleted: map[ownKey]time.Time{}, wake: make(chan struct{}, 1)}
+	if cfg.Directory != nil {
+		cfg.Directory.SetOwn(a.Owns)
+	}
+	return a
 }
 
 // Announce starts or updates the announcement of session id, once per
@@ -274,9 +279,49 @@ func (a *Announcer) Withdraw(id string) error {
 	return errors.Join(errs...)
 }
 
+// ownKey is what tells one of the announcer's packets from others': its
+// originating source is this host's, and its hash names the text.
+type ownKey struct {
+	origin netip.Addr
+	hash   uint16
+}
+
+// ownMemory is how long a deletion sent is still known as the
+// announcer's own when it is heard back.
+const ownMemory = time.Minute
+
+// Owns reports whether a packet with this originating source and hash is
+// one the announcer sends, or a deletion it sent in the last minute.
+func (a *Announcer) Owns(origin netip.Addr, hash uint16) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ss := range a.sessions {
+		for _, s := range ss {
+			for _, o := range s.out {
+				if o.p.Hash == hash && o.p.Origin == origin {
+					return true
+				}
+			}
+		}
+	}
+	t, ok := a.deleted[ownKey{origin, hash}]
+	return ok && time.Since(t) < ownMemory
+}
+
 // sendDeletion sends the deletion of one announcement (RFC 2974 §4): its
 // header, hash and payload with T set.
 func (a *Announcer) sendDeletion(s *announced) error {
+	now := time.Now()
+	a.mu.Lock()
+	for k, t := range a.deleted {
+		if now.Sub(t) >= ownMemory {
+			delete(a.deleted, k)
+		}
+	}
+	for _, o := range s.out {
+		a.deleted[ownKey{o.p.Origin, o.p.Hash}] = now
+	}
+	a.mu.Unlock()
 	var errs []error
 	for _, o := range s.out {
 		del := *o.p
@@ -322,13 +367,20 @@ func (a *Announcer) Run(ctx context.Context) error {
 						s.fast--
 						s.next = now.Add(a.cfg.FastInterval)
 					} else {
+						// Every announcement on the group counts, the others'
+						// heard and this announcer's own (RFC 2974 §3.1).
 						ads, size := 0, 0
 						if a.cfg.Directory != nil {
 							ads, size = a.cfg.Directory.Load(s.group)
 						}
-						if ads == 0 {
-							ads, size = 1, s.size
+						bytes := ads * size
+						for _, other := range a.sessions {
+							if o := other[s.group]; o != nil {
+								ads++
+								bytes += o.size
+							}
 						}
+						size = bytes / ads // ads ≥ 1: s is one of them
 						if s.interval > 0 {
 							s.next = now.Add(FixedInterval(a.r, s.interval, ads, size, a.cfg.Limit))
 						} else {
