@@ -404,7 +404,11 @@ func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
 	// A session mcc owns, or is creating, under that ID: a copy of its
 	// description (mcc session sdp, or mcc's own SAP announcement) is
 	// that session, not another.
-	if e := m.sessions[id]; m.creating[id] || e != nil && !e.external {
+	// Only a copy's whole o= (RFC 8866 §5.2: username, ID, address) is
+	// mcc's: another tool's session may have the same NTP-time ID (PipeWire
+	// and PulseAudio take theirs from the clock as mcc does).
+	if e := m.sessions[id]; e != nil && !e.external && sameOrigin(e.desc.Origin, desc.Origin) ||
+		m.creating[id] && sameOrigin(Origin{Username: m.cfg.Username, SessionID: id, Addr: m.cfg.Origin, Host: m.cfg.Host}, desc.Origin) {
 		return 0, nil, fmt.Errorf("%w: %d is one of mcc's own sessions", ErrSessionExists, id)
 	}
 	for _, e := range m.sessions {
@@ -412,7 +416,7 @@ func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
 			return 0, nil, fmt.Errorf("%w: %d", ErrSessionExists, desc.Origin.SessionID)
 		}
 	}
-	if m.sessions[id] != nil {
+	if m.sessions[id] != nil || m.creating[id] {
 		id = firstImportID
 		for m.sessions[id] != nil || m.creating[id] {
 			id++
@@ -422,11 +426,16 @@ func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
 	return id, desc.Clone(), nil
 }
 
+// sameOrigin reports whether two o= lines name one session: all but the
+// version (RFC 8866 §5.2).
+func sameOrigin(a, b Origin) bool {
+	return a.Username == b.Username && a.SessionID == b.SessionID && a.Addr == b.Addr && a.Host == b.Host
+}
+
 // sameSession reports whether a and b are one session as far as their
 // o= lines (but the version) and their streams' groups and ports say.
 func sameSession(a, b *Session) bool {
-	oa, ob := a.Origin, b.Origin
-	if oa.Username != ob.Username || oa.SessionID != ob.SessionID || oa.Addr != ob.Addr || oa.Host != ob.Host || len(a.Media) != len(b.Media) {
+	if !sameOrigin(a.Origin, b.Origin) || len(a.Media) != len(b.Media) {
 		return false
 	}
 	for i, ma := range a.Media {

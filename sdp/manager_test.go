@@ -479,6 +479,17 @@ func TestImportCopyOfOwnSession(t *testing.T) {
 	if _, _, err := m.ImportSession(own.Clone()); !errors.Is(err, ErrSessionExists) {
 		t.Fatalf("import of mcc's own description: %v, want ErrSessionExists", err)
 	}
+	// Another tool's session that took its ID from the same second of the
+	// clock (PipeWire writes o=root <NTP seconds> 0 IN IP4 ...) is another
+	// session: imported under an ID of the Manager's own.
+	other := own.Clone()
+	other.Origin.Username, other.Origin.Addr = "root", netip.MustParseAddr("10.98.0.2")
+	other.Media[0].Connection = &Connection{Addr: netip.MustParseAddr("239.255.55.1"), TTL: 1}
+	if id, _, err := m.ImportSession(other); err != nil || id < firstImportID {
+		t.Fatalf("another tool's session with mcc's ID: %d, %v", id, err)
+	} else if err := m.Delete(id); err != nil {
+		t.Fatal(err)
+	}
 	// A saved external whose o= ID is the own session's: it takes no lease.
 	ext := own.Clone()
 	ext.Origin.Username = "someone"
