@@ -420,3 +420,119 @@ func TestGStreamerPlaysDescription(t *testing.T) {
 		})
 	}
 }
+
+// pipewireConf is a PipeWire daemon with no session manager and no audio
+// device: the RTP modules with SAP on 224.0.0.56 on interface %[1]s, a
+// receiver (module-rtp-source, a stream node per session heard) and a
+// sender (module-rtp-sink, announcing "PipeWire desk" on 239.255.55.1).
+const pipewireConf = `context.properties = {
+    core.daemon = true
+    core.name = pipewire-0
+    support.dbus = false
+}
+context.spa-libs = {
+    audio.convert.* = audioconvert/libspa-audioconvert
+    support.*       = support/libspa-support
+}
+context.modules = [
+    { name = libpipewire-module-protocol-native }
+    { name = libpipewire-module-access }
+    { name = libpipewire-module-client-node }
+    { name = libpipewire-module-adapter }
+    { name = libpipewire-module-rtp-source
+      args = { sap.ip = 224.0.0.56 sap.port = 9875 local.ifname = %[1]s } }
+    { name = libpipewire-module-rtp-sink
+      args = { sap.ip = 224.0.0.56 sap.port = 9875 destination.ip = 239.255.55.1 destination.port = 5004
+               net.ttl = 1 local.ifname = %[1]s sess.name = "PipeWire desk" } }
+]
+`
+
+// TestPipeWireBothWays: PipeWire 0.3.65 (Debian 12), headless in one
+// namespace, and mcc serve in another. mcc's session announced with the
+// pipewire profile becomes a stream node in PipeWire (module-rtp-source);
+// one announced with the RFC 2974 profile does not reach it. PipeWire's
+// module-rtp-sink session is heard by mcc, imported, and offered with its
+// group at media level.
+func TestPipeWireBothWays(t *testing.T) {
+	peertest.Need(t, "pipewire", "pw-dump", "ip")
+	peertest.NeedRoot(t)
+	n := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cli := serveIn(t, ctx, n.a, dir, "--sap", "mcc0", "--sap-profile", "pipewire")
+
+	run := filepath.Join(dir, "pipewire")
+	os.MkdirAll(run, 0o700)
+	conf := filepath.Join(dir, "pipewire.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(pipewireConf, "mcc1")), 0o644)
+	pw := in(ctx, n.b, "env", "XDG_RUNTIME_DIR="+run, "pipewire", "-c", conf)
+	plog, _ := os.Create(filepath.Join(dir, "pipewire.log"))
+	pw.Stdout, pw.Stderr = plog, plog
+	if err := pw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-pw.Process.Pid, syscall.SIGTERM)
+		pw.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(plog.Name())
+			t.Logf("PipeWire's log (end):\n%s", tail(b, 3000))
+		}
+	})
+	// The stream nodes PipeWire made, by media.name.
+	nodes := func() map[string]bool {
+		out, err := in(ctx, n.b, "env", "XDG_RUNTIME_DIR="+run, "timeout", "5", "pw-dump", "-r", "pipewire-0").Output()
+		if err != nil {
+			return nil
+		}
+		var objs []struct {
+			Type string
+			Info struct {
+				Props map[string]any
+			}
+		}
+		json.Unmarshal(out, &objs)
+		got := map[string]bool{}
+		for _, o := range objs {
+			if strings.HasSuffix(o.Type, ":Node") {
+				if name, ok := o.Info.Props["media.name"].(string); ok {
+					got[name] = true
+				}
+			}
+		}
+		return got
+	}
+
+	cli("session", "create", "desk", "--media", "audio:L16/48000/2")
+	cli("session", "create", "plain", "--media", "audio:L16/48000/2", "--sap", "rfc2974")
+	start := time.Now()
+	waitFor(t, 15*time.Second, "PipeWire to make a stream of mcc's session", func() bool { return nodes()["RTP Stream (desk)"] })
+	t.Logf("PipeWire made the node \"RTP Stream (desk)\" %.1f s after the session was created", time.Since(start).Seconds())
+	if got := nodes(); got["RTP Stream (plain)"] {
+		t.Fatalf("the session announced with the RFC 2974 profile reached PipeWire: %v", got)
+	}
+
+	var heard []struct {
+		ID, Name string
+		Groups   []string
+	}
+	waitFor(t, 15*time.Second, "mcc to hear PipeWire's announcement", func() bool {
+		if err := json.Unmarshal([]byte(cli("directory", "-o", "json")), &heard); err != nil {
+			t.Fatal(err)
+		}
+		return len(heard) == 1
+	})
+	if h := heard[0]; h.Name != "PipeWire desk" || len(h.Groups) != 1 || h.Groups[0] != "239.255.55.1" {
+		t.Fatalf("heard %+v", h)
+	}
+	cli("session", "import", "--heard", heard[0].ID, "--name", "pipewire")
+	desc, err := sdp.Parse([]byte(cli("session", "sdp", "pipewire")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := desc.Media[0].Connection; c == nil || c.Addr.String() != "239.255.55.1" {
+		t.Fatalf("the offer of PipeWire's session has no media-level group: %+v", desc.Media[0])
+	}
+	t.Logf("mcc heard PipeWire's %q on 239.255.55.1:%d and offers it", heard[0].Name, desc.Media[0].Port)
+}
