@@ -145,6 +145,9 @@ type Conference struct {
 	// marks one whose Create has not saved it yet: nobody finds it, and
 	// its name is taken.
 	removing, pending bool
+	// follow is the heard session the conference follows (follow.go),
+	// nil for none; replaced, never edited.
+	follow atomic.Pointer[Follow]
 
 	mu sync.Mutex // guards the fields below
 	// desc is the session's description. It is replaced by a change,
@@ -340,7 +343,9 @@ type Info struct {
 	External  bool   `json:"external"`
 	// SAP names the announce profiles the session was created with;
 	// none means the daemon's.
-	SAP          []string      `json:"sap,omitempty"`
+	SAP []string `json:"sap,omitempty"`
+	// Follow is the SAP announcement the conference follows, if any.
+	Follow       *Follow       `json:"follow,omitempty"`
 	Participants []Participant `json:"participants"`
 }
 
@@ -403,6 +408,7 @@ func (c *Controller) URI(name string) string {
 
 func (c *Controller) info(conf *Conference) Info {
 	in := c.infoLocked(conf)
+	in.Follow = conf.follow.Load()
 	// Read outside conf.mu: the two locks are never needed together here.
 	in.SAP = c.cfg.Manager.Announce(in.SessionID)
 	return in

@@ -10,9 +10,12 @@ type Event struct {
 	Time       time.Time `json:"time"`
 	Conference string    `json:"conference"`
 	// Kind is "participant" (a participant's state changed), "stream" (a
-	// stream was added, removed or changed for everyone) or "reinvite" (a
-	// participant answered a re-INVITE).
+	// stream was added, removed or changed for everyone), "reinvite" (a
+	// participant answered a re-INVITE) or "sap" (the announcement a
+	// conference follows changed, was deleted or timed out: Detail says
+	// which, and what mcc did).
 	Kind        string       `json:"kind"`
+	Detail      string       `json:"detail,omitempty"`
 	Participant *Participant `json:"participant,omitempty"`
 	Change      *Change      `json:"change,omitempty"`
 }

@@ -84,9 +84,19 @@ var ErrNotSaved = errors.New("conference: the conference could not be saved")
 // again, leases and all, so that nothing a restart would lose stays
 // behind; the error is ErrNotSaved with the store's.
 func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
+	return c.createFollowing(name, sessionID, access, nil)
+}
+
+// createFollowing is Create for a conference that follows a heard
+// session (follow.go), or none when f is nil.
+func (c *Controller) createFollowing(name string, sessionID uint64, access Access, f *Follow) (Info, error) {
 	in, conf, err := c.create(name, sessionID, access, true)
 	if err != nil {
 		return Info{}, err
+	}
+	if f != nil {
+		conf.follow.Store(f)
+		in.Follow = f
 	}
 	if err := c.saveConference(conf); err != nil {
 		c.mu.Lock()
@@ -149,7 +159,7 @@ func (c *Controller) saveConference(conf *Conference) error {
 	if err != nil {
 		return err
 	}
-	if err := c.cfg.Store.PutRecord(conferenceKey(conf.name), Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved}); err != nil {
+	if err := c.cfg.Store.PutRecord(conferenceKey(conf.name), Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved, Follow: conf.follow.Load()}); err != nil {
 		return err
 	}
 	if v > conf.savedVersion.Load() {
@@ -385,6 +395,10 @@ func (c *Controller) Restore() (conferences, participants int, err error) {
 				c.cfg.Manager.Forget(id) // its leases stay, below
 			} else {
 				conf.savedVersion.Store(conf.version()) // its record holds it
+				if r.Follow != nil {
+					f := *r.Follow
+					conf.follow.Store(&f)
+				}
 			}
 		}
 		if err != nil {

@@ -39,6 +39,8 @@ type Record struct {
 	SessionID uint64    `json:"session_id"`
 	Access    Access    `json:"access"`
 	Session   sdp.Saved `json:"session"`
+	// Follow is the heard session the conference follows, if any.
+	Follow *Follow `json:"follow,omitempty"`
 	// migrated marks a record read in an older form (see UnmarshalJSON):
 	// Restore saves it again in the new one.
 	migrated bool

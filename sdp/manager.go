@@ -426,6 +426,61 @@ func (m *Manager) importSession(desc *Session) (uint64, *Session, error) {
 	return id, desc.Clone(), nil
 }
 
+// ReplaceExternal gives imported session id a new description of the
+// same session (its o= but the version, RFC 8866 §5.2), as its announcer
+// changed it. Streams the new one no longer has are kept at port 0 (RFC
+// 3264 §8.2: an m= line is never removed from an offer), and the version
+// goes up by one at least, whatever the announcer wrote (ffmpeg writes 0
+// every time): it is what a participant's acknowledgment is counted by.
+func (m *Manager) ReplaceExternal(id uint64, desc *Session) (*Session, error) {
+	if len(desc.Media) == 0 {
+		return nil, invalidf("sdp: the description has no media")
+	}
+	for _, p := range desc.Check() {
+		if !p.Warning {
+			return nil, invalidf("sdp: replace: %w", p)
+		}
+	}
+	if err := checkSession(desc, MaxSize); err != nil {
+		return nil, err
+	}
+	if err := restorable(desc); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	e, err := m.get(id)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	if !e.external {
+		m.mu.Unlock()
+		return nil, invalidf("sdp: session %d is mcc's own: its media change by AddStream and RemoveStream", id)
+	}
+	if !sameOrigin(e.desc.Origin, desc.Origin) {
+		m.mu.Unlock()
+		return nil, invalidf("sdp: the new description is another session (o= %s %d), not %s %d",
+			desc.Origin.Username, desc.Origin.SessionID, e.desc.Origin.Username, e.desc.Origin.SessionID)
+	}
+	out := desc.Clone()
+	for i := len(out.Media); i < len(e.desc.Media); i++ {
+		md := e.desc.Media[i].Clone()
+		if md.Connection == nil {
+			if c := e.desc.EffectiveConnection(e.desc.Media[i]); c != nil {
+				cc := *c
+				md.Connection = &cc
+			}
+		}
+		md.Port = 0
+		out.Media = append(out.Media, md)
+	}
+	out.Origin.Version = max(desc.Origin.Version, e.desc.Origin.Version+1)
+	e.desc = out
+	m.mu.Unlock()
+	m.notify(id)
+	return out.Clone(), nil
+}
+
 // sameOrigin reports whether two o= lines name one session: all but the
 // version (RFC 8866 §5.2).
 func sameOrigin(a, b Origin) bool {

@@ -95,7 +95,8 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		return printInfo(stdout, cf.output, in)
 	case "import":
 		name := fs.String("name", "", "the session's name (default: the file's name)")
-		heard := fs.String("heard", "", "import a session heard over SAP by its ID (see mcc directory) instead of a file")
+		heard := fs.String("heard", "", "import a session heard over SAP by its ID (see mcc directory) instead of a file; the conference follows the announcer's changes")
+		onEnd := fs.String("on-end", "end", "with --heard, when the announcer deletes the session or stops announcing it: end (BYE to everyone) or keep")
 		pos, cl, err := cf.parse(fs, args, 0, 1, "one SDP file, or - for standard input, or --heard ID")
 		if err != nil {
 			return err
@@ -104,8 +105,11 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 			if *name == "" {
 				return usagef("--heard needs --name for the conference")
 			}
+			if *onEnd != "end" && *onEnd != "keep" {
+				return usagef("--on-end %q: want end or keep", *onEnd)
+			}
 			var in api.Imported
-			if err := cl.Do(ctx, "POST", "/v1/sessions", api.SessionRequest{Name: *name, Heard: *heard}, &in); err != nil {
+			if err := cl.Do(ctx, "POST", "/v1/sessions", api.SessionRequest{Name: *name, Heard: *heard, OnSAPEnd: *onEnd}, &in); err != nil {
 				return err
 			}
 			printWarnings(stderr, in.Warnings)

@@ -113,7 +113,8 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	sapCtx, stopSAP := context.WithCancel(context.Background())
 	defer stopSAP()
 	if directory != nil {
-		wait, err := startSAP(sapCtx, sapOptions{Interfaces: cfg.SAP, Groups: cfg.SAPGroups, FastStart: cfg.SAPFastStart, Profiles: cfg.SAPProfiles}, directory, m, log)
+		wait, err := startSAP(sapCtx, sapOptions{Interfaces: cfg.SAP, Groups: cfg.SAPGroups, FastStart: cfg.SAPFastStart, Profiles: cfg.SAPProfiles,
+			Controller: ctl, DefaultTTL: cfg.DefaultTTL}, directory, m, log)
 		if err != nil {
 			ln.Close()
 			return err

@@ -536,3 +536,77 @@ func TestPipeWireBothWays(t *testing.T) {
 	}
 	t.Logf("mcc heard PipeWire's %q on 239.255.55.1:%d and offers it", heard[0].Name, desc.Media[0].Port)
 }
+
+// TestSAPBridgeFollowsAnnouncer: the SAP→SIP bridge between two mcc
+// daemons and linphone. mcc in namespace B announces a session; mcc in A
+// hears it, imports it (following its announcer) and invites linphone,
+// in B, which joins its group. B adds a stream: A re-INVITEs linphone
+// with the new description, which it acknowledges, still in the first
+// group. B deletes the session: A ends the conference with BYE, and
+// linphone leaves the group.
+func TestSAPBridgeFollowsAnnouncer(t *testing.T) {
+	peertest.Need(t, "linphone-daemon", "ip")
+	peertest.NeedRoot(t)
+	n := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	os.MkdirAll(dirA, 0o755)
+	os.MkdirAll(dirB, 0o755)
+	announcer := serveIn(t, ctx, n.b, dirB, "--sap", "mcc1", "--sip", "udp:10.98.0.2:5070")
+	relay := serveIn(t, ctx, n.a, dirA, "--sap", "mcc0")
+	home, _ := linphoneIn(t, ctx, n.b, dirB, "10.98.0.2", "10.98.0.2")
+
+	announcer("session", "create", "stage", "--media", "audio")
+	var heard []struct{ ID, Name string }
+	waitFor(t, 15*time.Second, "mcc in A to hear B's session", func() bool {
+		json.Unmarshal([]byte(relay("directory", "-o", "json")), &heard)
+		return len(heard) == 1
+	})
+	relay("session", "import", "--heard", heard[0].ID, "--name", "relay", "--on-end", "end")
+	desc, err := sdp.Parse([]byte(relay("session", "sdp", "relay")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := desc.Media[0].Connection.Addr
+	out := relay("invite", "relay", "sip:participant@10.98.0.2:5060", "--wait", "20s")
+	if !strings.Contains(out, "joined") {
+		llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+		t.Fatalf("linphone did not join:\n%s\n%s", out, tail(llog, 3000))
+	}
+	holds := func() bool {
+		b, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+		return regexp.MustCompile(`(?m)^\s+inet\s+` + regexp.QuoteMeta(group.String()) + `(\s|$)`).Match(b)
+	}
+	waitFor(t, 10*time.Second, "linphone to join "+group.String(), holds)
+
+	// The announcer changes its session: the change reaches linphone.
+	announcer("media", "add", "stage", "video")
+	type part struct {
+		State   string
+		Acked   uint64
+		Streams []string
+	}
+	var parts []part
+	waitFor(t, 20*time.Second, "linphone to acknowledge the announcer's change", func() bool {
+		json.Unmarshal([]byte(relay("participants", "relay", "-o", "json")), &parts)
+		return len(parts) == 1 && parts[0].Acked >= 2 && len(parts[0].Streams) == 2
+	})
+	if parts[0].State != "joined" || !holds() {
+		t.Fatalf("after the change: %+v, holding %v: %v", parts[0], group, holds())
+	}
+	t.Logf("linphone took the announcer's change (version %d, streams %v) and holds %v", parts[0].Acked, parts[0].Streams, group)
+
+	// The announcer ends its session: so does the conference.
+	announcer("session", "delete", "stage")
+	waitFor(t, 15*time.Second, "the conference to end", func() bool {
+		return !strings.Contains(relay("session", "list"), "relay")
+	})
+	waitFor(t, 10*time.Second, "linphone to leave "+group.String(), func() bool { return !holds() })
+	log, _ := os.ReadFile(filepath.Join(dirA, "serve.log"))
+	for _, want := range []string{"SAP bridge: the announcement changed", "SAP bridge: the announcement went"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("A's log has no %q", want)
+		}
+	}
+}

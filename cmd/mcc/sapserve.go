@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mcc/conference"
 	"mcc/multicast"
 	"mcc/multicast/sap"
 	"mcc/sdp"
@@ -48,6 +49,10 @@ type sapOptions struct {
 	Groups     []netip.Addr // listened on; nil: sapGroups
 	FastStart  int
 	Profiles   []sap.Profile // a session's that names none; nil: RFC 2974's
+	// Controller, when set, has its conferences made from heard sessions
+	// follow their announcers (followHeard); DefaultTTL reads them.
+	Controller *conference.Controller
+	DefaultTTL uint8
 }
 
 // startSAP listens for SAP on the named interfaces into dir, announces the
@@ -120,6 +125,9 @@ func startSAP(ctx context.Context, o sapOptions, dir *sap.Directory, m *sdp.Mana
 	wg.Go(func() { sap.Listen(ctx, dir, log, l4, l6) })
 	wg.Go(func() { ann.Run(ctx) })
 	wg.Go(func() { announceSessions(ctx, m, ann, o.Profiles, log) })
+	if o.Controller != nil {
+		wg.Go(func() { followHeard(ctx, o.Controller, dir, o.DefaultTTL, log) })
+	}
 	log.Info("SAP listening", "interfaces", names)
 	return func() {
 		wg.Wait()

@@ -58,16 +58,21 @@ const (
 // SessionRequest creates a session and its conference, or with Heard
 // imports a session heard over SAP.
 type SessionRequest struct {
-	Name    string         `json:"name"`
-	Heard   string         `json:"heard,omitempty"` // the ID of a session in the SAP directory: import it
-	Info    string         `json:"info,omitempty"`
-	Family  string         `json:"family,omitempty"` // "4" (default) or "6"
-	Scope   string         `json:"scope,omitempty"`  // default "local"
-	Pool    string         `json:"pool,omitempty"`   // instead of family and scope
-	Type    string         `json:"type,omitempty"`   // default "broadcast"
-	Media   []string       `json:"media"`            // audio, video, text
-	Sources []string       `json:"sources,omitempty"`
-	Access  *AccessRequest `json:"access,omitempty"`
+	Name  string `json:"name"`
+	Heard string `json:"heard,omitempty"` // the ID of a session in the SAP directory: import it
+	// OnSAPEnd is, with Heard, what the conference does when the
+	// announcer deletes the session or stops announcing it: "end" (the
+	// default: BYE to everyone) or "keep". Changes it announces are
+	// offered to everyone either way.
+	OnSAPEnd string         `json:"on_sap_end,omitempty"`
+	Info     string         `json:"info,omitempty"`
+	Family   string         `json:"family,omitempty"` // "4" (default) or "6"
+	Scope    string         `json:"scope,omitempty"`  // default "local"
+	Pool     string         `json:"pool,omitempty"`   // instead of family and scope
+	Type     string         `json:"type,omitempty"`   // default "broadcast"
+	Media    []string       `json:"media"`            // audio, video, text
+	Sources  []string       `json:"sources,omitempty"`
+	Access   *AccessRequest `json:"access,omitempty"`
 	// SAP names the announce profiles the session goes out with (see
 	// sap.Profiles); empty means the daemon's --sap-profile.
 	SAP []string `json:"sap,omitempty"`
@@ -954,7 +959,8 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 			s.fail(w, err)
 			return
 		}
-		in, err := s.Controller.Import(req.Name, desc, conference.Access{})
+		in, err := s.Controller.ImportFollowing(req.Name, desc, conference.Access{},
+			conference.Follow{Heard: h.ID, Hash: h.Hash, OnEnd: req.OnSAPEnd})
 		if err != nil {
 			s.fail(w, err)
 			return

@@ -183,6 +183,72 @@ type Directory struct {
 	sources  map[netip.Prefix]*source // by sourceKey
 	total    tally
 	stats    Stats
+	// gone says why sessions left lately ("deleted" or "timeout"), for
+	// those that follow one (Gone); at most maxGone, for goneFor.
+	gone map[string]goneEntry
+}
+
+type goneEntry struct {
+	reason string
+	at     time.Time
+}
+
+// How many sessions, and for how long, Gone remembers.
+const (
+	maxGone = 4096
+	goneFor = 10 * time.Minute
+)
+
+// markGone records why session id left. Called with d.mu held.
+func (d *Directory) markGone(id, reason string, now time.Time) {
+	if d.gone == nil {
+		d.gone = map[string]goneEntry{}
+	}
+	for k, g := range d.gone {
+		if now.Sub(g.at) > goneFor {
+			delete(d.gone, k)
+		}
+	}
+	if len(d.gone) >= maxGone {
+		var oldest string
+		var at time.Time
+		for k, g := range d.gone {
+			if oldest == "" || g.at.Before(at) {
+				oldest, at = k, g.at
+			}
+		}
+		delete(d.gone, oldest)
+	}
+	d.gone[id] = goneEntry{reason, now}
+}
+
+// Lookup returns heard session id.
+func (d *Directory) Lookup(id string) (Heard, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := d.sessions[id]
+	if h == nil {
+		return Heard{}, false
+	}
+	c := *h
+	c.Groups, c.Ports = slices.Clone(h.Groups), slices.Clone(h.Ports)
+	return c, true
+}
+
+// Gone says why session id, no longer held, left in the last ten minutes:
+// "deleted" (its announcer sent the deletion, RFC 2974 §4) or "timeout"
+// (not heard for its timeout, or past its end, §3.2); "" when it did not.
+func (d *Directory) Gone(id string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.sessions[id]; ok {
+		return ""
+	}
+	g, ok := d.gone[id]
+	if !ok || d.cfg.Now().Sub(g.at) > goneFor {
+		return ""
+	}
+	return g.reason
 }
 
 var _ multicast.InUseSource = (*Directory)(nil)
@@ -419,6 +485,7 @@ func (d *Directory) add(id string, h *Heard) {
 	s.ids = append(s.ids, id)
 	d.total = d.total.plus(t)
 	d.sessions[id] = h
+	delete(d.gone, id) // back: whoever follows it goes on
 }
 
 // remove forgets h, held as id. Called with d.mu held.
@@ -460,6 +527,7 @@ func (d *Directory) delete(src netip.Addr, p *Packet) error {
 		for _, id := range s.ids {
 			if h := d.sessions[id]; h.Hash == p.Hash && h.Origin == p.Origin && h.Source == src {
 				d.remove(id, h)
+				d.markGone(id, "deleted", d.cfg.Now())
 				d.stats.Deletions++
 				return nil
 			}
@@ -493,6 +561,7 @@ func (d *Directory) Expire() int {
 	for id, h := range d.sessions {
 		if now.Sub(h.Last) > Timeout(h.Interval) || (!h.End.IsZero() && now.After(h.End)) {
 			d.remove(id, h)
+			d.markGone(id, "timeout", now)
 			n++
 		}
 	}

@@ -1,0 +1,138 @@
+package conference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"mcc/sdp"
+)
+
+// The SAP→SIP bridge: a conference made from a session heard over SAP
+// (RFC 2974) follows its announcer. A changed announcement (a new message
+// ID hash, §5) re-INVITEs every participant with the new description; a
+// deletion (§4) or a timeout (§3.2) ends the conference with BYE, or
+// keeps it, as the conference was told. The daemon watches the SAP
+// directory and calls Replace and SourceGone; both appear in the event
+// stream as kind "sap".
+
+// Follow is what a conference keeps of the announcement it follows.
+type Follow struct {
+	// Heard is the session's ID in the SAP directory (its o= and source).
+	Heard string `json:"heard"`
+	// Hash is the message ID hash of the announcement applied last.
+	Hash uint16 `json:"hash"`
+	// OnEnd is what the conference does when the announcer deletes the
+	// session or stops announcing it: FollowEnd or FollowKeep.
+	OnEnd string `json:"on_end"`
+	// Gone says, once the announcement went and the conference was kept,
+	// why: "deleted" or "timeout".
+	Gone string `json:"gone,omitempty"`
+}
+
+// What a conference does when the announcement it follows goes.
+const (
+	FollowEnd  = "end"  // BYE to everyone, and the conference goes
+	FollowKeep = "keep" // the conference stays, with the last description
+)
+
+// ErrNotFollowing is a bridge call for a conference that follows no
+// announcement, or no longer does.
+var ErrNotFollowing = errors.New("conference: the conference follows no SAP announcement")
+
+// ImportFollowing is Import for a session heard over SAP, whose
+// conference follows the announcement f names. An empty f.OnEnd is
+// FollowEnd.
+func (c *Controller) ImportFollowing(name string, desc *sdp.Session, access Access, f Follow) (Info, error) {
+	if f.OnEnd == "" {
+		f.OnEnd = FollowEnd
+	}
+	if f.OnEnd != FollowEnd && f.OnEnd != FollowKeep {
+		return Info{}, fmt.Errorf("%w: on the announcement's end %q: want %q or %q", sdp.ErrInvalid, f.OnEnd, FollowEnd, FollowKeep)
+	}
+	f.Gone = ""
+	if err := c.checkNewName(name); err != nil {
+		return Info{}, err
+	}
+	id, _, err := c.cfg.Manager.ImportSession(desc)
+	if err != nil {
+		return Info{}, err
+	}
+	in, err := c.createFollowing(name, id, access, &f)
+	if err != nil && !errors.Is(err, ErrNotSaved) {
+		c.cfg.Manager.Delete(id)
+	}
+	return in, err
+}
+
+// Following returns the conferences that follow an announcement still
+// there (not gone), by name.
+func (c *Controller) Following() map[string]Follow {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]Follow{}
+	for name, conf := range c.conferences {
+		if conf.pending || conf.removing {
+			continue
+		}
+		if f := conf.follow.Load(); f != nil && f.Gone == "" {
+			out[name] = *f
+		}
+	}
+	return out
+}
+
+// Replace gives conference name the announcer's new description, heard
+// with hash, and re-INVITEs everyone to it as AddStream does (waiting
+// while ctx lasts). The description must be the same session (its o=,
+// RFC 8866 §5.2); streams it no longer has are offered at port 0, as RFC
+// 3264 §8.2 wants of a removed stream.
+func (c *Controller) Replace(ctx context.Context, name string, desc *sdp.Session, hash uint16) (Change, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Change{}, err
+	}
+	if f := conf.follow.Load(); f == nil || f.Gone != "" {
+		return Change{}, fmt.Errorf("%w: %q", ErrNotFollowing, name)
+	}
+	ch, err := c.change(ctx, name, false, func(conf *Conference) (*sdp.Session, int, error) {
+		s, err := c.cfg.Manager.ReplaceExternal(conf.sessionID, desc)
+		if err != nil {
+			return nil, 0, err
+		}
+		if f := conf.follow.Load(); f != nil {
+			nf := *f
+			nf.Hash = hash
+			conf.follow.Store(&nf) // saved with the change
+		}
+		return s, -1, nil
+	})
+	if err != nil {
+		return ch, err
+	}
+	c.publish(Event{Conference: name, Kind: "sap", Detail: fmt.Sprintf("changed: version %d re-offered to everyone", ch.Version), Change: &ch})
+	return ch, nil
+}
+
+// SourceGone tells conference name that the announcement it follows was
+// deleted or timed out (reason): it ends, BYE to everyone, or stays,
+// as its Follow says.
+func (c *Controller) SourceGone(ctx context.Context, name, reason string) error {
+	conf, err := c.conference(name)
+	if err != nil {
+		return err
+	}
+	f := conf.follow.Load()
+	if f == nil || f.Gone != "" {
+		return fmt.Errorf("%w: %q", ErrNotFollowing, name)
+	}
+	if f.OnEnd == FollowEnd {
+		c.publish(Event{Conference: name, Kind: "sap", Detail: reason + ": the conference ends"})
+		return c.Delete(ctx, name)
+	}
+	nf := *f
+	nf.Gone = reason
+	conf.follow.Store(&nf)
+	c.publish(Event{Conference: name, Kind: "sap", Detail: reason + ": the conference is kept"})
+	return c.saveConference(conf)
+}
