@@ -492,3 +492,45 @@ func TestRejoinAnsweredWrongly(t *testing.T) {
 		t.Fatalf("after: %+v", p)
 	}
 }
+
+// TestRejoinDialIn: linphone dialling in with a unicast offer is answered
+// with its stream accepted inactive on a placeholder (it hangs up on a
+// port-0 answer), then, once it ACKs, brought in by BYE and an INVITE with
+// the session's multicast offer to its Contact, which it joins.
+func TestRejoinDialIn(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	lp := e.peer(t, "udp")
+	unicast := []byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Talk\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7078 RTP/AVP 0 8\r\na=rtpmap:8 PCMA/8000\r\n")
+	cl := lp.dialIn(t, e.c.URI(e.name), unicast, nil, sip.NewHeader("User-Agent", "Unknown"))
+	if cl.res.StatusCode != 200 {
+		t.Fatalf("dial-in: %d", cl.res.StatusCode)
+	}
+	ans, err := sdp.Parse(cl.res.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ans.Media[0]
+	if m.Port != 9 || m.Direction != sdp.Inactive || len(m.Formats) != 1 || m.Formats[0] != "0" || m.Connection == nil || m.Connection.IsMulticast() {
+		t.Fatalf("the placeholder answer:\n%s", cl.res.Body())
+	}
+	if _, err := sdp.CheckAnswer(sdp.MustParse(string(unicast)), ans); err != nil {
+		t.Fatalf("the placeholder breaks RFC 3264 §6: %v", err)
+	}
+	eventually(t, "the BYE and the INVITE of the rejoin", func() bool {
+		invites, _, byes := lp.counts()
+		return invites == 1 && byes == 1
+	})
+	inv := lp.lastInvite()
+	offer, err := sdp.Parse(inv.Body())
+	if err != nil || offer.Media[0].Connection == nil || !offer.Media[0].Connection.IsMulticast() {
+		t.Fatalf("the rejoin's INVITE:\n%s", inv.Body())
+	}
+	if inv.CallID().Value() == cl.req.CallID().Value() {
+		t.Fatal("the rejoin's INVITE is in the placeholder's dialog")
+	}
+	in, _ := e.c.Get(e.name)
+	eventually(t, "joined on the session's streams", func() bool {
+		in, _ = e.c.Get(e.name)
+		return len(in.Participants) == 1 && in.Participants[0].State == Joined && in.Participants[0].Acked == in.Version
+	})
+}

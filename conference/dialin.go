@@ -2,6 +2,7 @@ package conference
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,6 +117,12 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, sip.StatusNotAcceptableHere, "Not Acceptable Here",
 			warning("this conference is multicast only: offer its groups, or send an INVITE without SDP"))
 		return
+	case rejoinsUA(req.GetHeader("User-Agent"), req.Body()):
+		// A user agent that joins only from an initial INVITE (profile.go):
+		// its call is held on a placeholder until the rejoin dials it.
+		answer = placeholder(offer, desc, d)
+		reinvite = true
+		p.rejoin = true
 	default:
 		// Reject every unicast stream, then offer the multicast streams by
 		// re-INVITE once this INVITE is ACKed.
@@ -318,6 +325,32 @@ func rejectAll(offer, desc *sdp.Session, d *dialog) *sdp.Session {
 		m.Port = 0
 		m.RTPMaps, m.Attributes, m.Bandwidths, m.SourceFilters, m.RTCP = nil, nil, nil, nil, nil
 	}
+	return a
+}
+
+// placeholder answers a unicast offer with each stream accepted inactive
+// (RFC 3264 §6.1: nothing is sent either way) at mcc's own address, port
+// 9 (discard), in its first format, until the rejoin (profile.go).
+func placeholder(offer, desc *sdp.Session, d *dialog) *sdp.Session {
+	a := rejectAll(offer, desc, d)
+	for i, m := range a.Media {
+		om := offer.Media[i]
+		if om.Port == 0 || len(om.Formats) == 0 {
+			continue
+		}
+		m.Port = 9
+		m.Formats = om.Formats[:1]
+		for _, r := range om.RTPMaps {
+			if strconv.Itoa(int(r.Payload)) == om.Formats[0] {
+				m.RTPMaps = []sdp.RTPMap{r}
+			}
+		}
+		m.Direction = sdp.Inactive
+		if d.origin.Addr.IsValid() {
+			m.Connection = &sdp.Connection{Addr: d.origin.Addr}
+		}
+	}
+	a.Connection = nil
 	return a
 }
 

@@ -264,7 +264,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		}
 	}
 	p.mu.Lock()
-	rejoin := p.rejoin && !p.dialIn
+	rejoin := p.rejoin
 	p.mu.Unlock()
 	if rejoin {
 		// A session refresh by re-INVITE would take it out of its group
@@ -531,6 +531,14 @@ func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *
 	var target sip.Uri
 	if err := sip.ParseUri(p.uri, &target); err != nil {
 		return err
+	}
+	if p.dialIn {
+		// Its From is an address of record; its Contact is where it is.
+		d.mu.Lock()
+		if d.remoteTarget.Host != "" {
+			target = *d.remoteTarget.Clone()
+		}
+		d.mu.Unlock()
 	}
 	v := conf.version()
 	p.mu.Lock()

@@ -342,3 +342,79 @@ config-uri=
 		io.WriteString(stdin, cmd+"\n")
 	}
 }
+
+// TestLinphoneDialsIn: linphone-daemon calls the conference URI of mcc
+// serve, run with no flag but --data, with its own unicast offer, and
+// ends up receiving the session's group: mcc holds its call on an
+// inactive placeholder, then brings it in by BYE and an INVITE with the
+// session's offer to its Contact (profile.go). A stream added reaches it
+// the same way; the session's end makes it leave. IPv4 and IPv6.
+func TestLinphoneDialsIn(t *testing.T) {
+	peertest.Need(t, "linphone-daemon", "ffmpeg", "ip")
+	peertest.NeedRoot(t)
+	for _, fam := range []string{"4", "6"} {
+		t.Run("ipv"+fam, func(t *testing.T) { linphoneDialsIn(t, fam == "6") })
+	}
+}
+
+func linphoneDialsIn(t *testing.T, v6 bool) {
+	n := newNetns(t)
+	mccIP, lpIP, lpHost, mccHost := "10.98.0.1", "10.98.0.2", "10.98.0.2", "10.98.0.1"
+	family, scope := "4", "local"
+	if v6 {
+		mccIP, lpIP, lpHost, mccHost = "fd00:98::1", "fd00:98::2", "[fd00:98::2]", "[fd00:98::1]"
+		family, scope = "6", "site"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cli := serveIn(t, ctx, n.a, dir)
+	home, say := linphoneIn(t, ctx, n.b, dir, lpIP, lpHost)
+	defer func() {
+		if t.Failed() {
+			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+			t.Logf("linphone log (end):\n%s", tail(llog, 4000))
+		}
+	}()
+	cli("session", "create", "lecture", "--family", family, "--scope", scope, "--media", "audio")
+	desc, err := sdp.Parse([]byte(cli("session", "sdp", "lecture")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, port := desc.Media[0].Connection.Addr, desc.Media[0].Port
+	holds := func() bool {
+		b, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+		return strings.Contains(string(b), " "+group.String())
+	}
+	time.Sleep(2 * time.Second) // linphone-daemon binds its port
+	say("call sip:lecture@" + mccHost)
+	waitFor(t, 20*time.Second, "linphone, dialled in, to join "+group.String(), holds)
+	before := udpDelivered(t, n.b, v6)
+	dest := fmt.Sprintf("rtp://%s?ttl=1&localaddr=%s", hostPort(group.String(), int(port)), mccIP)
+	if v6 {
+		dest = fmt.Sprintf("rtp://%s?localaddr=%s", hostPort(group.String(), int(port)), mccIP) // see linphoneJoins
+	}
+	send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=frequency=440:sample_rate=8000:samples_per_frame=160", "-t", "2", "-ac", "1", "-c:a", "pcm_mulaw", "-payload_type", "0", "-f", "rtp", dest)
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	if got := udpDelivered(t, n.b, v6) - before; got < 90 {
+		t.Fatalf("namespace B delivered %d datagrams while ffmpeg sent 100 to %v:%d", got, group, port)
+	} else {
+		t.Logf("linphone dialled in, joined %v and was delivered %d datagrams of ffmpeg's 100", group, got)
+	}
+	parts := cli("participants", "lecture")
+	if !strings.Contains(parts, "joined") {
+		t.Fatalf("participants:\n%s", parts)
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "serve.log")); !strings.Contains(string(log), "rejoin: BYE and a new INVITE") {
+		t.Errorf("mcc did not bring linphone in by a rejoin:\n%s", tail(log, 2000))
+	}
+	// A change reaches it, and it stays in the group.
+	cli("media", "add", "lecture", "video", "--wait", "20s")
+	time.Sleep(time.Second)
+	waitFor(t, 10*time.Second, "linphone to hold "+group.String()+" after the change", holds)
+	cli("session", "delete", "lecture")
+	waitFor(t, 10*time.Second, "linphone to leave "+group.String(), func() bool { return !holds() })
+}
