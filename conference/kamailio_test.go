@@ -1,12 +1,10 @@
 package conference
 
 import (
-	"bytes"
 	"context"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,24 +12,6 @@ import (
 	"mcc/internal/peertest"
 	"mcc/sdp"
 )
-
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestKamailioRegistrarProxy: a participant (sipp) registers at kamailio;
 // mcc invites its address-of-record through kamailio, which
@@ -45,7 +25,7 @@ func TestKamailioRegistrarProxy(t *testing.T) {
 	defer cancel()
 	kam := exec.CommandContext(ctx, "kamailio", "-f", "testdata/kamailio/kamailio.cfg", "-DD", "-E",
 		"-l", "udp:"+kaddr, "-m", "32", "-M", "8", "-w", t.TempDir(), "-Y", t.TempDir())
-	var klog lockedBuffer
+	var klog peertest.Output
 	kam.Stdout, kam.Stderr = &klog, &klog
 	// kamailio forks its workers: they share a process group, which the
 	// cleanup kills whole.

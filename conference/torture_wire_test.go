@@ -52,7 +52,7 @@ func TestTortureOnTheWireChild(t *testing.T) {
 	defer cancel()
 	kam := exec.CommandContext(ctx, "kamailio", "-f", "testdata/kamailio/torture.cfg", "-DD", "-E",
 		"-l", "udp:"+kaddr, "-m", "32", "-M", "8", "-w", t.TempDir(), "-Y", t.TempDir())
-	var klog lockedBuffer
+	var klog peertest.Output
 	kam.Stdout, kam.Stderr = &klog, &klog
 	kam.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	kam.Cancel = func() error { return syscall.Kill(-kam.Process.Pid, syscall.SIGKILL) }

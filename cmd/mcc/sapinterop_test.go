@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -244,25 +242,6 @@ func TestPulseAudioSessionToLinphone(t *testing.T) {
 	waitFor(t, 10*time.Second, fmt.Sprintf("namespace B to leave %v", group), func() bool { return !holds() })
 }
 
-// lockedBuffer is a bytes.Buffer that a process writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestVLCListsAndPlaysSAP: mcc serve announces a session with the VLC
 // profile; VLC in another namespace, run as a user runs it with SAP
 // discovery (-S sap), lists it under "Network streams (SAP)", plays it
@@ -315,7 +294,7 @@ func vlcPlaysSAP(t *testing.T, v6 bool) {
 		"cvlc", "-I", "rc", "--rc-fake-tty", "-S", "sap", "--no-video", "--sout", "#std{access=file,mux=wav,dst="+filepath.Join(rec, "out.wav")+"}")
 	vlc.Dir = dir
 	stdin, _ := vlc.StdinPipe()
-	var out lockedBuffer
+	var out peertest.Output
 	vlc.Stdout = &out
 	vlog, _ := os.Create(filepath.Join(dir, "vlc.log"))
 	vlc.Stderr = vlog

@@ -17,13 +17,19 @@ import (
 
 // TestAnnounceAndHear runs TestAnnounceAndHearChild in a network namespace
 // of its own, where multicast cannot leave the machine.
-func TestAnnounceAndHear(t *testing.T) {
+func TestAnnounceAndHear(t *testing.T) { inOwnNetns(t, "TestAnnounceAndHearChild") }
+
+// inOwnNetns runs test child of this binary in a network namespace of its
+// own (unshare), with MCC_SAP_NETNS set so that the child runs there and
+// skips anywhere else, and fails unless it passed.
+func inOwnNetns(t *testing.T, child string) {
+	t.Helper()
 	peertest.Need(t, "unshare", "ip")
 	peertest.NeedRoot(t)
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^TestAnnounceAndHearChild$", "-test.v")
+	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^"+child+"$", "-test.v")
 	cmd.Env = append(os.Environ(), "MCC_SAP_NETNS=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestAnnounceAndHearChild") {
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+child) {
 		t.Fatalf("in a network namespace: %v\n%s", err, out)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"mcc/internal/peertest"
 	"mcc/multicast"
 	"mcc/sdp"
 )
@@ -167,16 +166,7 @@ func TestFixedInterval(t *testing.T) {
 
 // TestProfilesOnTheWire runs TestProfilesOnTheWireChild in a network
 // namespace of its own.
-func TestProfilesOnTheWire(t *testing.T) {
-	peertest.Need(t, "unshare", "ip")
-	peertest.NeedRoot(t)
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^TestProfilesOnTheWireChild$", "-test.v")
-	cmd.Env = append(os.Environ(), "MCC_SAP_NETNS=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestProfilesOnTheWireChild") {
-		t.Fatalf("in a network namespace: %v\n%s", err, out)
-	}
-}
+func TestProfilesOnTheWire(t *testing.T) { inOwnNetns(t, "TestProfilesOnTheWireChild") }
 
 // TestProfilesOnTheWireChild announces one session under three profiles
 // and reads what reaches each profile's group; then drops two of them and
