@@ -92,6 +92,19 @@ func serveIn(t *testing.T, ctx context.Context, ns, dir string, flags ...string)
 	}
 }
 
+// waitOrKill waits for cmd, which was asked to end, for at most grace,
+// then kills its process group.
+func waitOrKill(cmd *exec.Cmd, grace time.Duration) {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
 // udpDelivered reads how many UDP datagrams namespace ns delivered to
 // sockets (Udp InDatagrams, or Udp6InDatagrams).
 func udpDelivered(t *testing.T, ns string, v6 bool) int {
@@ -326,14 +339,7 @@ config-uri=
 			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
 			os.WriteFile(f, llog, 0o644)
 		}
-		done := make(chan struct{})
-		go func() { lp.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-lp.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		waitOrKill(lp, 5*time.Second)
 	})
 	var mu sync.Mutex
 	return home, func(cmd string) {

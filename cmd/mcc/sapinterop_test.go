@@ -48,14 +48,7 @@ func pulseaudioIn(t *testing.T, ctx context.Context, ns, dir string, modules ...
 			b, _ := os.ReadFile(logf.Name())
 			os.WriteFile(os.Getenv("MCC_PULSE_LOG"), b, 0o644)
 		}
-		done := make(chan struct{})
-		go func() { pa.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-pa.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		waitOrKill(pa, 5*time.Second)
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("PulseAudio's log (end):\n%s", tail(b, 1500))
@@ -303,14 +296,7 @@ func vlcPlaysSAP(t *testing.T, v6 bool) {
 	}
 	t.Cleanup(func() {
 		io.WriteString(stdin, "quit\n")
-		done := make(chan struct{})
-		go func() { vlc.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-vlc.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		waitOrKill(vlc, 5*time.Second)
 		if t.Failed() {
 			t.Logf("VLC said:\n%s", tail([]byte(out.String()), 3000))
 		}
