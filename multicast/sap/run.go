@@ -189,9 +189,18 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 		}
 		merged, groups = append(merged, p), append(groups, g)
 	}
+	// One hash names this version of the session under every profile
+	// (RFC 2974 §5: the hash identifies the announcement, not the bytes
+	// of one text of it): a listener of several groups (mcc is one) hears
+	// the same version, not a change at every packet.
+	canonical, err := desc.Marshal()
+	if err != nil {
+		return err
+	}
+	hash := Hash(canonical)
 	next := map[netip.Addr]*announced{}
 	for i, p := range merged {
-		s, err := a.prepare(p, desc, groups[i], ttl)
+		s, err := a.prepare(p, desc, groups[i], ttl, hash)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -204,7 +213,7 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 	for g, s := range old {
 		if n := next[g]; n == nil {
 			gone = append(gone, s) // no longer announced there: its listeners are told
-		} else if n.hash == s.hash && n.interval == s.interval {
+		} else if n.hash == s.hash && n.interval == s.interval && n.size == s.size {
 			next[g] = s // unchanged: keep its schedule
 		}
 	}
@@ -222,12 +231,11 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 }
 
 // prepare writes the packets that announce desc under profile p.
-func (a *Announcer) prepare(p Profile, desc *sdp.Session, sapGroup netip.Addr, ttl int) (*announced, error) {
+func (a *Announcer) prepare(p Profile, desc *sdp.Session, sapGroup netip.Addr, ttl int, hash uint16) (*announced, error) {
 	body, err := p.Format(desc)
 	if err != nil {
 		return nil, err
 	}
-	hash := Hash(body)
 	var out []outgoing
 	for _, snd := range a.cfg.Senders {
 		if snd.Origin.Is4() != sapGroup.Is4() {
