@@ -1,9 +1,11 @@
 package sdp
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -462,29 +464,96 @@ func (m *Manager) ReplaceExternal(id uint64, desc *Session) (*Session, error) {
 		return nil, invalidf("sdp: the new description is another session (o= %s %d), not %s %d",
 			desc.Origin.Username, desc.Origin.SessionID, e.desc.Origin.Username, e.desc.Origin.SessionID)
 	}
-	out := desc.Clone()
-	for i := len(out.Media); i < len(e.desc.Media); i++ {
-		md := e.desc.Media[i].Clone()
-		if md.Connection == nil {
-			if c := e.desc.EffectiveConnection(e.desc.Media[i]); c != nil {
-				cc := *c
-				md.Connection = &cc
-			}
-		}
-		md.Port = 0
-		out.Media = append(out.Media, md)
+	if e.desc.Origin.Version == math.MaxUint64 {
+		m.mu.Unlock()
+		return nil, invalidf("sdp: session %d is at the last o= version there is (RFC 3264 §8 wants the next)", id)
 	}
-	out.Origin.Version = max(desc.Origin.Version, e.desc.Origin.Version+1)
+	out := desc.Clone()
+	out.Media = matchStreams(e.desc, desc)
+	out.Origin.Version = e.desc.Origin.Version
+	if sameText(e.desc, out) {
+		m.mu.Unlock()
+		return nil, ErrUnchanged
+	}
+	// mcc's own count: what the announcer writes may stand still (ffmpeg
+	// writes 0 every time) or jump; participants count changes by it.
+	out.Origin.Version = e.desc.Origin.Version + 1
 	e.desc = out
 	m.mu.Unlock()
 	m.notify(id)
 	return out.Clone(), nil
 }
 
+// ErrUnchanged is a replacement that says what the session says already
+// (but its version).
+var ErrUnchanged = errors.New("sdp: the description is unchanged")
+
+// sameText reports whether a and b write the same description.
+func sameText(a, b *Session) bool {
+	x, err1 := a.Marshal()
+	y, err2 := b.Marshal()
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// matchStreams is the new description's streams in the old one's slots
+// (RFC 3264 §8: an m= line keeps its place, and is never removed): a slot
+// takes the new stream with its kind, group and port, or else the new
+// stream at its own place when that is of its kind; a slot left has its
+// old stream at port 0; new streams that took no slot come after.
+func matchStreams(old, nu *Session) []*Media {
+	key := func(s *Session, m *Media) string {
+		c := s.EffectiveConnection(m)
+		cs := ""
+		if c != nil {
+			cs = c.Addr.String()
+		}
+		return fmt.Sprintf("%s %s %d", m.Kind, cs, m.Port)
+	}
+	used := make([]bool, len(nu.Media))
+	out := make([]*Media, 0, max(len(old.Media), len(nu.Media)))
+	for i, om := range old.Media {
+		j := -1
+		if om.Port != 0 {
+			for k, nm := range nu.Media {
+				if !used[k] && nm.Port != 0 && key(nu, nm) == key(old, om) {
+					j = k
+					break
+				}
+			}
+		}
+		if j < 0 && i < len(nu.Media) && !used[i] && nu.Media[i].Kind == om.Kind {
+			j = i
+		}
+		if j < 0 {
+			md := om.Clone()
+			if md.Connection == nil {
+				if c := old.EffectiveConnection(om); c != nil {
+					cc := *c
+					md.Connection = &cc
+				}
+			}
+			md.Port = 0
+			out = append(out, md)
+			continue
+		}
+		used[j] = true
+		out = append(out, nu.Media[j].Clone()) // under the new session-level c=, if it has one
+	}
+	for k, nm := range nu.Media {
+		if !used[k] {
+			out = append(out, nm.Clone())
+		}
+	}
+	return out
+}
+
 // sameOrigin reports whether two o= lines name one session: all but the
 // version (RFC 8866 §5.2).
+// They are compared as o= writes them: an empty username is "-", and the
+// address is the one written (an Addr before a Host).
 func sameOrigin(a, b Origin) bool {
-	return a.Username == b.Username && a.SessionID == b.SessionID && a.Addr == b.Addr && a.Host == b.Host
+	user := func(o Origin) string { return cmp.Or(o.Username, "-") }
+	return user(a) == user(b) && a.SessionID == b.SessionID && a.addrType() == b.addrType() && a.address() == b.address()
 }
 
 // sameSession reports whether a and b are one session as far as their

@@ -479,6 +479,10 @@ func TestImportCopyOfOwnSession(t *testing.T) {
 	if _, _, err := m.ImportSession(own.Clone()); !errors.Is(err, ErrSessionExists) {
 		t.Fatalf("import of mcc's own description: %v, want ErrSessionExists", err)
 	}
+	// As read back from its text (mcc session sdp | mcc session import -).
+	if _, _, err := m.ImportSession(MustParse(string(must(own.Marshal())))); !errors.Is(err, ErrSessionExists) {
+		t.Fatalf("import of mcc's own description, parsed: %v, want ErrSessionExists", err)
+	}
 	// Another tool's session that took its ID from the same second of the
 	// clock (PipeWire writes o=root <NTP seconds> 0 IN IP4 ...) is another
 	// session: imported under an ID of the Manager's own.
@@ -565,5 +569,45 @@ func TestRestoreKeepsAnnounceProfiles(t *testing.T) {
 	}
 	if _, err := m.Create(SessionSpec{Name: "bad", Pool: local.Name, Media: []MediaSpec{{Kind: "audio"}}, Announce: []string{"a\r\nb"}}); err == nil {
 		t.Fatal("a profile name with CRLF was taken")
+	}
+}
+
+// TestReplaceExternal: an announcer's new description of an imported
+// session keeps each stream in its slot (RFC 3264 §8), the ones it
+// dropped at port 0; the same text again is no change; another session's
+// is refused; mcc counts the version itself.
+func TestReplaceExternal(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, _ := newManager(t, local)
+	head := "v=0\r\no=- 0 0 IN IP4 192.0.2.9\r\ns=Relay\r\nt=0 0\r\n"
+	audio := "m=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.9.1/8\r\n"
+	video := "m=video 5006 RTP/AVP 96\r\nc=IN IP4 239.255.9.2/8\r\na=rtpmap:96 H264/90000\r\n"
+	id, _, err := m.ImportSession(MustParse(head + audio + video))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ReplaceExternal(id, MustParse(head+audio+video)); !errors.Is(err, ErrUnchanged) {
+		t.Fatalf("the same text: %v, want ErrUnchanged", err)
+	}
+	// The audio dropped: the video stays in its slot, the audio at port 0.
+	s, err := m.ReplaceExternal(id, MustParse(head+video))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Media) != 2 || s.Media[0].Kind != "audio" || s.Media[0].Port != 0 || s.Media[1].Kind != "video" || s.Media[1].Port != 5006 || s.Origin.Version != 1 {
+		t.Fatalf("after the audio went:\n%s", must(s.Marshal()))
+	}
+	// The audio back on another group, and a text stream: the audio takes
+	// its own slot again (same kind, its place), the text comes after.
+	text := "m=text 5008 RTP/AVP 98\r\nc=IN IP4 239.255.9.4/8\r\na=rtpmap:98 t140/1000\r\n"
+	s, err = m.ReplaceExternal(id, MustParse(head+strings.Replace(audio, "239.255.9.1", "239.255.9.3", 1)+video+text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Media) != 3 || s.Media[0].Connection.Addr.String() != "239.255.9.3" || s.Media[2].Kind != "text" || s.Origin.Version != 2 {
+		t.Fatalf("after the audio came back:\n%s", must(s.Marshal()))
+	}
+	if _, err := m.ReplaceExternal(id, MustParse(strings.Replace(head, "o=- 0 0", "o=- 7 0", 1)+audio)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("another session's description: %v", err)
 	}
 }
