@@ -26,7 +26,8 @@ type Follow struct {
 	// session or stops announcing it: FollowEnd or FollowKeep.
 	OnEnd string `json:"on_end"`
 	// Gone says, once the announcement went and the conference was kept,
-	// why: "deleted" or "timeout".
+	// why: "deleted" or "timeout". A kept conference follows no more: it
+	// stays on the last description, whatever is announced later.
 	Gone string `json:"gone,omitempty"`
 }
 
@@ -95,23 +96,54 @@ func (c *Controller) Replace(ctx context.Context, name string, desc *sdp.Session
 	if f := conf.follow.Load(); f == nil || f.Gone != "" {
 		return Change{}, fmt.Errorf("%w: %q", ErrNotFollowing, name)
 	}
+	setHash := func() {
+		if f := conf.follow.Load(); f != nil {
+			nf := *f
+			nf.Hash = hash
+			conf.follow.Store(&nf)
+		}
+	}
 	ch, err := c.change(ctx, name, false, func(conf *Conference) (*sdp.Session, int, error) {
+		old := conf.desc
 		s, err := c.cfg.Manager.ReplaceExternal(conf.sessionID, desc)
 		if err != nil {
 			return nil, 0, err
 		}
-		if f := conf.follow.Load(); f != nil {
-			nf := *f
-			nf.Hash = hash
-			conf.follow.Store(&nf) // saved with the change
+		setHash() // saved with the change
+		// A slot whose stream changed is offered afresh to those who
+		// refused what it held (conf.mu is held: then each p.mu).
+		for i, m := range s.Media {
+			if i < len(old.Media) && sameStream(old.Media[i], m) {
+				continue
+			}
+			for _, p := range conf.participants {
+				p.mu.Lock()
+				delete(p.rejected, i)
+				p.mu.Unlock()
+			}
 		}
 		return s, -1, nil
 	})
+	if errors.Is(err, sdp.ErrUnchanged) {
+		// Another text of the same session (or a hash that changed for
+		// nothing): nobody is re-INVITEd.
+		setHash()
+		return Change{}, c.saveConference(conf)
+	}
 	if err != nil {
 		return ch, err
 	}
 	c.publish(Event{Conference: name, Kind: "sap", Detail: fmt.Sprintf("changed: version %d re-offered to everyone", ch.Version), Change: &ch})
 	return ch, nil
+}
+
+// sameStream reports whether two streams write the same m= section.
+func sameStream(a, b *sdp.Media) bool {
+	x := &sdp.Session{Media: []*sdp.Media{a}}
+	y := &sdp.Session{Media: []*sdp.Media{b}}
+	bx, err1 := x.Marshal()
+	by, err2 := y.Marshal()
+	return err1 == nil && err2 == nil && string(bx) == string(by)
 }
 
 // SourceGone tells conference name that the announcement it follows was

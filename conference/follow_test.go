@@ -59,6 +59,15 @@ func TestFollowHeardSession(t *testing.T) {
 		if f := e.c.Following()[name]; f.Hash != 2 {
 			t.Fatalf("the applied hash: %+v", f)
 		}
+		// The same session under another hash (another profile's text of
+		// it): nobody is re-INVITEd.
+		invites, _, _ := p.counts()
+		if ch, err := e.c.Replace(ctxT(t), name, changed, 9); err != nil || ch.Version != 0 {
+			t.Fatalf("Replace with the same description: %+v, %v", ch, err)
+		}
+		if n, _, _ := p.counts(); n != invites || e.c.Following()[name].Hash != 9 {
+			t.Fatalf("the same description: %d INVITEs (had %d), hash %d", n, invites, e.c.Following()[name].Hash)
+		}
 		// A description of another session is refused, and changes nothing.
 		other := sdp.MustParse(strings.Replace(first, "o=- 0 0", "o=- 5 0", 1))
 		if _, err := e.c.Replace(ctxT(t), name, other, 3); !errors.Is(err, sdp.ErrInvalid) {

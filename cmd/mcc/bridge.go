@@ -21,26 +21,40 @@ const followInterval = time.Second
 // announcer's new description when its hash changed, or is told the
 // session went when the directory says it was deleted or timed out. A
 // session missing from a directory that never said why (mcc restarted
-// and has not heard it since) counts as timed out after sap.Timeout of
-// the RFC's minimum interval, as if it had been heard just before the
-// restart. Changes run one at a time, each bounded; the loop ends with
+// and has not heard it since) counts as timed out once it has been
+// missing for sap.Timeout of the RFC's minimum interval (an hour). An
+// announcement a conference refuses is said once, not every second. Changes run one at a time, each bounded; the loop ends with
 // ctx.
 func followHeard(ctx context.Context, ctl *conference.Controller, dir *sap.Directory, ttl uint8, log *slog.Logger) {
 	t := time.NewTicker(followInterval)
 	defer t.Stop()
 	missing := map[string]time.Time{} // since when a conference's session has been absent without a reason
-	start := time.Now()
+	failed := map[string]uint16{}     // the hash of an announcement a conference refused, tried once
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for name, f := range ctl.Following() {
+		following := ctl.Following()
+		for name := range missing {
+			if _, ok := following[name]; !ok {
+				delete(missing, name)
+			}
+		}
+		for name := range failed {
+			if _, ok := following[name]; !ok {
+				delete(failed, name)
+			}
+		}
+		for name, f := range following {
 			if h, ok := dir.Lookup(f.Heard); ok {
 				delete(missing, name)
 				if h.Hash == f.Hash {
 					continue
+				}
+				if bad, ok := failed[name]; ok && bad == h.Hash {
+					continue // said once; the next change is tried
 				}
 				desc, err := sdp.Liberal(ttl).Parse(h.SDP)
 				if err == nil {
@@ -49,7 +63,8 @@ func followHeard(ctx context.Context, ctl *conference.Controller, dir *sap.Direc
 					cancel()
 				}
 				if err != nil && !errors.Is(err, conference.ErrUnknown) {
-					log.Warn("SAP bridge: the changed announcement cannot be offered", "conference", name, "heard", f.Heard, "err", err)
+					failed[name] = h.Hash
+					log.Warn("SAP bridge: the changed announcement cannot be offered; the conference keeps the description it has", "conference", name, "heard", f.Heard, "err", err)
 				} else if err == nil {
 					log.Info("SAP bridge: the announcement changed; everyone is re-INVITEd", "conference", name, "hash", h.Hash)
 				}
@@ -59,7 +74,7 @@ func followHeard(ctx context.Context, ctl *conference.Controller, dir *sap.Direc
 			if reason == "" {
 				since, ok := missing[name]
 				if !ok {
-					since = start
+					since = time.Now()
 					missing[name] = since
 				}
 				if time.Since(since) < sap.Timeout(sap.MinInterval) {
