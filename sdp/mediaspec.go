@@ -14,8 +14,8 @@ import (
 var staticPayloads = map[string]uint8{
 	"PCMU/8000/1": 0, "GSM/8000/1": 3, "G723/8000/1": 4, "DVI4/8000/1": 5, "DVI4/16000/1": 6,
 	"LPC/8000/1": 7, "PCMA/8000/1": 8, "G722/8000/1": 9, "L16/44100/2": 10, "L16/44100/1": 11,
-	"QCELP/8000/1": 12, "MPA/90000/0": 14, "G728/8000/1": 15, "DVI4/11025/1": 16, "DVI4/22050/1": 17,
-	"G729/8000/1": 18, "JPEG/90000/0": 26, "H261/90000/0": 31, "MPV/90000/0": 32, "MP2T/90000/0": 33,
+	"QCELP/8000/1": 12, "CN/8000/1": 13, "MPA/90000/0": 14, "G728/8000/1": 15, "DVI4/11025/1": 16, "DVI4/22050/1": 17,
+	"G729/8000/1": 18, "CELB/90000/0": 25, "JPEG/90000/0": 26, "NV/90000/0": 28, "H261/90000/0": 31, "MPV/90000/0": 32, "MP2T/90000/0": 33, "H263/90000/0": 34,
 }
 
 // mediaKinds are the kinds ParseMediaSpec takes.
@@ -70,7 +70,11 @@ func ParseMediaSpec(s string) (MediaSpec, error) {
 	} else {
 		key += "0"
 	}
-	if pt, ok := staticPayloads[key]; ok {
+	pt, ok := staticPayloads[key]
+	if !ok && kind == "audio" && channels == 0 {
+		pt, ok = staticPayloads[strings.ToUpper(enc)+"/"+parts[1]+"/0"] // MPA: audio, written with no channels
+	}
+	if ok {
 		f.Payload = pt
 		if channels == 1 {
 			f.Channels = 0 // RFC 8866 §6.6: one channel may be left out

@@ -24,6 +24,8 @@ func TestParseMediaSpec(t *testing.T) {
 		{"audio:opus/48000/2", MediaSpec{Kind: "audio", Formats: []RTPMap{{Payload: 96, Encoding: "opus", ClockRate: 48000, Channels: 2}}}},
 		{"video:H264/90000", MediaSpec{Kind: "video", Formats: []RTPMap{{Payload: 96, Encoding: "H264", ClockRate: 90000, Params: "packetization-mode=1"}}}},
 		{"video:MP2T/90000", MediaSpec{Kind: "video", Formats: []RTPMap{{Payload: 33, Encoding: "MP2T", ClockRate: 90000}}}},
+		{"audio:MPA/90000", MediaSpec{Kind: "audio", Formats: []RTPMap{{Payload: 14, Encoding: "MPA", ClockRate: 90000}}}},
+		{"video:h263/90000", MediaSpec{Kind: "video", Formats: []RTPMap{{Payload: 34, Encoding: "h263", ClockRate: 90000}}}},
 		{"video:raw/90000", MediaSpec{Kind: "video", Formats: []RTPMap{{Payload: 96, Encoding: "raw", ClockRate: 90000}}}},
 	} {
 		got, err := ParseMediaSpec(tc.in)

@@ -97,6 +97,17 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		name := fs.String("name", "", "the session's name (default: the file's name)")
 		heard := fs.String("heard", "", "import a session heard over SAP by its ID (see mcc directory) instead of a file; the conference follows the announcer's changes")
 		onEnd := fs.String("on-end", "end", "with --heard, when the announcer deletes the session or stops announcing it: end (BYE to everyone) or keep")
+		cf.check = func() error {
+			onEndSet := false
+			fs.Visit(func(f *flag.Flag) { onEndSet = onEndSet || f.Name == "on-end" })
+			if onEndSet && *heard == "" {
+				return usagef("--on-end is for a session heard over SAP: give --heard ID")
+			}
+			if *onEnd != "end" && *onEnd != "keep" {
+				return usagef("--on-end %q: want end or keep", *onEnd)
+			}
+			return nil
+		}
 		pos, cl, err := cf.parse(fs, args, 0, 1, "one SDP file, or - for standard input, or --heard ID")
 		if err != nil {
 			return err
@@ -104,9 +115,6 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		if *heard != "" {
 			if *name == "" {
 				return usagef("--heard needs --name for the conference")
-			}
-			if *onEnd != "end" && *onEnd != "keep" {
-				return usagef("--on-end %q: want end or keep", *onEnd)
 			}
 			var in api.Imported
 			if err := cl.Do(ctx, "POST", "/v1/sessions", api.SessionRequest{Name: *name, Heard: *heard, OnSAPEnd: *onEnd}, &in); err != nil {

@@ -150,6 +150,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"serve", "--sap-profile", "sdr", "--data", data}, "want one or more of rfc2974, aes67, pipewire"},
 		{[]string{"serve", "--sap-profile", "vlc,", "--data", data}, "want one or more of"},
 		{[]string{"media", "add", "lecture", "audio", "--wait", "-1s", "--data", data}, "want a duration"},
+		{[]string{"session", "import", "x.sdp", "--on-end", "keep", "--data", data}, "give --heard ID"},
+		{[]string{"session", "import", "--heard", "x", "--name", "y", "--on-end", "later", "--data", data}, "want end or keep"},
 	}
 	for _, tc := range tests {
 		r := mcc(t, "", tc.args...)

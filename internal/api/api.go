@@ -234,7 +234,15 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
+		if len(req.Media) > 0 || len(req.Sources) > 0 || len(req.SAP) > 0 || req.Scope != "" || req.Pool != "" || req.Family != "" {
+			s.fail(w, badf("heard: the session is the announcer's: give no media, sources, sap, scope, pool or family with it"))
+			return
+		}
 		s.importHeard(w, req)
+		return
+	}
+	if req.OnSAPEnd != "" {
+		s.fail(w, badf("on_sap_end: only with heard, for a session heard over SAP"))
 		return
 	}
 	access, err := accessOf(req.Name, req.Access)

@@ -205,6 +205,8 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/v1/sessions", SessionRequest{Name: "taken", Media: []string{"audio"}}, CodeConflict},
 		{"POST", "/v1/sessions", map[string]any{"name": "x", "medias": []string{"audio"}}, CodeBadRequest},
 		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, SAP: []string{"sdr"}}, CodeBadRequest},
+		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, OnSAPEnd: "keep"}, CodeBadRequest},
+		{"POST", "/v1/sessions", SessionRequest{Name: "x", Heard: "- 1 192.0.2.1 192.0.2.1", Media: []string{"audio"}}, CodeBadRequest},
 		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, SAP: []string{"vlc", ""}}, CodeBadRequest},
 		{"POST", "/v1/sessions", SessionRequest{Name: "x", Media: []string{"audio"}, SAP: make([]string, 100)}, CodeBadRequest},
 		{"POST", "/v1/sessions?name=imp", []byte("v=0\r\nnot sdp\r\n"), CodeBadRequest},

@@ -199,25 +199,17 @@ const (
 	goneFor = 10 * time.Minute
 )
 
-// markGone records why session id left. Called with d.mu held.
+// markGone records why session id left. Called with d.mu held. Old
+// entries go in Expire; a full record drops one at random.
 func (d *Directory) markGone(id, reason string, now time.Time) {
 	if d.gone == nil {
 		d.gone = map[string]goneEntry{}
 	}
-	for k, g := range d.gone {
-		if now.Sub(g.at) > goneFor {
-			delete(d.gone, k)
-		}
-	}
 	if len(d.gone) >= maxGone {
-		var oldest string
-		var at time.Time
-		for k, g := range d.gone {
-			if oldest == "" || g.at.Before(at) {
-				oldest, at = k, g.at
-			}
+		for k := range d.gone {
+			delete(d.gone, k)
+			break
 		}
-		delete(d.gone, oldest)
 	}
 	d.gone[id] = goneEntry{reason, now}
 }
@@ -485,7 +477,7 @@ func (d *Directory) add(id string, h *Heard) {
 	s.ids = append(s.ids, id)
 	d.total = d.total.plus(t)
 	d.sessions[id] = h
-	delete(d.gone, id) // back: whoever follows it goes on
+	delete(d.gone, id) // heard again: not gone
 }
 
 // remove forgets h, held as id. Called with d.mu held.
@@ -558,6 +550,11 @@ func (d *Directory) Expire() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
+	for k, g := range d.gone {
+		if now.Sub(g.at) > goneFor {
+			delete(d.gone, k)
+		}
+	}
 	for id, h := range d.sessions {
 		if now.Sub(h.Last) > Timeout(h.Interval) || (!h.End.IsZero() && now.After(h.End)) {
 			d.remove(id, h)
