@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mcc/multicast"
@@ -100,6 +101,72 @@ type Manager struct {
 	sessions map[uint64]*managed
 	creating map[uint64]bool // IDs of sessions whose groups are being leased
 	lastID   uint64          // the highest ID Create gave out or Restore brought back
+
+	// The groups of imported sessions, which mcc does not lease but must
+	// not hand out (GroupsInUse): by session under emu, and all of them
+	// in ext, read without a lock (the allocator asks under mu).
+	emu     sync.Mutex
+	extByID map[uint64][]netip.Addr
+	ext     atomic.Pointer[[]netip.Addr]
+}
+
+// GroupsInUse implements multicast.InUseSource with the groups of the
+// imported sessions the Manager holds: a session heard over SAP, or read
+// from a file, whose conference goes on (kept after its announcer
+// went, or before it is heard again after a restart) keeps its groups
+// from the allocator.
+func (m *Manager) GroupsInUse(p netip.Prefix) []netip.Addr {
+	all := m.ext.Load()
+	if all == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, g := range *all {
+		if p.Contains(g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// noteExternal updates the groups of imported sessions after a change
+// of session id. Called without mu.
+func (m *Manager) noteExternal(id uint64) {
+	var groups []netip.Addr
+	m.mu.Lock()
+	if e := m.sessions[id]; e != nil && e.external {
+		for _, md := range e.desc.Media {
+			c := e.desc.EffectiveConnection(md)
+			if c == nil || !c.IsMulticast() {
+				continue
+			}
+			g := c.Addr
+			for i := 0; i < min(c.Len(), MaxAddresses) && g.IsValid(); i++ {
+				groups = append(groups, g)
+				g = g.Next()
+			}
+		}
+	}
+	m.mu.Unlock()
+	m.emu.Lock()
+	defer m.emu.Unlock()
+	_, had := m.extByID[id]
+	if len(groups) == 0 && !had {
+		return
+	}
+	if m.extByID == nil {
+		m.extByID = map[uint64][]netip.Addr{}
+	}
+	if len(groups) == 0 {
+		delete(m.extByID, id)
+	} else {
+		m.extByID[id] = groups
+	}
+	var all []netip.Addr
+	for _, gs := range m.extByID {
+		all = append(all, gs...)
+	}
+	m.ext.Store(&all)
 }
 
 type managed struct {
@@ -134,6 +201,7 @@ func (m *Manager) Watch(f func(id uint64)) (stop func()) {
 }
 
 func (m *Manager) notify(id uint64) {
+	m.noteExternal(id)
 	m.wmu.Lock()
 	fs := make([]func(uint64), 0, len(m.watchers))
 	for _, f := range m.watchers {

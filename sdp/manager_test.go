@@ -611,3 +611,27 @@ func TestReplaceExternal(t *testing.T) {
 		t.Fatalf("another session's description: %v", err)
 	}
 }
+
+// TestExternalGroupsInUse: the groups of imported sessions are in use for
+// the allocator while the Manager holds them, and free once they go.
+func TestExternalGroupsInUse(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, _ := newManager(t, local)
+	p := netip.MustParsePrefix("239.255.0.0/16")
+	id, _, err := m.ImportSession(MustParse("v=0\r\no=- 3 0 IN IP4 192.0.2.9\r\ns=Relay\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.9.1/8/2\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GroupsInUse(p); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("239.255.9.1"), netip.MustParseAddr("239.255.9.2")}) {
+		t.Fatalf("in use: %v", got)
+	}
+	if got := m.GroupsInUse(netip.MustParsePrefix("239.192.0.0/14")); len(got) != 0 {
+		t.Fatalf("in another prefix: %v", got)
+	}
+	if err := m.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GroupsInUse(p); len(got) != 0 {
+		t.Fatalf("after the delete: %v", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"mcc/conference"
@@ -50,10 +51,10 @@ type daemonConfig struct {
 func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	log := cfg.Log
 	var directory *sap.Directory
-	var inUse multicast.InUseSource // stays a nil interface without SAP
+	inUse := &inUseElsewhere{} // the manager joins it once it exists
 	if cfg.SAP != "" {
 		directory = sap.NewDirectory(sap.DirectoryConfig{DefaultTTL: cfg.DefaultTTL})
-		inUse = directory
+		inUse.dir = directory
 	}
 	a, db, err := openAllocatorWith(cfg.Data, inUse)
 	if err != nil {
@@ -70,6 +71,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if err != nil {
 		return err
 	}
+	inUse.m.Store(m)
 	if cfg.T1 != 0 {
 		if err := conference.SetT1(cfg.T1); err != nil {
 			return err
@@ -173,3 +175,25 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	<-errc
 	return nil
 }
+
+// inUseElsewhere is what the allocator must not hand out though mcc holds
+// no lease of it: the groups of sessions heard over SAP, and those of the
+// sessions imported into conferences (which may outlive their
+// announcement, or wait for it after a restart).
+type inUseElsewhere struct {
+	dir *sap.Directory
+	m   atomic.Pointer[sdp.Manager]
+}
+
+func (u *inUseElsewhere) GroupsInUse(p netip.Prefix) []netip.Addr {
+	var out []netip.Addr
+	if u.dir != nil {
+		out = u.dir.GroupsInUse(p)
+	}
+	if m := u.m.Load(); m != nil {
+		out = append(out, m.GroupsInUse(p)...)
+	}
+	return out
+}
+
+var _ multicast.InUseSource = (*inUseElsewhere)(nil)
