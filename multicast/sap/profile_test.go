@@ -342,6 +342,16 @@ func TestOwnAnnouncementsLeftOut(t *testing.T) {
 	if l := dir.List(); len(l) != 1 || l[0].Source != other.Origin {
 		t.Fatalf("directory %+v", l)
 	}
+	// A change: the packets of the version replaced, still on their way
+	// back over loopback, are still the announcer's own.
+	changed := desc.Clone()
+	changed.Name = "Stage box, changed"
+	if err := ann.Announce("box", changed); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Handle(me, LocalGroup, pkt); !errors.Is(err, ErrIgnored) {
+		t.Fatalf("own announcement of the version replaced: %v", err)
+	}
 	ann.Withdraw("box")
 	del := *p
 	del.Delete = true
@@ -349,7 +359,7 @@ func TestOwnAnnouncementsLeftOut(t *testing.T) {
 	if err := dir.Handle(me, LocalGroup, b); !errors.Is(err, ErrIgnored) {
 		t.Fatalf("own deletion: %v", err)
 	}
-	if st := dir.Stats(); st.Own != 2 || st.Announcements != 1 || st.Deletions != 0 {
+	if st := dir.Stats(); st.Own != 3 || st.Announcements != 1 || st.Deletions != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -101,7 +101,7 @@ type Announcer struct {
 	mu       sync.Mutex // guards the fields below
 	r        *rand.Rand
 	sessions map[string]map[netip.Addr]*announced // by session ID, then SAP group
-	deleted  map[ownKey]time.Time                 // deletions sent in the last ownMemory, which loop back too
+	deleted  map[ownKey]time.Time                 // deletions sent, and announcements replaced, in the last ownMemory: they loop back too
 	wake     chan struct{}                        // a send is due earlier than Run's timer says; holds at most one
 }
 
@@ -215,6 +215,13 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 			gone = append(gone, s) // no longer announced there: its listeners are told
 		} else if n.hash == s.hash && n.interval == s.interval && n.size == s.size {
 			next[g] = s // unchanged: keep its schedule
+		} else if n.hash != s.hash {
+			// Replaced: its last packets may still be on their way back
+			// over loopback, and are still this host's own.
+			now := time.Now()
+			for _, o := range s.out {
+				a.deleted[ownKey{o.p.Origin, o.p.Hash}] = now
+			}
 		}
 	}
 	if len(next) == 0 {
@@ -299,7 +306,8 @@ type ownKey struct {
 const ownMemory = time.Minute
 
 // Owns reports whether a packet with this originating source and hash is
-// one the announcer sends, or a deletion it sent in the last minute.
+// one the announcer sends, or one it sent in the last minute (a deletion,
+// or an announcement since replaced).
 func (a *Announcer) Owns(origin netip.Addr, hash uint16) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
