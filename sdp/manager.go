@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"mcc/multicast"
@@ -102,12 +101,11 @@ type Manager struct {
 	creating map[uint64]bool // IDs of sessions whose groups are being leased
 	lastID   uint64          // the highest ID Create gave out or Restore brought back
 
-	// The groups of imported sessions, which mcc does not lease but must
-	// not hand out (GroupsInUse): by session under emu, and all of them
-	// in ext, read without a lock (the allocator asks under mu).
+	// extByID holds the groups of imported sessions, which mcc does not
+	// lease but must not hand out (GroupsInUse), under emu: taken after
+	// mu, or alone (the allocator asks under mu).
 	emu     sync.Mutex
 	extByID map[uint64][]netip.Addr
-	ext     atomic.Pointer[[]netip.Addr]
 }
 
 // GroupsInUse implements multicast.InUseSource with the groups of the
@@ -116,28 +114,30 @@ type Manager struct {
 // went, or before it is heard again after a restart) keeps its groups
 // from the allocator.
 func (m *Manager) GroupsInUse(p netip.Prefix) []netip.Addr {
-	all := m.ext.Load()
-	if all == nil {
-		return nil
-	}
+	m.emu.Lock()
+	defer m.emu.Unlock()
 	var out []netip.Addr
-	for _, g := range *all {
-		if p.Contains(g) {
-			out = append(out, g)
+	for _, gs := range m.extByID {
+		for _, g := range gs {
+			if p.Contains(g) {
+				out = append(out, g)
+			}
 		}
 	}
 	return out
 }
 
-// noteExternal updates the groups of imported sessions after a change
-// of session id. Called without mu.
+// noteExternal updates the groups of imported session id after a change
+// of it: those of its live streams (a stream at port 0 holds none).
+// Called without mu.
 func (m *Manager) noteExternal(id uint64) {
-	var groups []netip.Addr
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	var groups []netip.Addr
 	if e := m.sessions[id]; e != nil && e.external {
 		for _, md := range e.desc.Media {
 			c := e.desc.EffectiveConnection(md)
-			if c == nil || !c.IsMulticast() {
+			if md.Port == 0 || c == nil || !c.IsMulticast() {
 				continue
 			}
 			g := c.Addr
@@ -147,26 +147,16 @@ func (m *Manager) noteExternal(id uint64) {
 			}
 		}
 	}
-	m.mu.Unlock()
-	m.emu.Lock()
+	m.emu.Lock() // under mu: a later change's update cannot pass this one
 	defer m.emu.Unlock()
-	_, had := m.extByID[id]
-	if len(groups) == 0 && !had {
+	if len(groups) == 0 {
+		delete(m.extByID, id)
 		return
 	}
 	if m.extByID == nil {
 		m.extByID = map[uint64][]netip.Addr{}
 	}
-	if len(groups) == 0 {
-		delete(m.extByID, id)
-	} else {
-		m.extByID[id] = groups
-	}
-	var all []netip.Addr
-	for _, gs := range m.extByID {
-		all = append(all, gs...)
-	}
-	m.ext.Store(&all)
+	m.extByID[id] = groups
 }
 
 type managed struct {
@@ -532,10 +522,6 @@ func (m *Manager) ReplaceExternal(id uint64, desc *Session) (*Session, error) {
 		return nil, invalidf("sdp: the new description is another session (o= %s %d), not %s %d",
 			desc.Origin.Username, desc.Origin.SessionID, e.desc.Origin.Username, e.desc.Origin.SessionID)
 	}
-	if e.desc.Origin.Version == math.MaxUint64 {
-		m.mu.Unlock()
-		return nil, invalidf("sdp: session %d is at the last o= version there is (RFC 3264 §8 wants the next)", id)
-	}
 	out := desc.Clone()
 	out.Media = matchStreams(e.desc, desc)
 	out.Origin.Version = e.desc.Origin.Version
@@ -543,9 +529,23 @@ func (m *Manager) ReplaceExternal(id uint64, desc *Session) (*Session, error) {
 		m.mu.Unlock()
 		return nil, ErrUnchanged
 	}
+	if e.desc.Origin.Version == math.MaxUint64 {
+		m.mu.Unlock()
+		return nil, invalidf("sdp: session %d is at the last o= version there is (RFC 3264 §8 wants the next)", id)
+	}
 	// mcc's own count: what the announcer writes may stand still (ffmpeg
 	// writes 0 every time) or jump; participants count changes by it.
 	out.Origin.Version = e.desc.Origin.Version + 1
+	// What Save keeps must be what Restore brings back, streams kept at
+	// port 0 included.
+	if err := checkSession(out, MaxSize); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	if err := restorable(out); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
 	e.desc = out
 	m.mu.Unlock()
 	m.notify(id)
@@ -578,39 +578,58 @@ func matchStreams(old, nu *Session) []*Media {
 		return fmt.Sprintf("%s %s %d", m.Kind, cs, m.Port)
 	}
 	used := make([]bool, len(nu.Media))
-	out := make([]*Media, 0, max(len(old.Media), len(nu.Media)))
+	slot := make([]int, len(old.Media)) // the new stream each old slot takes, or -1
+	// First the slots whose stream is there still (kind, group, port) ...
 	for i, om := range old.Media {
-		j := -1
-		if om.Port != 0 {
-			for k, nm := range nu.Media {
-				if !used[k] && nm.Port != 0 && key(nu, nm) == key(old, om) {
-					j = k
-					break
-				}
-			}
-		}
-		if j < 0 && i < len(nu.Media) && !used[i] && nu.Media[i].Kind == om.Kind {
-			j = i
-		}
-		if j < 0 {
-			md := om.Clone()
-			if md.Connection == nil {
-				if c := old.EffectiveConnection(om); c != nil {
-					cc := *c
-					md.Connection = &cc
-				}
-			}
-			md.Port = 0
-			out = append(out, md)
+		slot[i] = -1
+		if om.Port == 0 {
 			continue
 		}
-		used[j] = true
-		out = append(out, nu.Media[j].Clone()) // under the new session-level c=, if it has one
-	}
-	for k, nm := range nu.Media {
-		if !used[k] {
-			out = append(out, nm.Clone())
+		for k, nm := range nu.Media {
+			if !used[k] && nm.Port != 0 && key(nu, nm) == key(old, om) {
+				slot[i], used[k] = k, true
+				break
+			}
 		}
+	}
+	// ... then, for the live slots left, the new stream at their place
+	// when it is of their kind (a stream that moved group or port).
+	for i, om := range old.Media {
+		if slot[i] < 0 && om.Port != 0 && i < len(nu.Media) && !used[i] && nu.Media[i].Kind == om.Kind {
+			slot[i], used[i] = i, true
+		}
+	}
+	// New streams take the slots disabled before (RFC 3264 §8.1 lets a
+	// port-0 slot be reused, by any kind), then come after.
+	var fresh []int
+	for k := range nu.Media {
+		if !used[k] {
+			fresh = append(fresh, k)
+		}
+	}
+	for i, om := range old.Media {
+		if slot[i] < 0 && om.Port == 0 && len(fresh) > 0 {
+			slot[i], fresh = fresh[0], fresh[1:]
+		}
+	}
+	out := make([]*Media, 0, len(old.Media)+len(fresh))
+	for i, om := range old.Media {
+		if slot[i] >= 0 {
+			out = append(out, nu.Media[slot[i]].Clone()) // under the new session-level c=, if it has one
+			continue
+		}
+		md := om.Clone()
+		if md.Connection == nil {
+			if c := old.EffectiveConnection(om); c != nil {
+				cc := *c
+				md.Connection = &cc
+			}
+		}
+		md.Port = 0
+		out = append(out, md)
+	}
+	for _, k := range fresh {
+		out = append(out, nu.Media[k].Clone())
 	}
 	return out
 }

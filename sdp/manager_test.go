@@ -635,3 +635,39 @@ func TestExternalGroupsInUse(t *testing.T) {
 		t.Fatalf("after the delete: %v", got)
 	}
 }
+
+// TestReplaceExternalSlots: a stream that is there still keeps its slot
+// even when an earlier slot could take it by position; a stream whose
+// group keeps changing reuses disabled slots, so the description does
+// not grow; and a stream at port 0 holds no group from the allocator.
+func TestReplaceExternalSlots(t *testing.T) {
+	local := scope(t, multicast.IPv4, multicast.ScopeLocal)
+	m, _ := newManager(t, local)
+	head := "v=0\r\no=- 4 0 IN IP4 192.0.2.9\r\ns=Relay\r\nt=0 0\r\n"
+	a1 := "m=audio 5004 RTP/AVP 0\r\nc=IN IP4 239.255.9.1/8\r\n"
+	a2 := "m=audio 5006 RTP/AVP 0\r\nc=IN IP4 239.255.9.2/8\r\n"
+	id, _, err := m.ImportSession(MustParse(head + a1 + a2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.ReplaceExternal(id, MustParse(head+a2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Media) != 2 || s.Media[0].Port != 0 || s.Media[1].Port != 5006 || s.Media[1].Connection.Addr.String() != "239.255.9.2" {
+		t.Fatalf("the second stream alone:\n%s", must(s.Marshal()))
+	}
+	if got := m.GroupsInUse(netip.MustParsePrefix("239.255.0.0/16")); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("239.255.9.2")}) {
+		t.Fatalf("in use with the first at port 0: %v", got)
+	}
+	// A video stream whose group changes at every announcement.
+	v := "m=video 5008 RTP/AVP 96\r\nc=IN IP4 239.255.8.%d/8\r\na=rtpmap:96 H264/90000\r\n"
+	for i := 1; i <= 20; i++ {
+		if s, err = m.ReplaceExternal(id, MustParse(head+a2+fmt.Sprintf(v, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.Media) > 3 {
+		t.Fatalf("after 20 changes of group, %d m= lines:\n%s", len(s.Media), must(s.Marshal()))
+	}
+}
