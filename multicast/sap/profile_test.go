@@ -1,6 +1,7 @@
 package sap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -361,5 +362,38 @@ func TestOwnAnnouncementsLeftOut(t *testing.T) {
 	}
 	if st := dir.Stats(); st.Own != 3 || st.Announcements != 1 || st.Deletions != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestChangedTextNewHash: a change whose text hashes as the text it
+// replaces (16 bits collide) still goes out, under another hash (RFC 2974
+// §5: a changed description has a new one).
+func TestChangedTextNewHash(t *testing.T) {
+	c, err := multicast.ListenGroupAt(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ann := NewAnnouncer(AnnouncerConfig{Senders: []Sender{{c, netip.MustParseAddr("192.0.2.7")}}})
+	one := sdp.MustParse(strings.ReplaceAll(stageBox, "239.69.1.1", "239.255.69.1"))
+	two := one.Clone()
+	two.Name = "Stage box, two"
+	if err := ann.Announce("box", one); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := two.Marshal()
+	collide := Hash(b)
+	ann.mu.Lock()
+	for _, s := range ann.sessions["box"] {
+		s.hash = collide // as if the first text had hashed the same
+	}
+	ann.mu.Unlock()
+	if err := ann.Announce("box", two); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ann.sessions["box"] {
+		if s.hash == collide || !bytes.Contains(s.out[0].pkt, []byte("s=Stage box, two")) {
+			t.Fatalf("the change went out as %d (the old hash %d), text %q", s.hash, collide, s.out[0].p.Payload)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package sap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -115,6 +116,8 @@ type announced struct {
 	size  int
 	// interval is the profile's fixed interval; zero means RFC 2974's.
 	interval time.Duration
+	// canon is the description the hash was taken from.
+	canon []byte
 }
 
 type outgoing struct {
@@ -198,9 +201,24 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 		return err
 	}
 	hash := Hash(canonical)
+	// A changed text must have a new hash (RFC 2974 §5); 16 bits collide
+	// now and then, and then the next one is taken (0 is not a hash).
+	a.mu.Lock()
+	for _, s := range a.sessions[id] {
+		if s.hash == hash && !bytes.Equal(s.canon, canonical) {
+			if hash++; hash == 0 {
+				hash = 1
+			}
+			break
+		}
+	}
+	a.mu.Unlock()
 	next := map[netip.Addr]*announced{}
 	for i, p := range merged {
 		s, err := a.prepare(p, desc, groups[i], ttl, hash)
+		if s != nil {
+			s.canon = canonical
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -213,12 +231,13 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 	for g, s := range old {
 		if n := next[g]; n == nil {
 			gone = append(gone, s) // no longer announced there: its listeners are told
-		} else if n.hash == s.hash && n.interval == s.interval && n.size == s.size {
+		} else if n.hash == s.hash && n.interval == s.interval && samePackets(n.out, s.out) {
 			next[g] = s // unchanged: keep its schedule
 		} else if n.hash != s.hash {
 			// Replaced: its last packets may still be on their way back
 			// over loopback, and are still this host's own.
 			now := time.Now()
+			a.pruneDeletedLocked(now)
 			for _, o := range s.out {
 				a.deleted[ownKey{o.p.Origin, o.p.Hash}] = now
 			}
@@ -294,6 +313,11 @@ func (a *Announcer) Withdraw(id string) error {
 	return errors.Join(errs...)
 }
 
+// samePackets reports whether two announcements send the same bytes.
+func samePackets(a, b []outgoing) bool {
+	return slices.EqualFunc(a, b, func(x, y outgoing) bool { return x.conn == y.conn && bytes.Equal(x.pkt, y.pkt) })
+}
+
 // ownKey is what tells one of the announcer's packets from others': its
 // originating source is this host's, and its hash names the text.
 type ownKey struct {
@@ -324,16 +348,22 @@ func (a *Announcer) Owns(origin netip.Addr, hash uint16) bool {
 	return ok && time.Since(t) < ownMemory
 }
 
-// sendDeletion sends the deletion of one announcement (RFC 2974 §4): its
-// header, hash and payload with T set.
-func (a *Announcer) sendDeletion(s *announced) error {
-	now := time.Now()
-	a.mu.Lock()
+// pruneDeletedLocked forgets what was sent more than ownMemory ago.
+// Called with a.mu held.
+func (a *Announcer) pruneDeletedLocked(now time.Time) {
 	for k, t := range a.deleted {
 		if now.Sub(t) >= ownMemory {
 			delete(a.deleted, k)
 		}
 	}
+}
+
+// sendDeletion sends the deletion of one announcement (RFC 2974 §4): its
+// header, hash and payload with T set.
+func (a *Announcer) sendDeletion(s *announced) error {
+	now := time.Now()
+	a.mu.Lock()
+	a.pruneDeletedLocked(now)
 	for _, o := range s.out {
 		a.deleted[ownKey{o.p.Origin, o.p.Hash}] = now
 	}
