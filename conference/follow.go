@@ -112,7 +112,8 @@ func (c *Controller) Replace(ctx context.Context, name string, desc *sdp.Session
 		setHash() // saved with the change
 		// A slot whose stream changed is offered afresh to those who
 		// refused what it held (conf.mu is held: then each p.mu).
-		for i, m := range s.Media {
+		// conf.desc has its streams' groups at media level (setDesc).
+		for i, m := range s.WithMediaConnections().Media {
 			if i < len(old.Media) && sameStream(old.Media[i], m) {
 				continue
 			}

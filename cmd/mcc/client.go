@@ -112,6 +112,9 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
+		if *heard != "" && len(pos) > 0 {
+			return usagef("give an SDP file or --heard ID, not both")
+		}
 		if *heard != "" {
 			if *name == "" {
 				return usagef("--heard needs --name for the conference")

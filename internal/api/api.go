@@ -234,11 +234,17 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
-		if len(req.Media) > 0 || len(req.Sources) > 0 || len(req.SAP) > 0 || req.Scope != "" || req.Pool != "" || req.Family != "" {
-			s.fail(w, badf("heard: the session is the announcer's: give no media, sources, sap, scope, pool or family with it"))
+		if len(req.Media) > 0 || len(req.Sources) > 0 || len(req.SAP) > 0 || req.Scope != "" || req.Pool != "" || req.Family != "" ||
+			req.Info != "" || req.Type != "" {
+			s.fail(w, badf("heard: the session is the announcer's: give no media, sources, sap, scope, pool, family, info or type with it"))
 			return
 		}
-		s.importHeard(w, req)
+		access, err := accessOf(req.Name, req.Access)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		s.importHeard(w, req, access)
 		return
 	}
 	if req.OnSAPEnd != "" {
@@ -953,7 +959,7 @@ func (s *Server) listDirectory(w http.ResponseWriter, r *http.Request) {
 
 // importHeard makes a conference around a session heard over SAP: mcc can
 // invite people into it, not change it.
-func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
+func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest, access conference.Access) {
 	if s.Directory == nil {
 		s.fail(w, badf("this mcc serve does not listen for SAP"))
 		return
@@ -967,7 +973,7 @@ func (s *Server) importHeard(w http.ResponseWriter, req SessionRequest) {
 			s.fail(w, err)
 			return
 		}
-		in, err := s.Controller.ImportFollowing(req.Name, desc, conference.Access{},
+		in, err := s.Controller.ImportFollowing(req.Name, desc, access,
 			conference.Follow{Heard: h.ID, Hash: h.Hash, OnEnd: req.OnSAPEnd})
 		if err != nil {
 			s.fail(w, err)
