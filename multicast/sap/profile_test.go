@@ -391,9 +391,20 @@ func TestChangedTextNewHash(t *testing.T) {
 	if err := ann.Announce("box", two); err != nil {
 		t.Fatal(err)
 	}
+	var bumped uint16
 	for _, s := range ann.sessions["box"] {
 		if s.hash == collide || !bytes.Contains(s.out[0].pkt, []byte("s=Stage box, two")) {
 			t.Fatalf("the change went out as %d (the old hash %d), text %q", s.hash, collide, s.out[0].p.Payload)
+		}
+		bumped = s.hash
+	}
+	// Announced again unchanged (mcc does, every minute): the same hash.
+	if err := ann.Announce("box", two); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ann.sessions["box"] {
+		if s.hash != bumped {
+			t.Fatalf("the same text again went out as %d, was %d", s.hash, bumped)
 		}
 	}
 }

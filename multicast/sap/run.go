@@ -204,14 +204,7 @@ func (a *Announcer) Announce(id string, desc *sdp.Session, profiles ...Profile) 
 	// A changed text must have a new hash (RFC 2974 §5); 16 bits collide
 	// now and then, and then the next one is taken (0 is not a hash).
 	a.mu.Lock()
-	for _, s := range a.sessions[id] {
-		if s.hash == hash && !bytes.Equal(s.canon, canonical) {
-			if hash++; hash == 0 {
-				hash = 1
-			}
-			break
-		}
-	}
+	hash = a.hashForLocked(id, canonical, hash)
 	a.mu.Unlock()
 	next := map[netip.Addr]*announced{}
 	for i, p := range merged {
@@ -311,6 +304,33 @@ func (a *Announcer) Withdraw(id string) error {
 		errs = append(errs, a.sendDeletion(s))
 	}
 	return errors.Join(errs...)
+}
+
+// hashForLocked is the hash text canonical of session id goes out with:
+// the one it has when it is out already (a bumped one stays bumped), else
+// h, moved on past any hash a live announcement of this announcer uses
+// for another text (RFC 2974 §5: origin and hash name one version).
+// Called with a.mu held.
+func (a *Announcer) hashForLocked(id string, canonical []byte, h uint16) uint16 {
+	for _, s := range a.sessions[id] {
+		if bytes.Equal(s.canon, canonical) {
+			return s.hash
+		}
+	}
+	taken := func(h uint16) bool {
+		for _, ss := range a.sessions {
+			for _, s := range ss {
+				if s.hash == h {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for i := 0; i < 1<<16 && (h == 0 || taken(h)); i++ {
+		h++
+	}
+	return h
 }
 
 // samePackets reports whether two announcements send the same bytes.
