@@ -52,18 +52,7 @@ func (c *Controller) ImportFollowing(name string, desc *sdp.Session, access Acce
 		return Info{}, fmt.Errorf("%w: on the announcement's end %q: want %q or %q", sdp.ErrInvalid, f.OnEnd, FollowEnd, FollowKeep)
 	}
 	f.Gone = ""
-	if err := c.checkNewName(name); err != nil {
-		return Info{}, err
-	}
-	id, _, err := c.cfg.Manager.ImportSession(desc)
-	if err != nil {
-		return Info{}, err
-	}
-	in, err := c.createFollowing(name, id, access, &f)
-	if err != nil && !errors.Is(err, ErrNotSaved) {
-		c.cfg.Manager.Delete(id)
-	}
-	return in, err
+	return c.importFollowing(name, desc, access, &f)
 }
 
 // Following returns the conferences that follow an announcement still

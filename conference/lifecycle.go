@@ -31,7 +31,7 @@ func (c *Controller) CreateSession(name string, spec sdp.SessionSpec, access Acc
 	if err != nil {
 		return Info{}, err
 	}
-	return c.adopt(name, desc.Origin.SessionID, access)
+	return c.adopt(name, desc.Origin.SessionID, access, nil)
 }
 
 // Import makes a conference named name around a session described
@@ -39,6 +39,12 @@ func (c *Controller) CreateSession(name string, spec sdp.SessionSpec, access Acc
 // and leases none of its groups. The description is the importer's; mcc
 // never changes it.
 func (c *Controller) Import(name string, desc *sdp.Session, access Access) (Info, error) {
+	return c.importFollowing(name, desc, access, nil)
+}
+
+// importFollowing is Import for a conference that follows the heard
+// session f names (follow.go), or none when f is nil.
+func (c *Controller) importFollowing(name string, desc *sdp.Session, access Access, f *Follow) (Info, error) {
 	if err := c.checkNewName(name); err != nil {
 		return Info{}, err
 	}
@@ -46,7 +52,7 @@ func (c *Controller) Import(name string, desc *sdp.Session, access Access) (Info
 	if err != nil {
 		return Info{}, err
 	}
-	return c.adopt(name, id, access)
+	return c.adopt(name, id, access, f)
 }
 
 // checkNewName refuses a name that cannot name a conference, or names one
@@ -64,8 +70,8 @@ func (c *Controller) checkNewName(name string) error {
 
 // adopt is Create for a session just made for it: when the conference
 // cannot be, the session goes again, leases and all.
-func (c *Controller) adopt(name string, id uint64, access Access) (Info, error) {
-	in, err := c.Create(name, id, access)
+func (c *Controller) adopt(name string, id uint64, access Access, f *Follow) (Info, error) {
+	in, err := c.createFollowing(name, id, access, f)
 	if err != nil && !errors.Is(err, ErrNotSaved) {
 		// ErrNotSaved: Create's undo deleted the session already.
 		c.cfg.Manager.Delete(id)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +70,8 @@ func TestFFmpegReceivesSession(t *testing.T) {
 }
 
 // inNamespace runs a bash script in a new network namespace, in dir, for
-// at most a minute, and returns what it printed. The namespace has only
+// at most a minute (then it and everything it started are killed), and
+// returns what it printed. The namespace has only
 // loopback, with multicast routed to it, so nothing the script sends can
 // leave the machine.
 func inNamespace(t *testing.T, dir, script string) string {
@@ -78,6 +80,10 @@ func inNamespace(t *testing.T, dir, script string) string {
 	defer cancel()
 	script = "set -e\nip link set lo up\nip route add 224.0.0.0/4 dev lo\n" + script
 	cmd := exec.CommandContext(ctx, "unshare", "--net", "bash", "-c", script)
+	// Its own process group, killed whole at the deadline: a peer the
+	// script started does not outlive the test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
