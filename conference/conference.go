@@ -81,6 +81,11 @@ type Participant struct {
 	// Hold says the participant put every stream it receives on hold
 	// (a=inactive in its own re-INVITE, RFC 3264 §8.4).
 	Hold bool `json:"hold,omitempty"`
+	// Role is the participant's part in a lecture: speaker or listener;
+	// none takes the session's directions as they are.
+	Role Role `json:"role,omitempty"`
+	// By is who referred the participant (REFER's Referred-By).
+	By string `json:"by,omitempty"`
 }
 
 // AccessMode says who may dial in to a conference.
@@ -121,6 +126,11 @@ type Access struct {
 	// Realm names the digest realm; empty means the conference name. The
 	// HA1s in Users must have been made with the same realm.
 	Realm string `json:"realm,omitempty"`
+	// Moderators may send REFER to the focus, to bring someone in or
+	// have them removed (RFC 4579 §5.5): digest user names (Digest) and
+	// "user@host" URIs or bare "host" domains, matched as Allow is. With
+	// Digest and no moderators, every digest user may; otherwise nobody.
+	Moderators []string `json:"moderators,omitempty"`
 }
 
 // Conference is a multicast session with a conference URI and its
@@ -172,6 +182,9 @@ type participant struct {
 	id     string
 	uri    string
 	dialIn bool
+	// by is who referred it (REFER's Referred-By, refer.go), authUser the
+	// digest user a dial-in authenticated as; both fixed at its start.
+	by, authUser string
 	in     *Conference // the conference it belongs to
 	conf   string      // the conference's name, for events
 	c      *Controller // where its events go; nil in no conference
@@ -224,6 +237,11 @@ type participant struct {
 	// rejoin: its user agent leaves its group on a re-INVITE, so a
 	// change reaches it as BYE and a new INVITE (profile.go).
 	rejoin bool
+	// role is Speaker, Listener or none (the session's directions as they
+	// are); reoffer asks its worker for a re-INVITE with its own offer
+	// (roles.go) though it has the latest version.
+	role    Role
+	reoffer bool
 }
 
 func (p *participant) set(s State, status int, reason string) {
@@ -300,7 +318,7 @@ func (p *participant) ended() bool {
 
 // hasLocked reports whether p has version v of the session's description.
 // Called with p.mu held.
-func (p *participant) hasLocked(v uint64) bool { return p.acked >= v && !p.unoffered }
+func (p *participant) hasLocked(v uint64) bool { return p.acked >= v && !p.unoffered && !p.reoffer }
 
 // publishParticipant tells subscribers how p is now. Its events go out in
 // the order their snapshots were taken (pubMu), so a "joined" read just
@@ -327,7 +345,7 @@ func (p *participant) snapshotAt(v uint64) Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := Participant{ID: p.id, URI: p.uri, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
-		Version: p.version, Acked: p.acked, Behind: p.state == Joined && !p.hasLocked(v), Since: p.since, Hold: p.hold}
+		Version: p.version, Acked: p.acked, Behind: p.state == Joined && !p.hasLocked(v), Since: p.since, Hold: p.hold, Role: p.role, By: p.by}
 	for _, s := range p.streams {
 		out.Streams = append(out.Streams, s.String())
 	}

@@ -164,6 +164,13 @@ type Controller struct {
 	byCallID    map[string]*participantRef // the newest dialog of each Call-ID, for §8.2.2.2
 	byDialog    map[*dialog]*participantRef
 	closed      bool
+	// subs are the subscription dialogs (subscribe.go) by key; subsFrom
+	// counts the subscriptions per source, subCount in all.
+	subs     map[dialogKey]*subscription
+	subsFrom map[netip.Prefix]int
+	subCount int
+	// watch finds a conference's subscriptions for its events.
+	watch watchers
 }
 
 type closer interface{ Close() error }
@@ -205,13 +212,15 @@ func New(cfg Config) (*Controller, error) {
 		dialogs:     map[dialogKey]*dialog{},
 		byCallID:    map[string]*participantRef{},
 		byDialog:    map[*dialog]*participantRef{},
+		subs:        map[dialogKey]*subscription{},
+		subsFrom:    map[netip.Prefix]int{},
 		clients:     map[string]*sipgo.Client{},
 		sem:         make(chan struct{}, cfg.Fanout),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.guard = newGuard(cfg.Limits, handledMethods)
 	c.guard.hasConference = func(name string) bool { _, err := c.conference(name); return err == nil }
-	c.guard.hasDialog = func(req *sip.Request) bool { return c.lookup(req) != nil }
+	c.guard.hasDialog = func(req *sip.Request) bool { return c.lookup(req) != nil || c.subscriptionOf(req) != nil }
 	c.ackWait = cmp.Or(cfg.ackWait, 64*sip.T1)
 	c.probeInterval = cmp.Or(cfg.ProbeInterval, defaultProbeInterval)
 	c.sessionExpires = cmp.Or(cfg.SessionExpires, defaultSessionExpires)
@@ -360,7 +369,7 @@ func (c *Controller) originFor(desc *sdp.Session, external, v6 bool) *sdp.Origin
 	return &o
 }
 
-const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+const allowHeader = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, REFER"
 
 func init() {
 	// sipgo refuses to write a UDP message over UDPMTUSize-200 bytes,

@@ -97,6 +97,9 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	d.fixTo, _ = netip.ParseAddrPort(req.Source())
 	d.fixTargetLocked()
 	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, in: conf, conf: conf.name, c: c}
+	if conf.access.Mode == Digest {
+		p.authUser = digestUser(req, realmOf(conf)) // who may refer (mayRefer)
+	}
 
 	var answer *sdp.Session // nil: we offer in the 2xx
 	var ourOffer *sdp.Session
@@ -368,8 +371,9 @@ func (c *Controller) ok(req *sip.Request, d *dialog, body []byte, extra ...sip.H
 	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
 		peer = src.Addr().String()
 	}
-	res.AppendHeader(c.contact(d.local.User, d.transport, peer))
+	res.AppendHeader(c.focusContact(d.local.User, d.transport, c.isV6(peer)))
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
 	for _, h := range extra {
 		res.AppendHeader(h)
 	}

@@ -453,6 +453,7 @@ func (c *Controller) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 	supported := ""
 	if c.sessionExpires > 0 {

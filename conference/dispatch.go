@@ -11,7 +11,7 @@ import (
 )
 
 // handledMethods are the methods mcc handles, as its Allow header names them.
-var handledMethods = []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.OPTIONS}
+var handledMethods = []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.OPTIONS, sip.SUBSCRIBE, sip.REFER}
 
 // knownMethods are the methods counted under their own name in metrics;
 // any other is counted as "other", so a stranger cannot grow the label set.
@@ -34,7 +34,9 @@ func (c *Controller) handlers() map[sip.RequestMethod]sipgo.RequestHandler {
 		sip.ACK:     c.barrier(c.onAck),
 		sip.BYE:     c.barrier(c.onBye),
 		sip.OPTIONS: c.barrier(c.onOptions),
-		sip.CANCEL:  c.barrier(c.onCancel),
+		sip.CANCEL:    c.barrier(c.onCancel),
+		sip.SUBSCRIBE: c.barrier(c.onSubscribe),
+		sip.REFER:     c.barrier(c.onRefer),
 	}
 }
 

@@ -565,7 +565,7 @@ func (g *guard) check(req *sip.Request, data []byte, perr error) *refusal {
 	// §8.2.2.1: a request outside a dialog to a conference that does not
 	// exist is answered 404 by its handler; its extensions and body do not
 	// matter then.
-	if _, inDialog := tagOf(req.To().Params); !inDialog && req.Method == sip.INVITE && g.hasConference != nil && !g.hasConference(req.Recipient.User) {
+	if _, inDialog := tagOf(req.To().Params); !inDialog && (req.Method == sip.INVITE || req.Method == sip.SUBSCRIBE || req.Method == sip.REFER) && g.hasConference != nil && !g.hasConference(req.Recipient.User) {
 		return nil
 	}
 	// §8.2.2.3: option tags mcc does not support. ACK and CANCEL carry

@@ -26,6 +26,14 @@ const udpLimit = 1300
 // the new participants; their invitations go on in the background, at most
 // Config.Fanout at a time, and Participants shows how they end.
 func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) {
+	return c.InviteAs(name, NoRole, uris...)
+}
+
+// InviteAs is Invite with a role for each participant (roles.go).
+func (c *Controller) InviteAs(name string, role Role, uris ...string) ([]Participant, error) {
+	if _, err := ParseRole(string(role)); err != nil {
+		return nil, err
+	}
 	conf, err := c.conference(name)
 	if err != nil {
 		return nil, err
@@ -42,13 +50,24 @@ func (c *Controller) Invite(name string, uris ...string) ([]Participant, error) 
 		}
 		targets = append(targets, uri)
 	}
+	ps, err := c.invite(conf, targets, uris, "", role)
 	var out []Participant
-	for i, t := range targets {
-		p := &participant{id: newID(), uri: uris[i], state: Invited, since: time.Now(), in: conf, conf: conf.name, c: c}
-		if !c.addParticipant(conf, p) {
-			return out, fmt.Errorf("%w: %q is being deleted", ErrUnknown, name)
-		}
+	for _, p := range ps {
 		out = append(out, p.snapshot())
+	}
+	return out, err
+}
+
+// invite invites targets (uris as the caller wrote them) into conf, by
+// the referrer by when a REFER asked for it.
+func (c *Controller) invite(conf *Conference, targets []sip.Uri, uris []string, by string, role Role) ([]*participant, error) {
+	var out []*participant
+	for i, t := range targets {
+		p := &participant{id: newID(), uri: uris[i], by: by, role: role, state: Invited, since: time.Now(), in: conf, conf: conf.name, c: c}
+		if !c.addParticipant(conf, p) {
+			return out, fmt.Errorf("%w: %q is being deleted", ErrUnknown, conf.name)
+		}
+		out = append(out, p)
 		if !c.goOwned(func() { c.dialOut(conf, p, t) }) {
 			p.set(Failed, 0, "controller closed")
 		}
@@ -134,11 +153,11 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 		return nil, err
 	}
 	tr := uriTransport(target)
-	req := c.newInvite(d, target, tr, body)
+	req := c.newInvite(d, target, tr, body, p.by)
 	var overUDP *sip.Request // the same INVITE over UDP, should TCP not reach the participant
 	if t := c.pickTransport(req, tr); t != tr {
 		overUDP, tr = req, t
-		req = c.newInvite(d, target, tr, body)
+		req = c.newInvite(d, target, tr, body, p.by)
 	}
 	d.transport = tr
 	cl, err := c.clientFor(tr, d.v6)
@@ -280,7 +299,7 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 				d.minSE = min(max(d.minSE, minSEOf(res)), maxMinSE)
 				d.localCSeq++
 				d.mu.Unlock()
-				req = c.newInvite(d, target, tr, body)
+				req = c.newInvite(d, target, tr, body, p.by)
 				if tx, err = cl.TransactionRequest(c.ctx, req); err != nil {
 					c.untrack(d)
 					return nil, fmt.Errorf("send INVITE: %w", err)
@@ -315,7 +334,9 @@ func (c *Controller) inviteOnce(conf *Conference, p *participant, target sip.Uri
 	}
 }
 
-func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte) *sip.Request {
+// newInvite builds an invitation's INVITE; by, when a REFER asked for it,
+// is its Referred-By (RFC 3892 §3).
+func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte, by string) *sip.Request {
 	req := sip.NewRequest(sip.INVITE, target)
 	req.SetTransport(tr)
 	from := &sip.FromHeader{Address: d.local, Params: sip.NewParams()}
@@ -327,8 +348,12 @@ func (c *Controller) newInvite(d *dialog, target sip.Uri, tr string, body []byte
 	req.AppendHeader(&callID)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.localCSeq, MethodName: sip.INVITE})
 	req.AppendHeader(&mf)
-	req.AppendHeader(c.contactFor(d.local.User, tr, d.v6))
+	req.AppendHeader(c.focusContact(d.local.User, tr, d.v6))
 	req.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	req.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+	if by != "" {
+		req.AppendHeader(sip.NewHeader("Referred-By", "<"+by+">"))
+	}
 	c.addTimerHeaders(req, d, false)
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)

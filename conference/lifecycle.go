@@ -305,10 +305,14 @@ func (c *Controller) remove(ctx context.Context, conf *Conference) error {
 		}
 	}
 	if byes == 0 {
+		c.endSubscriptions(conf, "noresource") // RFC 6665 §4.1.3: the conference is gone
 		return c.cfg.Manager.Delete(conf.sessionID)
 	}
 	ended := make(chan struct{})
 	go func() { wg.Wait(); close(ended) }() // ends with the BYEs, owned by them
+	// The subscribers' last NOTIFY shows everyone disconnected, or as far
+	// as the BYEs got while ctx lasted.
+	defer c.endSubscriptions(conf, "noresource")
 	select {
 	case <-ended:
 	case <-ctx.Done():

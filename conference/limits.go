@@ -52,6 +52,12 @@ type Limits struct {
 	// were removed a conference keeps in its list, the newest. Zero means
 	// 256.
 	EndedKept int
+	// MaxSubscriptions bounds the subscriptions held at once, the
+	// conference package's and REFER's (each makes mcc send a NOTIFY at
+	// every change); SubscriptionsPerSource bounds those made from one
+	// source. Past them a SUBSCRIBE or REFER gets 503. Zero means 10,000
+	// and 32.
+	MaxSubscriptions, SubscriptionsPerSource int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -88,6 +94,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.EndedKept, 256)
 	def(&l.JoinedPerSource, 64)
 	def(&l.MaxJoined, 20000)
+	def(&l.MaxSubscriptions, 10000)
+	def(&l.SubscriptionsPerSource, 32)
 	return l
 }
 

@@ -25,6 +25,14 @@ func offerFor(desc *sdp.Session, p *participant) *sdp.Session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var o *sdp.Session
+	if dir := p.role.direction(); dir != "" {
+		o = desc.Clone()
+		for i := range o.Media {
+			if o.Media[i].Port != 0 {
+				o.Media[i].Direction = dir // the session's own versions count: CheckUpdate holds
+			}
+		}
+	}
 	for i := range p.rejected {
 		if i < len(desc.Media) && desc.Media[i].Port != 0 {
 			if o == nil {

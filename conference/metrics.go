@@ -41,6 +41,9 @@ type Metrics struct {
 	// Probes counts in-dialog OPTIONS probes by outcome: answered, or
 	// not (the participant was ended).
 	ProbesAnswered, ProbesUnanswered uint64
+	// Subscriptions counts the subscriptions held, by event package:
+	// "conference" (RFC 4575) and "refer" (REFER's, RFC 3515).
+	Subscriptions map[string]int
 }
 
 // ResponseKey says which responses a count is of.
@@ -122,6 +125,7 @@ func (c *Controller) Metrics() Metrics {
 	c.metrics.mu.Unlock()
 	out.Rejected = c.guard.rejections()
 	out.Transactions, out.Pending, out.TCPConns = c.guard.live.Load(), c.guard.pending.Load(), c.guard.conns.Load()
+	out.Subscriptions = c.watch.count()
 	out.Participants = map[State]int{}
 	out.Behind = map[string]int{}
 	list := c.List()

@@ -104,6 +104,12 @@ type SavedParticipant struct {
 	Rejoin bool `json:"rejoin,omitempty"`
 	// Unoffered: a dial-in not offered the session's streams yet.
 	Unoffered bool `json:"unoffered,omitempty"`
+	// By is who referred the participant (RFC 3892's Referred-By), and
+	// AuthUser the digest user a dial-in authenticated as.
+	By       string `json:"by,omitempty"`
+	AuthUser string `json:"auth_user,omitempty"`
+	// Role is the participant's role (roles.go).
+	Role Role `json:"role,omitempty"`
 }
 
 // legacyAccess is Access as versions before HA1s saved it: no

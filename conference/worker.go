@@ -248,7 +248,7 @@ func retryAfterOf(res *sip.Response) *retryAfter {
 // the latest version, or its dialog ended.
 func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) error {
 	p.mu.Lock()
-	d, state, have, refresh, behind := p.dlg, p.state, p.acked, p.refresh, p.behind
+	d, state, have, refresh, behind, reoffer := p.dlg, p.state, p.acked, p.refresh, p.behind, p.reoffer
 	has := p.hasLocked(conf.version())
 	p.mu.Unlock()
 	if d == nil || state != Joined {
@@ -259,13 +259,14 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		p.mu.Lock()
 		p.behind = false
 		p.mu.Unlock()
-		if !refresh {
+		if !refresh && !reoffer {
 			return nil
 		}
 	}
 	p.mu.Lock()
 	rejoin := p.rejoin
 	p.mu.Unlock()
+
 	if rejoin {
 		// A session refresh by re-INVITE would take it out of its group
 		// too: it is refreshed by a rejoin (RFC 4028 §10 lets any
@@ -306,7 +307,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		d.mu.Unlock()
 		return err
 	}
-	req := d.newRequestLocked(sip.INVITE, c.contactFor(d.local.User, d.transport, d.v6), 0)
+	req := d.newRequestLocked(sip.INVITE, c.focusContact(d.local.User, d.transport, d.v6), 0)
 	ours := d.timer.ours && d.timer.interval > 0
 	// In flight: its groups are in use until it is answered (settle), and
 	// a 2xx to it that reaches a restarted mcc is ACKed (RestoreParticipant).
@@ -328,7 +329,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		overUDP = req.Clone()
 		req.SetTransport(tr)
 		req.RemoveHeader("Contact")
-		req.AppendHeader(c.contactFor(d.local.User, tr, v6))
+		req.AppendHeader(c.focusContact(d.local.User, tr, v6))
 	}
 	c.persist(p) // the CSeq just taken is saved before it goes out, so a crash never reuses it
 	cl, err := c.clientFor(req.Transport(), v6)
@@ -403,6 +404,9 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 			case res.StatusCode < 300:
 				p.mu.Lock()
 				p.refresh = false
+				if reoffer {
+					p.reoffer = false
+				}
 				p.mu.Unlock()
 				d.mu.Lock()
 				d.timerFromAnswerLocked(res, time.Now(), max(c.sessionExpires, d.minSE)) // at most what mcc asked for // a refresh, whatever it changed (§7.4)
