@@ -23,6 +23,15 @@
 // group given only at session level (linphone joins only a media-level
 // one), an SSM group without a source filter.
 //
+// # Schedule
+//
+// [Session.Schedule] reads when a session is active from its t=, r= and
+// z= lines (RFC 8866 §5.9-§5.11) and [Session.SetSchedule] writes them.
+// [Schedule.Next] and [Schedule.Intervals] compute the intervals at a time
+// the caller gives, never from a clock of their own, and [ParseSchedule]
+// reads what people write: a weekly 10:00 lecture in Europe/Berlin gets
+// the z= adjustments that keep it at 10:00 through daylight saving.
+//
 // # Offer and answer
 //
 // mcc offers the same multicast description to every participant. A

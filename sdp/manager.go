@@ -70,6 +70,10 @@ type SessionSpec struct {
 	// Start and Stop bound the session (t=); zero means unbounded. The
 	// leases end at Stop, or last the allocator's default when it is zero.
 	Start, Stop time.Time
+	// Schedule, when not zero, is when the session is active instead,
+	// written as its t=, r= and z= lines (RFC 8866 §5.9-§5.11); Start
+	// and Stop must then be zero, and the leases end at Schedule.End.
+	Schedule Schedule
 	// Sources are the senders of an SSM session, written as
 	// a=source-filter: incl (RFC 4570). Required for SSM pools.
 	Sources []netip.Addr
@@ -267,6 +271,15 @@ func (m *Manager) create(spec SessionSpec) (*Session, error) {
 			return nil, invalidf("sdp: source %v is not a unicast %v address", src, pool.Family())
 		}
 	}
+	if !spec.Schedule.IsZero() {
+		if !spec.Start.IsZero() || !spec.Stop.IsZero() {
+			return nil, invalidf("sdp: give a session Start and Stop or a Schedule, not both")
+		}
+		if err := spec.Schedule.Validate(); err != nil {
+			return nil, err
+		}
+		spec.Stop = spec.Schedule.End()
+	}
 	if !spec.Stop.IsZero() && !spec.Stop.After(m.cfg.Now()) {
 		return nil, invalidf("sdp: session would stop at %v, which has passed", spec.Stop.Format(time.RFC3339))
 	}
@@ -284,6 +297,11 @@ func (m *Manager) create(spec SessionSpec) (*Session, error) {
 	desc := &Session{
 		Origin: o, Name: spec.Name, Info: spec.Info, Type: spec.Type, Tool: m.cfg.Tool,
 		Times: []Timing{{Start: NTPTime(spec.Start), Stop: NTPTime(spec.Stop)}},
+	}
+	if !spec.Schedule.IsZero() {
+		if err := desc.SetSchedule(spec.Schedule); err != nil {
+			return nil, err
+		}
 	}
 	// Every text that becomes an SDP line is checked before a group is
 	// leased (RFC 8866 §9); the streams' in newMedia.
