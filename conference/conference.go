@@ -185,9 +185,9 @@ type participant struct {
 	// by is who referred it (REFER's Referred-By, refer.go), authUser the
 	// digest user a dial-in authenticated as; both fixed at its start.
 	by, authUser string
-	in     *Conference // the conference it belongs to
-	conf   string      // the conference's name, for events
-	c      *Controller // where its events go; nil in no conference
+	in           *Conference // the conference it belongs to
+	conf         string      // the conference's name, for events
+	c            *Controller // where its events go; nil in no conference
 
 	// saveMu orders the saves of this participant (persist); it is
 	// held across the store write, and no other lock is taken under it

@@ -30,10 +30,10 @@ func metricMethod(m sip.RequestMethod) sip.RequestMethod {
 // barrier; a method without one gets noRoute.
 func (c *Controller) handlers() map[sip.RequestMethod]sipgo.RequestHandler {
 	return map[sip.RequestMethod]sipgo.RequestHandler{
-		sip.INVITE:  c.barrier(c.onInvite),
-		sip.ACK:     c.barrier(c.onAck),
-		sip.BYE:     c.barrier(c.onBye),
-		sip.OPTIONS: c.barrier(c.onOptions),
+		sip.INVITE:    c.barrier(c.onInvite),
+		sip.ACK:       c.barrier(c.onAck),
+		sip.BYE:       c.barrier(c.onBye),
+		sip.OPTIONS:   c.barrier(c.onOptions),
 		sip.CANCEL:    c.barrier(c.onCancel),
 		sip.SUBSCRIBE: c.barrier(c.onSubscribe),
 		sip.REFER:     c.barrier(c.onRefer),

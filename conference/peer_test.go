@@ -37,6 +37,8 @@ type peer struct {
 	handler  func(req *sip.Request, tx sip.ServerTransaction) // replaces onInvite when set
 	extra    func(req *sip.Request, code int) []sip.Header    // more headers for a response
 	version  uint64
+	// dialogTags are the Call-ID and To tag of each response it sent.
+	dialogTags [][2]string
 }
 
 // answerWith sets how the peer answers INVITEs.
@@ -171,6 +173,11 @@ func (p *peer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, code, statusText(code), body)
 	if _, ok := res.To().Params.Get("tag"); !ok {
 		res.To().Params.Add("tag", p.tag)
+	}
+	if tag, ok := res.To().Params.Get("tag"); ok {
+		p.mu.Lock()
+		p.dialogTags = append(p.dialogTags, [2]string{req.CallID().Value(), tag})
+		p.mu.Unlock()
 	}
 	h, port, _ := net.SplitHostPort(p.addr)
 	contact := sip.Uri{Scheme: "sip", User: "alice", Host: hostForURI(h), UriParams: sip.NewParams()}

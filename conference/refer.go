@@ -38,11 +38,14 @@ func parseReferral(req *sip.Request) (*referral, *refusal) {
 	}
 	var u sip.Uri
 	params := sip.NewParams()
-	if _, err := sip.ParseAddressValue(strings.TrimSpace(hs[0].Value()), &u, &params); err != nil || u.Host == "" {
-		return nil, badRequest("Refer-To is not a SIP URI")
+	if _, err := sip.ParseAddressValue(strings.TrimSpace(hs[0].Value()), &u, &params); err != nil {
+		return nil, badRequest("Refer-To is not a URI")
 	}
 	if u.Scheme != "sip" && u.Scheme != "sips" {
 		return nil, forbidden("mcc refers sip: and sips: URIs only")
+	}
+	if u.Host == "" {
+		return nil, badRequest("Refer-To names no host")
 	}
 	r := &referral{}
 	method, _ := u.UriParams.Get("method")
@@ -151,7 +154,7 @@ func (c *Controller) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		s.expires = time.Now().Add(referExpires)
-		s.frag, s.fragNew = sipfrag(100, "Trying"), true
+		s.frags = []string{sipfrag(100, "Trying")}
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusAccepted, "Accepted", nil)
 	if s != nil && !s.shared {
@@ -263,6 +266,10 @@ func (conf *Conference) activeByURI(u sip.Uri) []*participant {
 	return out
 }
 
+// maxFrags bounds the statuses a refer subscription queues: 100, 180,
+// the final one, with room to spare.
+const maxFrags = 8
+
 // sipfrag is a message/sipfrag body of one status line (RFC 3420).
 func sipfrag(code int, reason string) string {
 	return fmt.Sprintf("SIP/2.0 %d %s\r\n", code, reason)
@@ -275,7 +282,10 @@ func (s *subscription) report(code int, reason string, final bool) {
 		return
 	}
 	s.mu.Lock()
-	s.frag, s.fragNew, s.final = sipfrag(code, reason), true, final
+	if len(s.frags) < maxFrags || final {
+		s.frags = append(s.frags, sipfrag(code, reason))
+	}
+	s.final = s.final || final
 	s.mu.Unlock()
 	s.poke()
 }

@@ -3,7 +3,9 @@ package conference
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -108,5 +110,105 @@ func TestSippDialIn(t *testing.T) {
 				return ps[0].State == Left
 			})
 		})
+	}
+}
+
+// notifyBodies are the NOTIFY bodies of a sipp -trace_msg log.
+func notifyBodies(log string) []string {
+	var out []string
+	log = strings.ReplaceAll(log, "\r\n", "\n")
+	for _, msg := range strings.Split(log, "----------------------------------------------- ") {
+		i := strings.Index(msg, "NOTIFY sip:")
+		if i < 0 {
+			continue
+		}
+		msg = msg[i:]
+		if j := strings.Index(msg, "\n\n"); j >= 0 {
+			if body := strings.TrimSpace(msg[j+2:]); strings.HasPrefix(body, "<?xml") {
+				out = append(out, body)
+			}
+		}
+	}
+	return out
+}
+
+// TestSippSubscriber: sipp subscribes to the conference package, gets
+// full state, the partial documents of an invitation until it shows
+// connected, full state again on its refresh, and terminated on its
+// unsubscription (testdata/sipp/subscriber.xml checks each); every
+// document it logged validates against RFC 4575's schema.
+func TestSippSubscriber(t *testing.T) {
+	for _, tr := range []string{"udp", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnvWith(t, "127.0.0.1", func(c *Config) {
+				if os.Getenv("DEBUGLOG") != "" {
+					c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+				}
+			}, tr)
+			addr := e.c.Addrs()[0].Addr
+			trace := filepath.Join(t.TempDir(), "msg.log")
+			cmd, out := sipp(t, "subscriber.xml", "-s", e.name, "-t", tr[:1]+"1", "-p", strconv.Itoa(freePort(t, tr)),
+				"-trace_msg", "-message_file", trace, addr)
+			eventually(t, "sipp's full state", func() bool {
+				for _, s := range e.c.watch.of(e.name) {
+					s.mu.Lock()
+					sent := s.version
+					s.mu.Unlock()
+					if sent >= 1 {
+						time.Sleep(100 * time.Millisecond) // and sipp's 200 to it
+						return true
+					}
+				}
+				return false
+			})
+			p := e.peer(t, tr)
+			if _, err := e.c.Invite(e.name, p.uri()); err != nil {
+				t.Fatal(err)
+			}
+			werr := cmd.Wait()
+			log, err := os.ReadFile(trace)
+			if werr != nil {
+				t.Fatalf("sipp: %v\n%s\n%s", werr, out, log)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := notifyBodies(string(log))
+			if len(docs) < 4 {
+				t.Fatalf("%d documents in sipp's log", len(docs))
+			}
+			for _, d := range docs {
+				checkConferenceInfoSchema(t, []byte(d))
+			}
+			eventually(t, "the subscription to end", func() bool { return e.c.Metrics().Subscriptions[eventConference] == 0 })
+		})
+	}
+}
+
+// TestSippReferrer: sipp, as a moderator out of any dialog, refers a
+// participant in (testdata/sipp/referrer.xml): 202, 100 Trying, the
+// final status with terminated; the participant joins with sipp's
+// Referred-By as its by.
+func TestSippReferrer(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	conf, _ := e.c.conference(e.name)
+	conf.access.Moderators = []string{"moderator@127.0.0.1"}
+	bob := e.peer(t, "udp")
+	addr := e.c.Addrs()[0].Addr
+	cmd, out := sipp(t, "referrer.xml", "-s", e.name, "-t", "u1", "-p", strconv.Itoa(freePort(t, "udp")),
+		"-key", "target", bob.uri(), addr)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sipp: %v\n%s", err, out)
+	}
+	ps, _ := e.c.Participants(e.name)
+	if len(ps) != 1 || ps[0].State != Joined || ps[0].By != "sip:moderator@127.0.0.1" {
+		t.Fatalf("participants: %+v", ps)
+	}
+	// Someone not on the list gets 403.
+	conf.access.Moderators = []string{"chair@example.org"}
+	cmd, out = sipp(t, "referrer.xml", "-s", e.name, "-t", "u1", "-p", strconv.Itoa(freePort(t, "udp")),
+		"-key", "target", bob.uri(), addr)
+	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "403") {
+		t.Fatalf("sipp as a stranger: %v\n%s", err, out)
 	}
 }

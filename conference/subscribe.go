@@ -72,10 +72,12 @@ type subscription struct {
 	ending bool
 	reason string
 	ended  bool
-	// frag is a refer subscription's status as a sipfrag (refer.go);
-	// fragNew says it has not gone out yet, final that it is the last.
-	frag           string
-	fragNew, final bool
+	// frags are a refer subscription's statuses as sipfrags not sent yet,
+	// in order, and frag the last sent (refer.go); final says the last
+	// of frags ends the referral.
+	frags []string
+	frag  string
+	final bool
 }
 
 // poke wakes the subscription's worker, without waiting.
@@ -549,14 +551,21 @@ func (c *Controller) notify(s *subscription) bool {
 		// Every NOTIFY of a refer subscription carries the status it has
 		// got to (RFC 3515 §2.4.5), the last one too.
 		s.mu.Lock()
-		frag, fresh, final := s.frag, s.fragNew, s.final
-		s.fragNew = false
-		s.mu.Unlock()
+		fresh := len(s.frags) > 0
+		if fresh {
+			s.frag, s.frags = s.frags[0], s.frags[1:]
+		}
+		frag, more := s.frag, len(s.frags) > 0
 		if !fresh && !ending {
+			s.mu.Unlock()
 			return true
 		}
-		if final && !ending {
+		if s.final && !more && !ending {
 			ending, reason = true, "noresource" // the referral is over (RFC 3515 §2.4.7)
+		}
+		s.mu.Unlock()
+		if more {
+			defer s.poke() // the next status after this one
 		}
 		body, ctype = []byte(frag), "message/sipfrag;version=2.0"
 	}

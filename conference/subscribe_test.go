@@ -166,7 +166,10 @@ func TestSubscribeRefusals(t *testing.T) {
 	if res := send(func(r *sip.Request) { r.RemoveHeader("Expires"); r.AppendHeader(sip.NewHeader("Expires", "10")) }); res.StatusCode != 423 || res.GetHeader("Min-Expires") == nil {
 		t.Fatalf("Expires 10: %d", res.StatusCode)
 	}
-	if res := send(func(r *sip.Request) { r.RemoveHeader("Accept"); r.AppendHeader(sip.NewHeader("Accept", "application/pidf+xml")) }); res.StatusCode != 406 {
+	if res := send(func(r *sip.Request) {
+		r.RemoveHeader("Accept")
+		r.AppendHeader(sip.NewHeader("Accept", "application/pidf+xml"))
+	}); res.StatusCode != 406 {
 		t.Fatalf("Accept: %d", res.StatusCode)
 	}
 	if res := send(func(r *sip.Request) { r.Recipient.User = "nobody" }); res.StatusCode != 404 {
@@ -216,7 +219,9 @@ func TestSubscribeFetchAndExpiry(t *testing.T) {
 		s.mu.Unlock()
 		s.poke()
 	}
-	w2.until("the expiry", func(*ConferenceInfo) bool { return strings.HasPrefix(w2.lastStateLocked(), "terminated;reason=timeout") })
+	w2.until("the expiry", func(*ConferenceInfo) bool {
+		return strings.HasPrefix(w2.lastStateLocked(), "terminated;reason=timeout")
+	})
 }
 
 // TestSubscriptionBounds: past SubscriptionsPerSource a source gets 503.
