@@ -76,6 +76,7 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		allow := fs.String("allow", "", "comma-separated URIs (user@host) or domains allowed to dial in (matched against From, which the caller writes)")
 		sapProfiles := fs.String("sap", "", "how mcc announces the session over SAP, comma-separated profiles: "+strings.Join(sap.ProfileNames(), ", ")+" (default: the daemon's --sap-profile)")
 		allowFrom := fs.String("allow-from", "", "comma-separated addresses or prefixes (192.0.2.0/24) dial-ins must come from, whatever their From")
+		moderators := fs.String("moderators", "", "comma-separated URIs (user@host), domains or digest users who may REFER to the conference to bring someone in or have them removed")
 		pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
 		if err != nil {
 			return err
@@ -85,8 +86,8 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		if *pool != "" {
 			req.Family, req.Scope = "", ""
 		}
-		if *access != "anyone" || *allowFrom != "" {
-			req.Access = &api.AccessRequest{Mode: *access, Allow: splitList(*allow), Sources: splitList(*allowFrom)}
+		if *access != "anyone" || *allowFrom != "" || *moderators != "" {
+			req.Access = &api.AccessRequest{Mode: *access, Allow: splitList(*allow), Sources: splitList(*allowFrom), Moderators: splitList(*moderators)}
 		}
 		var in conference.Info
 		if err := cl.Do(ctx, "POST", "/v1/sessions", req, &in); err != nil {
@@ -218,7 +219,7 @@ func printInfo(w io.Writer, format string, in conference.Info) error {
 }
 
 func printParticipants(w io.Writer, ps []conference.Participant) {
-	rows := [][]string{{"ID", "URI", "STATE", "VERSION", "STREAMS", "STATUS", "REASON"}}
+	rows := [][]string{{"ID", "URI", "STATE", "ROLE", "VERSION", "STREAMS", "STATUS", "REASON"}}
 	for _, p := range ps {
 		status := ""
 		if p.Status != 0 {
@@ -235,7 +236,12 @@ func printParticipants(w io.Writer, ps []conference.Participant) {
 		if p.Acked != 0 {
 			version = strconv.FormatUint(p.Acked, 10)
 		}
-		rows = append(rows, []string{p.ID, p.URI, state, version, strings.Join(p.Streams, ","), status, p.Reason})
+		role := string(p.Role)
+		if p.By != "" {
+			role += " (referred by " + p.By + ")"
+			role = strings.TrimPrefix(role, " ")
+		}
+		rows = append(rows, []string{p.ID, p.URI, state, role, version, strings.Join(p.Streams, ","), status, p.Reason})
 	}
 	table(w, rows)
 }
@@ -255,9 +261,13 @@ func cmdInvite(args []string, stdout, stderr io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	wait := fs.Duration("wait", inviteWait, "wait up to this long for every invitation's outcome (joined, declined or failed); 0: return once they are sent")
+	role := fs.String("role", "", "the participants' role: speaker (offered sendrecv) or listener (recvonly); none takes the session's directions")
 	cf.check = func() error {
 		if *wait < 0 {
 			return usagef("--wait %v: want a duration, 0 to return at once", *wait)
+		}
+		if *role != "" && *role != "speaker" && *role != "listener" {
+			return usagef("--role %q: want speaker or listener", *role)
 		}
 		return nil
 	}
@@ -269,7 +279,7 @@ func cmdInvite(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	path := "/v1/sessions/" + url.PathEscape(pos[0]) + "/participants"
 	var ps []conference.Participant
-	if err := cl.Do(ctx, "POST", path, api.InviteRequest{URIs: pos[1:]}, &ps); err != nil {
+	if err := cl.Do(ctx, "POST", path, api.InviteRequest{URIs: pos[1:], Role: *role}, &ps); err != nil {
 		return err
 	}
 	if *wait > 0 {
@@ -334,6 +344,31 @@ func awaitOutcomes(ctx context.Context, cl *api.Client, path string, invited []c
 }
 
 func cmdParticipants(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "role" {
+		// Give the floor, or take it back: the participant alone is
+		// re-INVITEd with its own offer.
+		fs := newFlags("participants role", stderr)
+		var cf clientFlags
+		cf.register(fs)
+		pos, cl, err := cf.parse(fs, args[1:], 3, 3, "the session, the participant's ID (see mcc participants SESSION) and speaker, listener or none")
+		if err != nil {
+			return err
+		}
+		if r := pos[2]; r != "speaker" && r != "listener" && r != "none" {
+			return usagef("role %q: want speaker, listener or none", r)
+		}
+		ctx, cancel := apiCtx()
+		defer cancel()
+		var p conference.Participant
+		if err := cl.Do(ctx, "PATCH", "/v1/sessions/"+url.PathEscape(pos[0])+"/participants/"+url.PathEscape(pos[1]), api.ParticipantRequest{Role: &pos[2]}, &p); err != nil {
+			return err
+		}
+		if cf.output == "json" {
+			return printJSON(stdout, p)
+		}
+		printParticipants(stdout, []conference.Participant{p})
+		return nil
+	}
 	if len(args) > 0 && args[0] == "remove" {
 		fs := newFlags("participants remove", stderr)
 		var cf clientFlags

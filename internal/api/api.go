@@ -88,11 +88,22 @@ type AccessRequest struct {
 	Allow   []string          `json:"allow,omitempty"`
 	Users   map[string]string `json:"users,omitempty"`
 	Sources []string          `json:"sources,omitempty"`
+	// Moderators may REFER to the focus (RFC 4579 §5.5): digest user
+	// names, URIs (user@host) or domains.
+	Moderators []string `json:"moderators,omitempty"`
 }
 
-// InviteRequest invites participants.
+// InviteRequest invites participants, each with Role when it is set
+// (speaker or listener).
 type InviteRequest struct {
 	URIs []string `json:"uris"`
+	Role string   `json:"role,omitempty"`
+}
+
+// ParticipantRequest changes a participant: its role (speaker, listener,
+// or "none").
+type ParticipantRequest struct {
+	Role *string `json:"role"`
 }
 
 // StreamRequest adds a stream or changes its direction.
@@ -134,6 +145,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /v1/sessions/{name}/participants", s.listParticipants)
 	v1.HandleFunc("POST /v1/sessions/{name}/participants", s.invite)
 	v1.HandleFunc("DELETE /v1/sessions/{name}/participants/{id}", s.removeParticipant)
+	v1.HandleFunc("PATCH /v1/sessions/{name}/participants/{id}", s.patchParticipant)
 	v1.HandleFunc("POST /v1/sessions/{name}/streams", s.addStream)
 	v1.HandleFunc("DELETE /v1/sessions/{name}/streams/{index}", s.removeStream)
 	v1.HandleFunc("PATCH /v1/sessions/{name}/streams/{index}", s.patchStream)
@@ -351,6 +363,17 @@ func accessOf(name string, a *AccessRequest) (conference.Access, error) {
 		return conference.Access{}, badf("access: %d allow entries, more than %d", len(a.Allow), maxEntries)
 	case len(a.Users) > maxEntries:
 		return conference.Access{}, badf("access: %d users, more than %d", len(a.Users), maxEntries)
+	case len(a.Moderators) > maxEntries:
+		return conference.Access{}, badf("access: %d moderators, more than %d", len(a.Moderators), maxEntries)
+	}
+	for _, m := range a.Moderators {
+		if err := checkLine("access: moderator", m, maxURI); err != nil {
+			return conference.Access{}, err
+		}
+		if strings.TrimSpace(m) == "" {
+			return conference.Access{}, badf("access: an empty moderator: want a digest user, a SIP URI (sip:chair@example.org) or a domain")
+		}
+		out.Moderators = append(out.Moderators, strings.TrimSpace(m))
 	}
 	for _, e := range a.Allow {
 		if err := checkLine("access: allow entry", e, maxURI); err != nil {
@@ -494,12 +517,46 @@ func (s *Server) invite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ps, err := s.Controller.Invite(r.PathValue("name"), req.URIs...)
+	role, err := conference.ParseRole(req.Role)
+	if err != nil {
+		s.fail(w, badf("role: %q: want speaker or listener", req.Role))
+		return
+	}
+	ps, err := s.Controller.InviteAs(r.PathValue("name"), role, req.URIs...)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, ps)
+}
+
+// patchParticipant gives a participant a role, or takes it back: its
+// offer alone changes, by re-INVITE.
+func (s *Server) patchParticipant(w http.ResponseWriter, r *http.Request) {
+	var req ParticipantRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if req.Role == nil {
+		s.fail(w, badf("role: give speaker, listener or none"))
+		return
+	}
+	name := *req.Role
+	if name == "none" {
+		name = ""
+	}
+	role, err := conference.ParseRole(name)
+	if err != nil {
+		s.fail(w, badf("role: %q: want speaker, listener or none", *req.Role))
+		return
+	}
+	p, err := s.Controller.SetRole(r.PathValue("name"), r.PathValue("id"), role)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *Server) removeParticipant(w http.ResponseWriter, r *http.Request) {
