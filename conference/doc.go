@@ -2,7 +2,10 @@
 // multicast sessions, accepts dial-in to conference URIs, and changes the
 // media of everyone at once by re-INVITE (RFC 3261, RFC 3264, RFC 4579's
 // dial-in and dial-out), with digest as RFC 7616 and RFC 8760 say, and
-// session timers as RFC 4028 does.
+// session timers as RFC 4028 does. It serves the conference event
+// package (RFC 4575 over RFC 6665's SIP events) and takes REFER to the
+// focus (RFC 4579 §5.5, RFC 3515 with RFC 3892's Referred-By and RFC
+// 4488's Refer-Sub), and gives participants roles for lectures.
 //
 // # Layers
 //
@@ -45,6 +48,10 @@
 //   - media.go: what a participant receives: mcc's offers, their answers,
 //     the participant's own offers;
 //   - liveness.go: session timers and OPTIONS probes;
+//   - subscribe.go: subscriptions and their NOTIFYs (RFC 6665);
+//     roster.go and confinfo.go: the RFC 4575 document, its diffs, and
+//     how a subscriber applies them; refer.go: REFER to the focus;
+//     roles.go: speakers and listeners;
 //   - persist.go and record.go: what is saved, and in what form;
 //   - guard.go, guard_tcp.go, udpmux.go, limits.go: what stands in front
 //     of the handlers; access.go and digest.go: who may join;
