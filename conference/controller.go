@@ -639,12 +639,6 @@ func (c *Controller) isV6(host string) bool {
 	return true
 }
 
-// contact returns our Contact for a transport and the family of the
-// destination host.
-func (c *Controller) contact(user, transport, host string) *sip.ContactHeader {
-	return c.contactFor(user, transport, c.isV6(host))
-}
-
 // contactFor is contact for a family.
 func (c *Controller) contactFor(user, transport string, want6 bool) *sip.ContactHeader {
 	tr := strings.ToLower(transport)

@@ -112,7 +112,10 @@ func (c *Controller) applyAnswer(conf *Conference, p *participant, d *dialog, of
 	if invalid > 0 {
 		c.log.Info("answer broke a rule; offering those streams at port 0", "conference", conf.name, "participant", p.uri, "err", err)
 	}
-	if invalid > 0 || ver < conf.version() {
+	p.mu.Lock()
+	reoffer := p.reoffer // a role given while it rang
+	p.mu.Unlock()
+	if invalid > 0 || ver < conf.version() || reoffer {
 		// Joined on an older version than the session's (a change came
 		// while it rang: the change's own kick found it not joined yet,
 		// or this check finds the change), or with streams to offer at

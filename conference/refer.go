@@ -2,6 +2,7 @@ package conference
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,6 +114,12 @@ func (c *Controller) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 			respond(tx, req, sip.StatusNotFound, "Not Found", warning("no conference "+req.Recipient.User))
 			return
 		}
+	}
+	if p == nil {
+		// Not a participant's own dialog (out of any, or an earlier
+		// REFER's or SUBSCRIBE's): the request proves who sends it, as a
+		// dial-in does; its digest credentials are checked here, never
+		// taken as written (mayRefer).
 		if r := c.admit(conf, req); r != nil {
 			tx.Respond(r.response(req))
 			return
@@ -191,10 +198,11 @@ func (c *Controller) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // mayRefer applies who may refer (RFC 4579 §5.5 leaves it to the focus):
-// the conference's moderators (Access.Moderators), by the digest user
-// they authenticated as or, without digest, by their URI (a claim, as the
-// allow list's is: Access.Sources ties it to a network); with digest and
-// no moderators listed, every digest user. Everyone else gets 403.
+// the conference's moderators (Access.Moderators): with digest, by the
+// user its credentials proved (every digest user when none are listed);
+// without, by their URI (a claim, as the allow list's is: Access.Sources
+// ties it to a network). Everyone else gets 403. The caller has checked
+// the credentials of a request from outside a participant's dialog.
 func (c *Controller) mayRefer(conf *Conference, req *sip.Request, p *participant) *refusal {
 	a := &conf.access
 	var user, uri string
@@ -210,13 +218,12 @@ func (c *Controller) mayRefer(conf *Conference, req *sip.Request, p *participant
 			uri = f.Address.String()
 		}
 	}
-	if a.Mode == Digest && user != "" && len(a.Moderators) == 0 {
-		return nil
-	}
-	for _, m := range a.Moderators {
-		if user != "" && !strings.Contains(m, "@") && m == user {
+	if a.Mode == Digest {
+		// Only the user the credentials proved counts, never a From.
+		if user != "" && (len(a.Moderators) == 0 || slices.Contains(a.Moderators, user)) {
 			return nil
 		}
+		return forbidden("only the conference's moderators may refer")
 	}
 	var u sip.Uri
 	if uri != "" && sip.ParseUri(uri, &u) == nil && allowed(a.Moderators, u) {

@@ -88,8 +88,8 @@ func multicastOf(desc *sdp.Session, m *sdp.Media) *Multicast {
 	if conn == nil {
 		conn = desc.Connection
 	}
-	if conn == nil || !conn.Addr.IsValid() {
-		return nil
+	if conn == nil || !conn.Addr.IsValid() || !conn.Addr.IsMulticast() {
+		return nil // an imported session's unicast stream: no group to tell
 	}
 	mc := &Multicast{Group: conn.Addr.String(), Port: m.Port, Version: desc.Origin.Version}
 	if conn.Addr.Is4() {
@@ -237,12 +237,16 @@ func (c *Controller) nextDocument(s *subscription, last bool) (doc *ConferenceIn
 	now := c.document(s.conf)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.full || s.sent == nil || last {
-		s.full = false
+	full := s.full || s.sent == nil || last
+	if full {
 		doc = now
 	} else if doc = diffDocument(s.sent, now); doc == nil {
 		return nil, false
 	}
+	if _, err := doc.Marshal(); err != nil {
+		return nil, false // nothing taken: the next change tries again
+	}
+	s.full = false
 	s.version++
 	doc.Version = uint32(s.version)
 	s.sent = now

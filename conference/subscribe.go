@@ -200,7 +200,7 @@ func requestedExpires(req *sip.Request, def time.Duration) (time.Duration, error
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("Expires is not a number of seconds: %q", h.Value())
+		return 0, fmt.Errorf("the Expires header is not a number of seconds: %q", h.Value())
 	}
 	return time.Duration(n) * time.Second, nil
 }
@@ -541,11 +541,13 @@ func (c *Controller) notify(s *subscription) bool {
 		}
 		if doc != nil {
 			b, err := doc.Marshal()
-			if err != nil {
+			if err != nil && !ending {
 				c.log.Error("conference package: write a document", "conference", s.conf.name, "err", err)
 				return true
 			}
-			body, ctype = b, ConferenceInfoType
+			if err == nil {
+				body, ctype = b, ConferenceInfoType
+			} // ending: the terminated NOTIFY goes without a body
 		}
 	case eventRefer:
 		// Every NOTIFY of a refer subscription carries the status it has

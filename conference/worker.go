@@ -571,6 +571,7 @@ func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *
 	}
 	p.mu.Lock()
 	p.refresh = false // the new dialog's session interval starts now
+	p.reoffer = false // its new INVITE was made with its role (offerFor)
 	p.mu.Unlock()
 	c.persist(p) // the new dialog, whether or not its join changed p's state
 	c.publishParticipant(p, "reinvite")
