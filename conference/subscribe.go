@@ -233,6 +233,18 @@ func badEvent(tx sip.ServerTransaction, req *sip.Request, why string) {
 
 const statusBadEvent = 489
 
+// tooBrief answers a subscription shorter than minSubscription with 423
+// and Min-Expires (RFC 6665 §4.2.1.1); 0 (a fetch, an unsubscription) is
+// never too brief.
+func tooBrief(tx sip.ServerTransaction, req *sip.Request, expires time.Duration) bool {
+	if expires == 0 || expires >= minSubscription {
+		return false
+	}
+	respond(tx, req, sip.StatusIntervalToBrief, "Interval Too Brief",
+		sip.NewHeader("Min-Expires", strconv.Itoa(int(minSubscription/time.Second))))
+	return true
+}
+
 func (c *Controller) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	value, typ, id, ok := eventHeader(req)
 	if !ok {
@@ -263,9 +275,7 @@ func (c *Controller) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			warning("the conference package sends application/conference-info+xml, which Accept leaves out"))
 		return
 	}
-	if expires > 0 && expires < minSubscription {
-		respond(tx, req, sip.StatusIntervalToBrief, "Interval Too Brief",
-			sip.NewHeader("Min-Expires", strconv.Itoa(int(minSubscription/time.Second))))
+	if tooBrief(tx, req, expires) {
 		return
 	}
 	// Who may join may watch (the roster names who is there): the
@@ -422,9 +432,7 @@ func (c *Controller) onResubscribe(req *sip.Request, tx sip.ServerTransaction, t
 			warning("no subscription to this event in this dialog"))
 		return
 	}
-	if expires > 0 && expires < minSubscription {
-		respond(tx, req, sip.StatusIntervalToBrief, "Interval Too Brief",
-			sip.NewHeader("Min-Expires", strconv.Itoa(int(minSubscription/time.Second))))
+	if tooBrief(tx, req, expires) {
 		return
 	}
 	d := s.d
