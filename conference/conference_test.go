@@ -3,6 +3,7 @@ package conference
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -21,6 +22,7 @@ type env struct {
 	host  string
 	tls   *tls.Config
 	peers []*peer
+	pool  string
 }
 
 // newEnv starts a controller on host with the given transports and a
@@ -48,7 +50,7 @@ func newEnvWith(t testing.TB, host string, configure func(*Config), transports .
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{m: m, a: a, name: "lecture", sid: s.Origin.SessionID, host: host}
+	e := &env{m: m, a: a, name: "lecture", sid: s.Origin.SessionID, host: host, pool: pool.Name}
 	var ls []Listener
 	for _, tr := range transports {
 		ls = append(ls, Listener{Transport: tr, Addr: net.JoinHostPort(host, "0")})
@@ -70,6 +72,22 @@ func newEnvWith(t testing.TB, host string, configure func(*Config), transports .
 		t.Fatal(err)
 	}
 	return e
+}
+
+// withAccess creates another conference like the first, with access a, and
+// makes it the env's conference: access is fixed when a conference is
+// created, so a test that needs other rules takes a new one.
+func (e *env) withAccess(t testing.TB, a Access) {
+	t.Helper()
+	s, err := e.m.Create(sdp.SessionSpec{Name: "Seminar", Pool: e.pool, Media: []sdp.MediaSpec{{Kind: "audio"}, {Kind: "video"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("seminar-%d", s.Origin.SessionID)
+	if _, err := e.c.Create(name, s.Origin.SessionID, a); err != nil {
+		t.Fatal(err)
+	}
+	e.name, e.sid = name, s.Origin.SessionID
 }
 
 func (e *env) peer(t testing.TB, transport string) *peer {

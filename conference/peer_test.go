@@ -36,6 +36,7 @@ type peer struct {
 	answerFn func(req *sip.Request, offer *sdp.Session) (int, *sdp.Session)
 	handler  func(req *sip.Request, tx sip.ServerTransaction) // replaces onInvite when set
 	extra    func(req *sip.Request, code int) []sip.Header    // more headers for a response
+	notify   func(req *sip.Request, tx sip.ServerTransaction) // NOTIFYs go here when set
 	version  uint64
 	// dialogTags are the Call-ID and To tag of each response it sent.
 	dialogTags [][2]string
@@ -46,6 +47,14 @@ func (p *peer) answerWith(fn func(req *sip.Request, offer *sdp.Session) (int, *s
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.answerFn = fn
+}
+
+// handleNotifies hands the peer's NOTIFYs to h. sipgo's handlers must be
+// set before a server serves, so the peer sets its own once and calls h.
+func (p *peer) handleNotifies(h func(req *sip.Request, tx sip.ServerTransaction)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notify = h
 }
 
 // handleInvites replaces the peer's INVITE handling.
@@ -90,6 +99,16 @@ func newPeerWith(t testing.TB, transport, host string, tlsConf *tls.Config, pc n
 		p.byes = append(p.byes, req)
 		p.mu.Unlock()
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.mu.Lock()
+		h := p.notify
+		p.mu.Unlock()
+		if h == nil {
+			tx.Respond(sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil))
+			return
+		}
+		h(req, tx)
 	})
 	switch transport {
 	case "udp":

@@ -32,6 +32,14 @@ func (f *frags) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
+// reset forgets what came so far: sipgo's handlers are set before the
+// peer serves, never while it does, so a test reuses one frags.
+func (f *frags) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bodies, f.states, f.events = nil, nil, nil
+}
+
 func (f *frags) final() (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -95,11 +103,10 @@ func portOf(addr string) int {
 func TestReferInDialog(t *testing.T) {
 	e := newEnvWith(t, "127.0.0.1", nil, "udp")
 	mod := e.peer(t, "udp")
-	conf, _ := e.c.conference(e.name)
 	u := userEntity(mod.uri())
-	conf.access.Moderators = []string{strings.TrimPrefix(strings.Split(u, ":"+strconv.Itoa(portOf(mod.addr)))[0], "sip:")}
+	e.withAccess(t, Access{Moderators: []string{strings.TrimPrefix(strings.Split(u, ":"+strconv.Itoa(portOf(mod.addr)))[0], "sip:")}})
 	f := &frags{}
-	mod.srv.OnNotify(f.onNotify)
+	mod.handleNotifies(f.onNotify)
 	ps, err := e.c.Invite(e.name, mod.uri())
 	if err != nil {
 		t.Fatal(err)
@@ -137,13 +144,12 @@ func TestReferInDialog(t *testing.T) {
 	}
 
 	// And out again.
-	f2 := &frags{}
-	mod.srv.OnNotify(f2.onNotify)
+	f.reset()
 	if res := referInDialog(t, mod, mod.lastInvite(), bob.uri()+";method=BYE", 11); res.StatusCode != 202 {
 		t.Fatalf("REFER BYE: %d", res.StatusCode)
 	}
 	waitState(t, e.c, e.name, joined.ID, Removed)
-	eventually(t, "the BYE referral's last NOTIFY", func() bool { b, ok := f2.final(); return ok && strings.HasPrefix(b, "SIP/2.0 200") })
+	eventually(t, "the BYE referral's last NOTIFY", func() bool { b, ok := f.final(); return ok && strings.HasPrefix(b, "SIP/2.0 200") })
 	if res := referInDialog(t, mod, mod.lastInvite(), bob.uri()+";method=BYE", 12); res.StatusCode != 404 {
 		t.Fatalf("REFER BYE of nobody: %d", res.StatusCode)
 	}
@@ -160,8 +166,9 @@ func TestReferAccess(t *testing.T) {
 	if res := referInDialog(t, p, p.lastInvite(), "sip:bob@127.0.0.1:9", 10); res.StatusCode != 403 {
 		t.Fatalf("a participant that is no moderator: %d", res.StatusCode)
 	}
-	conf, _ := e.c.conference(e.name)
-	conf.access.Moderators = []string{"127.0.0.1"}
+	e.withAccess(t, Access{Moderators: []string{"127.0.0.1"}})
+	ps, _ = e.c.Invite(e.name, p.uri())
+	waitState(t, e.c, e.name, ps[0].ID, Joined)
 	for i, tc := range []struct {
 		to   string
 		want int

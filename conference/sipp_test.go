@@ -191,12 +191,11 @@ func TestSippSubscriber(t *testing.T) {
 // Referred-By as its by.
 func TestSippReferrer(t *testing.T) {
 	e := newEnv(t, "127.0.0.1", "udp")
-	conf, _ := e.c.conference(e.name)
-	conf.access.Moderators = []string{"moderator@127.0.0.1"}
+	e.withAccess(t, Access{Moderators: []string{"moderator@127.0.0.1"}})
 	bob := e.peer(t, "udp")
 	addr := e.c.Addrs()[0].Addr
 	cmd, out := sipp(t, "referrer.xml", "-s", e.name, "-t", "u1", "-p", strconv.Itoa(freePort(t, "udp")),
-		"-key", "target", bob.uri(), addr)
+		"-key", "target", bob.uri(), "-key", "referrer", "moderator", addr)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("sipp: %v\n%s", err, out)
 	}
@@ -205,9 +204,8 @@ func TestSippReferrer(t *testing.T) {
 		t.Fatalf("participants: %+v", ps)
 	}
 	// Someone not on the list gets 403.
-	conf.access.Moderators = []string{"chair@example.org"}
 	cmd, out = sipp(t, "referrer.xml", "-s", e.name, "-t", "u1", "-p", strconv.Itoa(freePort(t, "udp")),
-		"-key", "target", bob.uri(), addr)
+		"-key", "target", bob.uri(), "-key", "referrer", "stranger", addr)
 	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "403") {
 		t.Fatalf("sipp as a stranger: %v\n%s", err, out)
 	}
