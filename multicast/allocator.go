@@ -1,6 +1,7 @@
 package multicast
 
 import (
+	"cmp"
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
@@ -291,6 +292,61 @@ func (a *Allocator) AllocateN(req Request, n int) ([]Lease, error) {
 		return nil, fmt.Errorf("multicast: store lease: %w", err)
 	}
 	return ls, nil
+}
+
+// Claim leases group g of req.Pool with RTP port port, when g is free:
+// neither leased nor in use (Config.InUse). A session that gave its
+// groups back between two of its scheduled intervals takes the same ones
+// again, so that its description need not change. It returns an error
+// wrapping ErrTaken when g is not free, ErrUnknownPool, or the store's
+// error; port 0 draws one as Allocate does.
+func (a *Allocator) Claim(req Request, g netip.Addr, port uint16) (Lease, error) {
+	g = g.Unmap()
+	c, ok := a.byName[req.Pool]
+	if !ok {
+		return Lease{}, fmt.Errorf("%w %q (have %s)", ErrUnknownPool, req.Pool, a.poolNames())
+	}
+	i, ok := c.index(g)
+	if !ok {
+		return Lease{}, fmt.Errorf("multicast: claim %v: not in pool %s (%v)", g, c.Name, c.Prefix)
+	}
+	if err := a.Expire(); err != nil {
+		return Lease{}, err
+	}
+	if a.cfg.InUse != nil && slices.Contains(a.cfg.InUse.GroupsInUse(c.Prefix), g) {
+		return Lease{}, fmt.Errorf("claim %v: in use by a session mcc heard or imported: %w", g, ErrTaken)
+	}
+	now := a.cfg.Now()
+	end := req.End
+	if end.IsZero() {
+		end = now.Add(cmp.Or(max(req.Duration, 0), a.cfg.DefaultLease))
+	}
+	if !end.After(now) {
+		return Lease{}, fmt.Errorf("multicast: lease would end at %v, before it starts", end.Format(time.RFC3339))
+	}
+	a.mu.Lock()
+	if a.used[c].has(i) {
+		a.mu.Unlock()
+		return Lease{}, fmt.Errorf("claim %v: %w", g, ErrTaken)
+	}
+	if port == 0 || port%2 != 0 {
+		port = a.pickPort()
+	}
+	a.take(g, port)
+	l := Lease{Group: g, Port: port, Pool: c.Name, TTL: c.TTL, SourceSpecific: c.SourceSpecific, Owner: req.Owner, Start: now, End: end}
+	a.mu.Unlock()
+
+	err := a.cfg.Store.PutLeases([]Lease{l})
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.free(g, port)
+		return Lease{}, fmt.Errorf("multicast: store lease: %w", err)
+	}
+	a.leases[g] = l
+	a.noteEnd(end)
+	return l, nil
 }
 
 // pickPort draws an even port uniformly among the pairs no lease uses; when

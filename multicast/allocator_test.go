@@ -305,3 +305,59 @@ func TestRestartFromStore(t *testing.T) {
 		}
 	}
 }
+
+// TestClaim: a group that is free is leased again with its port, as a
+// scheduled session takes its groups back at each interval; one leased,
+// heard in use, outside the pool or ended already is refused.
+func TestClaim(t *testing.T) {
+	clk := newClock()
+	var heard InUseSet
+	store := &MemoryStore{}
+	a := newTestAllocator(t, Config{Pools: []Pool{smallPool("p", "239.7.7.0/30")}, Now: clk.Now, InUse: &heard, Store: store, DefaultLease: time.Hour})
+	l, err := a.Allocate(Request{Pool: "p", Owner: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Claim(Request{Pool: "p", Owner: "s2"}, l.Group, 0); !errors.Is(err, ErrTaken) {
+		t.Fatalf("Claim of a leased group = %v, want ErrTaken", err)
+	}
+	if err := a.Release(l.Group); err != nil {
+		t.Fatal(err)
+	}
+	end := clk.Now().Add(90 * time.Minute)
+	got, err := a.Claim(Request{Pool: "p", Owner: "s1", End: end}, l.Group, l.Port)
+	if err != nil || got.Group != l.Group || got.Port != l.Port || !got.End.Equal(end) || got.Owner != "s1" {
+		t.Fatalf("Claim = %+v, %v; want %v port %d until %v", got, err, l.Group, l.Port, end)
+	}
+	if stored, _ := store.LoadLeases(); len(stored) != 1 || stored[0] != got {
+		t.Fatalf("store holds %+v, want the claimed lease", stored)
+	}
+	// Every other group taken by Allocate, none is the claimed one.
+	for range 3 {
+		o, err := a.Allocate(Request{Pool: "p"})
+		if err != nil || o.Group == l.Group {
+			t.Fatalf("Allocate after Claim = %+v, %v", o, err)
+		}
+	}
+	free := netip.MustParseAddr("239.7.7.3")
+	if err := a.Release(free); err != nil {
+		t.Fatal(err)
+	}
+	heard.Add(free, time.Time{})
+	if _, err := a.Claim(Request{Pool: "p"}, free, 0); !errors.Is(err, ErrTaken) {
+		t.Fatalf("Claim of a group heard in use = %v, want ErrTaken", err)
+	}
+	heard.Remove(free)
+	if _, err := a.Claim(Request{Pool: "p", End: clk.Now()}, free, 0); err == nil {
+		t.Fatal("Claim of a lease that ends now was granted")
+	}
+	if _, err := a.Claim(Request{Pool: "p"}, netip.MustParseAddr("239.8.0.1"), 0); err == nil || errors.Is(err, ErrTaken) {
+		t.Fatalf("Claim outside the pool = %v", err)
+	}
+	if _, err := a.Claim(Request{Pool: "q"}, free, 0); !errors.Is(err, ErrUnknownPool) {
+		t.Fatalf("Claim in an unknown pool = %v", err)
+	}
+	if l, err := a.Claim(Request{Pool: "p"}, free, 5001); err != nil || l.Port%2 != 0 {
+		t.Fatalf("Claim with an odd port = %+v, %v; want an even one drawn", l, err)
+	}
+}

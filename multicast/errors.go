@@ -15,6 +15,10 @@ var (
 	// lease.
 	ErrNotLeased = errors.New("multicast: group is not leased")
 
+	// ErrTaken is returned by Claim for a group that is leased, reserved
+	// or in use.
+	ErrTaken = errors.New("multicast: group is taken")
+
 	// ErrClosed is returned after the allocator has been closed.
 	ErrClosed = errors.New("multicast: allocator closed")
 )

@@ -19,6 +19,7 @@ import (
 // Allocator is what the Manager needs of a *multicast.Allocator.
 type Allocator interface {
 	Allocate(multicast.Request) (multicast.Lease, error)
+	Claim(req multicast.Request, g netip.Addr, port uint16) (multicast.Lease, error)
 	Release(netip.Addr) error
 	Renew(netip.Addr, time.Time) (multicast.Lease, error)
 	Pool(name string) (multicast.Pool, bool)
@@ -81,6 +82,10 @@ type SessionSpec struct {
 	// with; nil means the daemon's. The Manager keeps the names; their
 	// meaning is the announcer's.
 	Announce []string
+	// Idle creates the session idle (see Manager.Idle): its groups are
+	// chosen, then given back until Wake, as for a scheduled session
+	// whose first interval is still far off.
+	Idle bool
 }
 
 // SessionInfo summarises a session the Manager holds.
@@ -172,6 +177,11 @@ type managed struct {
 	stop     time.Time
 	leases   map[netip.Addr]multicast.Lease
 	retiring []netip.Addr // groups of removed streams, released by Settle once no participant uses them
+	// idle marks a session that holds no lease between the intervals of
+	// its schedule (idle.go); until, when not zero, is the end of the
+	// leases of the interval it is awake for: RenewLeases keeps to it.
+	idle  bool
+	until time.Time
 }
 
 // Watch has f called with a session's ID after each change to it: its
@@ -344,6 +354,10 @@ func (m *Manager) create(spec SessionSpec) (*Session, error) {
 		if err = restorable(desc); err != nil {
 			err = errors.Join(err, m.releaseAll(e))
 		}
+	}
+	if err == nil && spec.Idle {
+		err = m.releaseAll(e)
+		e.idle = true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -798,6 +812,15 @@ func (m *Manager) addStream(id uint64, ms MediaSpec) (*Session, int, error) {
 		}
 		return nil, 0, err
 	}
+	if e.idle {
+		// An idle session leases nothing: the new group is chosen, and
+		// taken again with the others at Wake.
+		g := md.Connection.Addr
+		delete(e.leases, g)
+		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+			return nil, 0, err
+		}
+	}
 	e.desc = next
 	return e.desc.Clone(), i, nil
 }
@@ -949,6 +972,10 @@ type Saved struct {
 	Sources  []netip.Addr `json:"sources,omitempty"`
 	Stop     time.Time    `json:"stop,omitzero"`
 	Announce []string     `json:"announce,omitempty"`
+	// Idle and Until are Manager.Idle's state, and the end of the leases
+	// of the interval the session was awake for.
+	Idle  bool      `json:"idle,omitempty"`
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Save returns what Restore needs to bring session id back.
@@ -963,7 +990,8 @@ func (m *Manager) Save(id uint64) (Saved, error) {
 	if err != nil {
 		return Saved{}, err
 	}
-	sv := Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop, Announce: slices.Clone(e.announce)}
+	sv := Saved{SDP: b, External: e.external, Pool: e.pool, Sources: slices.Clone(e.sources), Stop: e.stop, Announce: slices.Clone(e.announce),
+		Idle: e.idle, Until: e.until}
 	if id != e.desc.Origin.SessionID {
 		sv.ID = id
 	}
@@ -1010,7 +1038,8 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 	if err != nil {
 		return nil, fmt.Errorf("sdp: restore: %w", err)
 	}
-	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, announce: s.Announce, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{}}
+	e := &managed{desc: desc, external: s.External, pool: s.Pool, sources: s.Sources, announce: s.Announce, stop: s.Stop, leases: map[netip.Addr]multicast.Lease{},
+		idle: s.Idle && !s.External, until: s.Until}
 	owner := SessionOwner(desc.Origin.SessionID)
 	active := map[netip.Addr]bool{}
 	for _, md := range desc.Media {
@@ -1132,6 +1161,9 @@ func (m *Manager) RenewLeases(d time.Duration) (int, error) {
 			end := now.Add(d)
 			if !e.stop.IsZero() && e.stop.Before(end) {
 				end = e.stop
+			}
+			if !e.until.IsZero() && e.until.Before(end) {
+				end = e.until // a scheduled session's interval (idle.go)
 			}
 			if end.After(l.End) {
 				due = append(due, renewal{id, g, end})

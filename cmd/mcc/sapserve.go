@@ -162,7 +162,10 @@ func announceSessions(ctx context.Context, m *sdp.Manager, ann *sap.Announcer, d
 	warned := map[uint64]bool{} // a session that cannot be announced is said once
 	one := func(id uint64) {
 		desc, err := m.Get(id)
-		if err != nil || m.External(id) {
+		// An idle session (between the intervals of its schedule) is not
+		// announced: the deletion goes out when it comes to rest, and
+		// announcing starts again when it wakes ahead of its next start.
+		if err != nil || m.External(id) || m.Idle(id) {
 			if announced[id] {
 				ann.Withdraw(fmt.Sprint(id))
 				delete(announced, id)
