@@ -346,6 +346,7 @@ func (c *Controller) Restoring() { c.restoring.Store(true) }
 // restored.
 func (c *Controller) Resume() {
 	c.restoring.Store(false)
+	defer c.pokeSchedules()
 	confs := c.allConferences()
 	for _, conf := range confs {
 		parts := conf.members()

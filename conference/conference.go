@@ -176,6 +176,14 @@ type Conference struct {
 	// (offerDesc).
 	settling, settleAgain bool
 	building              int
+	// sched is the session's schedule (schedule.go), zero for none; set
+	// at creation. invitees are dialed at each of its starts; onAir is
+	// the interval the session is awake for, zero when it rests; dialed
+	// is the start of the last interval whose invitees were dialed.
+	sched    sdp.Schedule
+	invitees []Invitee
+	onAir    sdp.Interval
+	dialed   time.Time
 }
 
 type participant struct {
@@ -363,7 +371,9 @@ type Info struct {
 	// none means the daemon's.
 	SAP []string `json:"sap,omitempty"`
 	// Follow is the SAP announcement the conference follows, if any.
-	Follow       *Follow       `json:"follow,omitempty"`
+	Follow *Follow `json:"follow,omitempty"`
+	// Schedule is where a scheduled conference is in its schedule.
+	Schedule     *ScheduleInfo `json:"schedule,omitempty"`
 	Participants []Participant `json:"participants"`
 }
 
@@ -435,7 +445,8 @@ func (c *Controller) info(conf *Conference) Info {
 func (c *Controller) infoLocked(conf *Conference) Info {
 	conf.mu.Lock()
 	defer conf.mu.Unlock()
-	in := Info{Name: conf.name, URI: c.URI(conf.name), SessionID: conf.sessionID, Version: conf.desc.Origin.Version, External: conf.external}
+	in := Info{Name: conf.name, URI: c.URI(conf.name), SessionID: conf.sessionID, Version: conf.desc.Origin.Version, External: conf.external,
+		Schedule: c.scheduleInfoLocked(conf)}
 	for _, p := range conf.participants {
 		in.Participants = append(in.Participants, p.snapshotAt(in.Version))
 	}

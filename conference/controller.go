@@ -46,6 +46,12 @@ type Config struct {
 	TLS *tls.Config
 	// Manager owns the session descriptions. Required.
 	Manager *sdp.Manager
+	// Clock is the time scheduled conferences go by (schedule.go); nil
+	// is the system's. Give the Manager the same one (its Now).
+	Clock Clock
+	// ScheduleLead is how long before each scheduled start the groups
+	// are leased and the session announced; 0 is DefaultScheduleLead.
+	ScheduleLead time.Duration
 	// Host is the host name or address participants reach mcc at:
 	// conference URIs are sip:NAME@Host:PORT (the first listener's port).
 	// Empty means Host4, else Host6, else the first listener's address,
@@ -155,7 +161,8 @@ type Controller struct {
 	// defaults; probes bounds the probes in flight (liveness.go).
 	probeInterval, sessionExpires, minSE time.Duration
 	probes                               chan struct{}
-	restoring                            atomic.Bool // Restoring to Resume: no group is released
+	restoring                            atomic.Bool // Restoring to Resume: no group is released, no schedule runs
+	schedPoke                            chan struct{} // wakes runSchedules
 	handlerMap                           map[sip.RequestMethod]sipgo.RequestHandler
 
 	mu          sync.Mutex // guards the fields below
@@ -207,7 +214,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	log = log.With("component", "conference")
 	c := &Controller{
-		cfg: cfg, log: log,
+		cfg: cfg, log: log, schedPoke: make(chan struct{}, 1),
 		conferences: map[string]*Conference{},
 		dialogs:     map[dialogKey]*dialog{},
 		byCallID:    map[string]*participantRef{},
@@ -274,6 +281,10 @@ func New(cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
+	c.wg.Go(func() {
+		defer c.recoverIn("the scheduler")
+		c.runSchedules()
+	})
 	// sipgo keeps a pool entry and a map entry per UDP peer address for as
 	// long as its read loop runs: when the guard has passed on packets
 	// from udpRotateAfter addresses, each socket gets a new loop.

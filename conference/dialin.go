@@ -44,6 +44,10 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 		tx.Respond(r.response(req))
 		return
 	}
+	if r := c.notOnAir(conf); r != nil {
+		tx.Respond(r.response(req))
+		return
+	}
 	timer, timerHdrs, tooSmall := c.timerForRequest(req)
 	if tooSmall {
 		respond(tx, req, statusIntervalTooSmall, "Session Interval Too Small", timerHdrs...) // RFC 4028 §9

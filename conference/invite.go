@@ -61,6 +61,9 @@ func (c *Controller) InviteAs(name string, role Role, uris ...string) ([]Partici
 // invite invites targets (uris as the caller wrote them) into conf, by
 // the referrer by when a REFER asked for it.
 func (c *Controller) invite(conf *Conference, targets []sip.Uri, uris []string, by string, role Role) ([]*participant, error) {
+	if c.notOnAir(conf) != nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotOnAir, conf.name)
+	}
 	var out []*participant
 	for i, t := range targets {
 		p := &participant{id: newID(), uri: uris[i], by: by, role: role, state: Invited, since: time.Now(), in: conf, conf: conf.name, c: c}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"mcc/sdp"
 )
@@ -24,14 +25,39 @@ import (
 // conference named name around it, and saves both. Nothing is leased
 // for a name that cannot name a new conference.
 func (c *Controller) CreateSession(name string, spec sdp.SessionSpec, access Access) (Info, error) {
+	return c.CreateScheduled(name, spec, access, nil)
+}
+
+// CreateScheduled is CreateSession with an invite list, which mcc dials
+// at each start of spec.Schedule (schedule.go), or at once for a session
+// with no schedule. A scheduled session whose first interval is further
+// off than the lead is created idle: its groups are chosen, and leased
+// only ahead of each interval.
+func (c *Controller) CreateScheduled(name string, spec sdp.SessionSpec, access Access, invitees []Invitee) (Info, error) {
 	if err := c.checkNewName(name); err != nil {
 		return Info{}, err
+	}
+	if err := checkInvitees(invitees); err != nil {
+		return Info{}, err
+	}
+	if !spec.Schedule.IsZero() {
+		now := c.clock().Now()
+		s, _, ok := spec.Schedule.Next(now)
+		spec.Idle = !ok || now.Before(s.Add(-c.lead()))
 	}
 	desc, err := c.cfg.Manager.Create(spec)
 	if err != nil {
 		return Info{}, err
 	}
-	return c.adopt(name, desc.Origin.SessionID, access, nil)
+	in, err := c.adopt(name, desc.Origin.SessionID, access, nil, invitees)
+	if err == nil && spec.Schedule.IsZero() && len(invitees) > 0 {
+		conf, cerr := c.conference(name)
+		if cerr == nil {
+			c.dialInvitees(conf, time.Time{})
+			in = c.info(conf)
+		}
+	}
+	return in, err
 }
 
 // Import makes a conference named name around a session described
@@ -52,7 +78,7 @@ func (c *Controller) importFollowing(name string, desc *sdp.Session, access Acce
 	if err != nil {
 		return Info{}, err
 	}
-	return c.adopt(name, id, access, f)
+	return c.adopt(name, id, access, f, nil)
 }
 
 // checkNewName refuses a name that cannot name a conference, or names one
@@ -70,8 +96,8 @@ func (c *Controller) checkNewName(name string) error {
 
 // adopt is Create for a session just made for it: when the conference
 // cannot be, the session goes again, leases and all.
-func (c *Controller) adopt(name string, id uint64, access Access, f *Follow) (Info, error) {
-	in, err := c.createFollowing(name, id, access, f)
+func (c *Controller) adopt(name string, id uint64, access Access, f *Follow, invitees []Invitee) (Info, error) {
+	in, err := c.createFollowing(name, id, access, f, invitees)
 	if err != nil && !errors.Is(err, ErrNotSaved) {
 		// ErrNotSaved: Create's undo deleted the session already.
 		c.cfg.Manager.Delete(id)
@@ -90,16 +116,20 @@ var ErrNotSaved = errors.New("conference: the conference could not be saved")
 // again, leases and all, so that nothing a restart would lose stays
 // behind; the error is ErrNotSaved with the store's.
 func (c *Controller) Create(name string, sessionID uint64, access Access) (Info, error) {
-	return c.createFollowing(name, sessionID, access, nil)
+	return c.createFollowing(name, sessionID, access, nil, nil)
 }
 
 // createFollowing is Create for a conference that follows a heard
 // session (follow.go), or none when f is nil.
-func (c *Controller) createFollowing(name string, sessionID uint64, access Access, f *Follow) (Info, error) {
+func (c *Controller) createFollowing(name string, sessionID uint64, access Access, f *Follow, invitees []Invitee) (Info, error) {
 	in, conf, err := c.create(name, sessionID, access, true)
 	if err != nil {
 		return Info{}, err
 	}
+	conf.mu.Lock()
+	conf.invitees = slices.Clone(invitees)
+	in.Schedule = c.scheduleInfoLocked(conf)
+	conf.mu.Unlock()
 	if f != nil {
 		conf.follow.Store(f)
 		in.Follow = f
@@ -121,6 +151,7 @@ func (c *Controller) createFollowing(name string, sessionID uint64, access Acces
 	c.mu.Lock()
 	conf.pending = false
 	c.mu.Unlock()
+	c.pokeSchedules()
 	return in, nil
 }
 
@@ -145,6 +176,12 @@ func (c *Controller) create(name string, sessionID uint64, access Access, pendin
 	}
 	conf := &Conference{name: name, sessionID: sessionID, access: access, external: external, progress: make(chan struct{}), pending: pending}
 	conf.setDesc(desc)
+	if !external {
+		// An imported session's schedule is its announcer's to keep.
+		if sch, err := desc.Schedule(); err == nil {
+			conf.sched = sch
+		}
+	}
 	c.conferences[name] = conf
 	return c.info(conf), conf, nil
 }
@@ -165,7 +202,15 @@ func (c *Controller) saveConference(conf *Conference) error {
 	if err != nil {
 		return err
 	}
-	if err := c.cfg.Store.PutRecord(conferenceKey(conf.name), Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved, Follow: conf.follow.Load()}); err != nil {
+	rec := Record{Name: conf.name, SessionID: conf.sessionID, Access: conf.access, Session: saved, Follow: conf.follow.Load()}
+	conf.mu.Lock()
+	rec.Invitees, rec.Dialed = slices.Clone(conf.invitees), conf.dialed
+	if conf.onAir != (sdp.Interval{}) {
+		iv := conf.onAir
+		rec.OnAir = &iv
+	}
+	conf.mu.Unlock()
+	if err := c.cfg.Store.PutRecord(conferenceKey(conf.name), rec); err != nil {
 		return err
 	}
 	if v > conf.savedVersion.Load() {
@@ -409,6 +454,12 @@ func (c *Controller) Restore() (conferences, participants int, err error) {
 					f := *r.Follow
 					conf.follow.Store(&f)
 				}
+				conf.mu.Lock()
+				conf.invitees, conf.dialed = r.Invitees, r.Dialed
+				if r.OnAir != nil {
+					conf.onAir = *r.OnAir
+				}
+				conf.mu.Unlock()
 			}
 		}
 		if err != nil {

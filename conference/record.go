@@ -41,6 +41,12 @@ type Record struct {
 	Session   sdp.Saved `json:"session"`
 	// Follow is the heard session the conference follows, if any.
 	Follow *Follow `json:"follow,omitempty"`
+	// Invitees, OnAir and Dialed are a scheduled conference's invite
+	// list, the interval its session is awake for, and the start of the
+	// last interval whose invitees were dialed (schedule.go).
+	Invitees []Invitee    `json:"invitees,omitempty"`
+	OnAir    *sdp.Interval `json:"on_air,omitempty"`
+	Dialed   time.Time     `json:"dialed,omitzero"`
 	// migrated marks a record read in an older form (see UnmarshalJSON):
 	// Restore saves it again in the new one.
 	migrated bool

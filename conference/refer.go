@@ -1,6 +1,7 @@
 package conference
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -313,6 +314,10 @@ func (c *Controller) referInvite(conf *Conference, s *subscription, ref *referra
 		return
 	}
 	ps, err := c.invite(conf, []sip.Uri{ref.target}, []string{ref.target.String()}, ref.by, NoRole)
+	if errors.Is(err, ErrNotOnAir) {
+		s.report(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", true)
+		return
+	}
 	if err != nil || len(ps) == 0 {
 		s.report(sip.StatusServiceUnavailable, "Service Unavailable", true)
 		return
