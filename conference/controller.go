@@ -161,7 +161,7 @@ type Controller struct {
 	// defaults; probes bounds the probes in flight (liveness.go).
 	probeInterval, sessionExpires, minSE time.Duration
 	probes                               chan struct{}
-	restoring                            atomic.Bool // Restoring to Resume: no group is released, no schedule runs
+	restoring                            atomic.Bool   // Restoring to Resume: no group is released, no schedule runs
 	schedPoke                            chan struct{} // wakes runSchedules
 	handlerMap                           map[sip.RequestMethod]sipgo.RequestHandler
 

@@ -44,7 +44,7 @@ type Record struct {
 	// Invitees, OnAir and Dialed are a scheduled conference's invite
 	// list, the interval its session is awake for, and the start of the
 	// last interval whose invitees were dialed (schedule.go).
-	Invitees []Invitee    `json:"invitees,omitempty"`
+	Invitees []Invitee     `json:"invitees,omitempty"`
 	OnAir    *sdp.Interval `json:"on_air,omitempty"`
 	Dialed   time.Time     `json:"dialed,omitzero"`
 	// migrated marks a record read in an older form (see UnmarshalJSON):
