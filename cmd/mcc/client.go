@@ -18,6 +18,7 @@ import (
 	"mcc/conference"
 	"mcc/internal/api"
 	"mcc/multicast/sap"
+	"mcc/sdp"
 )
 
 // clientFlags are the flags of every command that talks to mcc serve.
@@ -77,6 +78,13 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		sapProfiles := fs.String("sap", "", "how mcc announces the session over SAP, comma-separated profiles: "+strings.Join(sap.ProfileNames(), ", ")+" (default: the daemon's --sap-profile)")
 		allowFrom := fs.String("allow-from", "", "comma-separated addresses or prefixes (192.0.2.0/24) dial-ins must come from, whatever their From")
 		moderators := fs.String("moderators", "", "comma-separated URIs (user@host), domains or digest users who may REFER to the conference to bring someone in or have them removed")
+		start := fs.String("start", "", "when the session starts: RFC 3339 (2026-12-07T10:00:00+01:00) or a local time in --tz (2026-12-07 10:00); default: now, for good")
+		stop := fs.String("stop", "", "when it stops, as --start (default: never; with --repeat, the series goes on)")
+		repeat := fs.String("repeat", "", "how it repeats from --start: weekly DURATION (weekly 1h30m), daily DURATION, or an r= line's fields (7d 1h 0 25h)")
+		tz := fs.String("tz", localZone(), "the IANA time zone of local times in --start and --stop, which a series keeps through daylight saving")
+		invite := fs.String("invite", "", "comma-separated URIs mcc dials at each start (at once without a schedule), with no role")
+		speakers := fs.String("speaker", "", "comma-separated URIs dialed at each start as speakers (sendrecv)")
+		listeners := fs.String("listener", "", "comma-separated URIs dialed at each start as listeners (recvonly)")
 		pos, cl, err := cf.parse(fs, args, 1, 1, "the session's name")
 		if err != nil {
 			return err
@@ -88,6 +96,15 @@ func cmdSession(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		}
 		if *access != "anyone" || *allowFrom != "" || *moderators != "" {
 			req.Access = &api.AccessRequest{Mode: *access, Allow: splitList(*allow), Sources: splitList(*allowFrom), Moderators: splitList(*moderators)}
+		}
+		req.Start, req.Stop, req.Repeat = *start, *stop, *repeat
+		if *start != "" || *stop != "" || *repeat != "" {
+			req.Timezone = *tz
+		}
+		for _, l := range []struct{ uris, role string }{{*speakers, "speaker"}, {*listeners, "listener"}, {*invite, ""}} {
+			for _, u := range splitList(l.uris) {
+				req.Invite = append(req.Invite, api.InviteeRequest{URI: u, Role: l.role})
+			}
 		}
 		var in conference.Info
 		if err := cl.Do(ctx, "POST", "/v1/sessions", req, &in); err != nil {
@@ -212,10 +229,49 @@ func printInfo(w io.Writer, format string, in conference.Info) error {
 		return printJSON(w, in)
 	}
 	fmt.Fprintf(w, "%s  %s  version %d\n", in.Name, in.URI, in.Version)
+	if s := in.Schedule; s != nil {
+		switch {
+		case s.OnAir != nil:
+			fmt.Fprintf(w, "on air: %s\n", interval(*s.OnAir))
+		case s.Next != nil:
+			fmt.Fprintf(w, "next: %s (resting: no lease, no announcement)\n", interval(*s.Next))
+		default:
+			fmt.Fprintln(w, "the schedule is over")
+		}
+		for _, in := range s.Invitees {
+			role := string(in.Role)
+			if role == "" {
+				role = "invitee"
+			}
+			fmt.Fprintf(w, "  %s: %s\n", role, in.URI)
+		}
+	}
 	if len(in.Participants) > 0 {
 		printParticipants(w, in.Participants)
 	}
 	return nil
+}
+
+// interval shows a scheduled interval in the local time zone.
+func interval(iv sdp.Interval) string {
+	if iv.End.IsZero() {
+		return iv.Start.Local().Format("Mon 2006-01-02 15:04 MST") + " onwards"
+	}
+	return iv.Start.Local().Format("Mon 2006-01-02 15:04") + " to " + iv.End.Local().Format("15:04 MST")
+}
+
+// localZone is the IANA name of this host's time zone: TZ, else what
+// /etc/localtime links to, else UTC.
+func localZone() string {
+	if tz := strings.TrimPrefix(os.Getenv("TZ"), ":"); tz != "" && !strings.HasPrefix(tz, "/") {
+		return tz
+	}
+	if l, err := os.Readlink("/etc/localtime"); err == nil {
+		if _, name, ok := strings.Cut(l, "zoneinfo/"); ok {
+			return name
+		}
+	}
+	return "UTC"
 }
 
 func printParticipants(w io.Writer, ps []conference.Participant) {

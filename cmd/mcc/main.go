@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	// Schedules name IANA time zones (Europe/Berlin): the binary carries
+	// the database, for hosts without /usr/share/zoneinfo.
+	_ "time/tzdata"
 )
 
 // usageError is a bad command line: exit status 2, with the usage hint.

@@ -76,6 +76,78 @@ type SessionRequest struct {
 	// SAP names the announce profiles the session goes out with (see
 	// sap.Profiles); empty means the daemon's --sap-profile.
 	SAP []string `json:"sap,omitempty"`
+	// Start, Stop and Repeat schedule the session (RFC 8866 §5.9-§5.11,
+	// see sdp.ParseSchedule): RFC 3339 times, or local times
+	// ("2026-12-07 10:00") in Timezone (an IANA name; default UTC);
+	// Repeat is "weekly 1h", "daily 90m" or an r= line's fields ("7d 1h
+	// 0"). A scheduled session holds its groups, is announced and takes
+	// calls only from shortly before each start to its end.
+	Start    string `json:"start,omitempty"`
+	Stop     string `json:"stop,omitempty"`
+	Repeat   string `json:"repeat,omitempty"`
+	Timezone string `json:"timezone,omitempty"`
+	// Invite is who mcc dials at each start of the schedule, or at once
+	// for a session with none.
+	Invite []InviteeRequest `json:"invite,omitempty"`
+}
+
+// InviteeRequest is one of a session's invite list.
+type InviteeRequest struct {
+	URI  string `json:"uri"`
+	Role string `json:"role,omitempty"` // speaker, listener or none
+}
+
+// invitees reads an invite list.
+func invitees(reqs []InviteeRequest) ([]conference.Invitee, error) {
+	if len(reqs) > maxURIs {
+		return nil, badf("invite: %d invitees, more than %d", len(reqs), maxURIs)
+	}
+	var out []conference.Invitee
+	for i, in := range reqs {
+		name := in.Role
+		if name == "none" {
+			name = ""
+		}
+		role, err := conference.ParseRole(name)
+		if err != nil {
+			return nil, badf("invite[%d]: role %q: want speaker, listener or none", i, in.Role)
+		}
+		if err := checkLine(fmt.Sprintf("invite[%d].uri", i), in.URI, maxURI); err != nil {
+			return nil, err
+		}
+		out = append(out, conference.Invitee{URI: in.URI, Role: role})
+	}
+	return out, nil
+}
+
+// schedule reads a session request's start, stop, repeat and timezone.
+func schedule(req SessionRequest) (sdp.Schedule, error) {
+	if req.Start == "" && req.Stop == "" && req.Repeat == "" {
+		if req.Timezone != "" {
+			return sdp.Schedule{}, badf("timezone: only with start, stop or repeat")
+		}
+		return sdp.Schedule{}, nil
+	}
+	for _, f := range []struct{ name, v string }{{"start", req.Start}, {"stop", req.Stop}, {"repeat", req.Repeat}, {"timezone", req.Timezone}} {
+		if err := checkLine(f.name, f.v, maxID); err != nil {
+			return sdp.Schedule{}, err
+		}
+	}
+	loc := time.UTC
+	if req.Timezone != "" {
+		var err error
+		if loc, err = time.LoadLocation(req.Timezone); err != nil || req.Timezone == "Local" {
+			return sdp.Schedule{}, badf("timezone %q: want an IANA time zone name (Europe/Berlin) or UTC", req.Timezone)
+		}
+	}
+	sch, err := sdp.ParseSchedule(req.Start, req.Stop, req.Repeat, loc)
+	if err != nil {
+		return sdp.Schedule{}, badf("%v", err)
+	}
+	if sch.IsZero() {
+		return sdp.Schedule{}, badf("start: a schedule needs a start")
+	}
+	return sch, nil
 }
 
 // AccessRequest says who may dial in. Allow is matched against the From
@@ -146,6 +218,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("POST /v1/sessions/{name}/participants", s.invite)
 	v1.HandleFunc("DELETE /v1/sessions/{name}/participants/{id}", s.removeParticipant)
 	v1.HandleFunc("PATCH /v1/sessions/{name}/participants/{id}", s.patchParticipant)
+	v1.HandleFunc("PUT /v1/sessions/{name}/invitees", s.putInvitees)
 	v1.HandleFunc("POST /v1/sessions/{name}/streams", s.addStream)
 	v1.HandleFunc("DELETE /v1/sessions/{name}/streams/{index}", s.removeStream)
 	v1.HandleFunc("PATCH /v1/sessions/{name}/streams/{index}", s.patchStream)
@@ -247,8 +320,8 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(req.Media) > 0 || len(req.Sources) > 0 || len(req.SAP) > 0 || req.Scope != "" || req.Pool != "" || req.Family != "" ||
-			req.Info != "" || req.Type != "" {
-			s.fail(w, badf("heard: the session is the announcer's: give no media, sources, sap, scope, pool, family, info or type with it"))
+			req.Info != "" || req.Type != "" || req.Start != "" || req.Stop != "" || req.Repeat != "" || req.Timezone != "" || len(req.Invite) > 0 {
+			s.fail(w, badf("heard: the session is the announcer's: give no media, sources, sap, scope, pool, family, info, type, schedule or invite list with it"))
 			return
 		}
 		access, err := accessOf(req.Name, req.Access)
@@ -321,7 +394,16 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 			spec.Announce = append(spec.Announce, p.Name)
 		}
 	}
-	in, err := s.Controller.CreateSession(req.Name, spec, access)
+	if spec.Schedule, err = schedule(req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	list, err := invitees(req.Invite)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	in, err := s.Controller.CreateScheduled(req.Name, spec, access, list)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -557,6 +639,31 @@ func (s *Server) patchParticipant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// putInvitees replaces a session's invite list: [{"uri":..., "role":...}].
+func (s *Server) putInvitees(w http.ResponseWriter, r *http.Request) {
+	var req []InviteeRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	list, err := invitees(req)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	if err := s.Controller.SetInvitees(name, list); err != nil {
+		s.fail(w, err)
+		return
+	}
+	in, err := s.Controller.Get(name)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, in)
 }
 
 func (s *Server) removeParticipant(w http.ResponseWriter, r *http.Request) {

@@ -37,6 +37,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, CodeConflict
 	case isConflict(err):
 		return http.StatusConflict, CodeConflict
+	case errors.Is(err, conference.ErrNotOnAir):
+		return http.StatusConflict, CodeConflict
 	case errors.Is(err, sdp.ErrNotModifiable):
 		return http.StatusConflict, CodeNotModifiable
 	case errors.Is(err, multicast.ErrPoolExhausted), errors.Is(err, conference.ErrClosed), errors.Is(err, multicast.ErrClosed):
@@ -61,7 +63,7 @@ func isBadRequest(err error) bool {
 	if _, ok := errors.AsType[*sdp.Problem](err); ok {
 		return true
 	}
-	for _, target := range []error{sdp.ErrInvalid, conference.ErrBadName, conference.ErrBadURI, multicast.ErrUnknownPool} {
+	for _, target := range []error{sdp.ErrInvalid, conference.ErrBadName, conference.ErrBadURI, conference.ErrBadRole, multicast.ErrUnknownPool} {
 		if errors.Is(err, target) {
 			return true
 		}

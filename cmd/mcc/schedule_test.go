@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mcc/conference"
+	"mcc/internal/peertest"
+	"mcc/multicast"
+	"mcc/sdp"
+)
+
+// TestScheduledLectureOnTheWire: mcc serve, on its defaults in a
+// namespace, runs a lecture scheduled a few seconds ahead with a speaker
+// (sipp, in mcc's namespace) and a listener (linphone-daemon, in the
+// other): inside the lead it holds the group and nobody is called; at the
+// start it calls both, linphone with a recvonly offer, and linphone's
+// namespace joins the group; at the stop both get BYE, linphone's
+// namespace leaves the group and the lease is gone. The schedule itself
+// (weeks, restarts, the lead) is tested on a clock the test moves, in
+// the conference package; this is what the wire sees of it.
+func TestScheduledLectureOnTheWire(t *testing.T) {
+	peertest.Need(t, "linphone-daemon", "sipp", "ip", "unshare")
+	peertest.NeedRoot(t)
+	n := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cli := serveIn(t, ctx, n.a, dir)
+	home, _ := linphoneIn(t, ctx, n.b, dir, "10.98.0.2", "10.98.0.2")
+	defer func() {
+		if t.Failed() {
+			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
+			t.Logf("linphone log (end):\n%s", tail(llog, 6000))
+		}
+	}()
+	scenario, _ := filepath.Abs("../../conference/testdata/sipp/participant.xml")
+	speaker := in(ctx, n.a, "sipp", "-sf", scenario, "-i", "10.98.0.1", "-p", "5070", "-m", "1", "-nostdin", "-timeout", "60", "-timeout_error")
+	var speakerOut bytes.Buffer
+	speaker.Stdout, speaker.Stderr = &speakerOut, &speakerOut
+	if err := speaker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer waitOrKill(speaker, 5*time.Second)
+
+	start := time.Now().Add(8 * time.Second).Truncate(time.Second)
+	stop := start.Add(10 * time.Second)
+	cli("session", "create", "lecture", "--media", "audio",
+		"--start", start.Format(time.RFC3339), "--stop", stop.Format(time.RFC3339),
+		"--speaker", "sip:speaker@10.98.0.1:5070", "--listener", "sip:participant@10.98.0.2:5060")
+	show := func() conference.Info {
+		var in conference.Info
+		if err := json.Unmarshal([]byte(cli("session", "show", "lecture", "-o", "json")), &in); err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	leased := func(id uint64) []multicast.Lease {
+		var ls, own []multicast.Lease
+		if err := json.Unmarshal([]byte(cli("leases", "-o", "json")), &ls); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			if l.Owner == sdp.SessionOwner(id) {
+				own = append(own, l)
+			}
+		}
+		return own
+	}
+	in := show()
+	if in.Schedule == nil || in.Schedule.OnAir == nil || !in.Schedule.OnAir.Start.Equal(start) || len(in.Participants) != 0 {
+		t.Fatalf("inside the lead: %+v", in)
+	}
+	desc, err := sdp.Parse([]byte(cli("session", "sdp", "lecture")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := desc.Media[0].Connection.Addr
+	if ls := leased(in.SessionID); len(ls) != 1 || ls[0].Group != group || !ls[0].End.After(stop) {
+		t.Fatalf("leases inside the lead: %+v", ls)
+	}
+	holds := func() bool {
+		m, _ := exec.Command("ip", "-n", n.b, "maddr", "show", "dev", "mcc1").Output()
+		return strings.Contains(string(m), group.String())
+	}
+	waitFor := func(what string, until time.Time, f func() bool) {
+		for !f() {
+			if time.Now().After(until) {
+				t.Fatalf("timed out waiting for %s (speaker sipp:\n%s)", what, speakerOut.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if holds() {
+		t.Fatal("linphone's namespace holds the group before the start")
+	}
+
+	// The start: both called, each with its role.
+	waitFor("both to join", start.Add(15*time.Second), func() bool {
+		joined := 0
+		for _, p := range show().Participants {
+			if p.State == conference.Joined {
+				joined++
+			}
+		}
+		return joined == 2
+	})
+	if time.Now().Before(start) {
+		t.Fatal("the invite list was called before the start")
+	}
+	for _, p := range show().Participants {
+		want := conference.RoleSpeaker
+		if strings.Contains(p.URI, "participant@") {
+			want = conference.RoleListener
+		}
+		if p.Role != want {
+			t.Fatalf("%s has role %q, want %q", p.URI, p.Role, want)
+		}
+	}
+	waitFor("linphone's namespace to join the group", time.Now().Add(10*time.Second), holds)
+
+	// The stop: BYE to both, the group left, the lease gone.
+	waitFor("BYE to both", stop.Add(10*time.Second), func() bool {
+		for _, p := range show().Participants {
+			if p.State == conference.Joined {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor("linphone's namespace to leave the group", time.Now().Add(10*time.Second), func() bool { return !holds() })
+	in = show()
+	if in.Schedule == nil || in.Schedule.OnAir != nil || len(leased(in.SessionID)) != 0 {
+		t.Fatalf("after the stop: schedule %+v, leases %+v", in.Schedule, leased(in.SessionID))
+	}
+	if err := speaker.Wait(); err != nil {
+		t.Fatalf("sipp, the speaker: %v\n%s", err, speakerOut.String())
+	}
+	t.Logf("on at %s, off at %s; linphone joined %v as a listener and left it at the stop", start.Format(time.TimeOnly), stop.Format(time.TimeOnly), group)
+}
