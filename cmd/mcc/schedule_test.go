@@ -13,6 +13,7 @@ import (
 
 	"mcc/conference"
 	"mcc/internal/peertest"
+	"mcc/multicast/sap"
 	"mcc/multicast"
 	"mcc/sdp"
 )
@@ -144,4 +145,55 @@ func TestScheduledLectureOnTheWire(t *testing.T) {
 		t.Fatalf("sipp, the speaker: %v\n%s", err, speakerOut.String())
 	}
 	t.Logf("on at %s, off at %s; linphone joined %v as a listener and left it at the stop", start.Format(time.TimeOnly), stop.Format(time.TimeOnly), group)
+}
+
+// TestScheduledSAP: of two scheduled sessions mcc serve holds, the one
+// whose start is inside the lead is announced and the one next week is
+// not; at its stop the announcement is deleted, and another mcc's
+// directory forgets it (RFC 2974 §3: deletion).
+func TestScheduledSAP(t *testing.T) {
+	peertest.Need(t, "ip", "unshare")
+	peertest.NeedRoot(t)
+	n := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, _ := daemonIn(t, ctx, n.a, "mcc0", "10.98.0.1")
+	b, _ := daemonIn(t, ctx, n.b, "mcc1", "10.98.0.2")
+	start := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	stop := start.Add(5 * time.Second)
+	a("session", "create", "later", "--media", "audio", "--start", start.AddDate(0, 0, 7).Format(time.RFC3339), "--repeat", "weekly 1h")
+	a("session", "create", "soon", "--media", "audio", "--start", start.Format(time.RFC3339), "--stop", stop.Format(time.RFC3339))
+	heard(t, b, func(h sap.Heard) bool { return h.Name == "soon" })
+	var list []sap.Heard
+	if err := json.Unmarshal([]byte(b("directory", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range list {
+		if h.Name == "later" {
+			t.Fatalf("a session a week off is announced: %+v", h)
+		}
+	}
+	deadline := stop.Add(15 * time.Second)
+	for {
+		list = nil
+		if err := json.Unmarshal([]byte(b("directory", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		gone := true
+		for _, h := range list {
+			if h.Name == "soon" {
+				gone = false
+			}
+		}
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still heard 15 s after its stop: %+v", list)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if time.Now().Before(stop) {
+		t.Fatal("the announcement was deleted before the stop")
+	}
 }
