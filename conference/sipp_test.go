@@ -148,7 +148,7 @@ func TestSippSubscriber(t *testing.T) {
 			addr := e.c.Addrs()[0].Addr
 			trace := filepath.Join(t.TempDir(), "msg.log")
 			cmd, out := sipp(t, "subscriber.xml", "-s", e.name, "-t", tr[:1]+"1", "-p", strconv.Itoa(freePort(t, tr)),
-				"-trace_msg", "-message_file", trace, addr)
+				"-key", "target", addr, "-trace_msg", "-message_file", trace, addr)
 			eventually(t, "sipp's full state", func() bool {
 				for _, s := range e.c.watch.of(e.name) {
 					s.mu.Lock()
