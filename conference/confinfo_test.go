@@ -226,3 +226,33 @@ func FuzzConferenceInfo(f *testing.F) {
 		}
 	})
 }
+
+// TestRosterCountsUsers: one user in twice (two dialogs from one AOR) is
+// one user with two endpoints, and user-count counts users (RFC 4575
+// §5.2.3); the two endpoints have their own entities; the document
+// validates.
+func TestRosterCountsUsers(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp")
+	p := e.peer(t, "udp")
+	ps, err := e.c.Invite(e.name, p.uri(), p.uri())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range ps {
+		waitState(t, e.c, e.name, x.ID, Joined)
+	}
+	conf, _ := e.c.conference(e.name)
+	doc := e.c.document(conf)
+	if n := len(doc.Users.Users); n != 1 || len(doc.Users.Users[0].Endpoints) != 2 || *doc.ConferenceState.UserCount != 1 {
+		t.Fatalf("users %d, endpoints %+v, user-count %d", n, doc.Users.Users, *doc.ConferenceState.UserCount)
+	}
+	eps := doc.Users.Users[0].Endpoints
+	if eps[0].Entity == eps[1].Entity {
+		t.Fatalf("two endpoints with one entity %q", eps[0].Entity)
+	}
+	b, err := doc.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkConferenceInfoSchema(t, b)
+}

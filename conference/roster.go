@@ -40,19 +40,18 @@ func (c *Controller) document(conf *Conference) *ConferenceInfo {
 	ci.Description = d
 	var users []User
 	byEntity := map[string]int{}
-	connected := uint32(0)
-	active := false
+	var present []bool // by user: an endpoint of theirs is in the conference
 	for _, p := range conf.members() {
 		ep, entity := c.endpointOf(p, desc)
-		if ep.Status == "connected" || ep.Status == "on-hold" {
-			connected++
-			active = true
-		}
 		i, ok := byEntity[entity]
 		if !ok {
 			i = len(users)
 			byEntity[entity] = i
 			users = append(users, User{Entity: entity})
+			present = append(present, false)
+		}
+		if ep.Status == "connected" || ep.Status == "on-hold" {
+			present[i] = true
 		}
 		u := &users[i]
 		// Endpoints of one user are told apart by their own entity;
@@ -74,6 +73,14 @@ func (c *Controller) document(conf *Conference) *ConferenceInfo {
 			u.Roles.Entries = append(u.Roles.Entries, string(role))
 		}
 	}
+	// RFC 4575 §5.2.3: user-count counts users, not their endpoints.
+	connected := uint32(0)
+	for _, x := range present {
+		if x {
+			connected++
+		}
+	}
+	active := connected > 0
 	ci.ConferenceState = &ConferenceState{UserCount: &connected, Active: &active}
 	ci.Users = &Users{Users: users}
 	return ci
@@ -120,7 +127,7 @@ func (c *Controller) endpointOf(p *participant, desc *sdp.Session) (Endpoint, st
 	by, role, d := p.by, p.role, p.dlg
 	p.mu.Unlock()
 	entity := anyURI(userEntity(uri))
-	ep := Endpoint{Entity: userEntity(uri)}
+	ep := Endpoint{Entity: entity}
 	when := since.UTC().Format(time.RFC3339)
 	if dialIn {
 		ep.JoiningMethod = "dialed-in"
@@ -172,7 +179,7 @@ func (c *Controller) endpointOf(p *participant, desc *sdp.Session) (Endpoint, st
 		ep.CallInfo = &CallInfo{SIP: &SIPDialogID{CallID: d.callID, FromTag: from, ToTag: to}}
 		d.mu.Unlock()
 		if target.Host != "" {
-			ep.Entity = (&sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}).String()
+			ep.Entity = anyURI((&sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}).String())
 		}
 	}
 	if st == Joined {
