@@ -207,7 +207,8 @@ func requestedExpires(req *sip.Request, def time.Duration) (time.Duration, error
 
 // acceptsConferenceInfo reports whether a SUBSCRIBE's Accept, if any,
 // takes application/conference-info+xml (RFC 6665 §4.1.2: absent means
-// the package's default type).
+// the package's default type; an empty one, that none is acceptable:
+// RFC 3261 §20.1); a range with q=0 is one it refuses (RFC 9110 §12.4.2).
 func acceptsConferenceInfo(req *sip.Request) bool {
 	hs := req.GetHeaders("Accept")
 	if len(hs) == 0 {
@@ -215,11 +216,25 @@ func acceptsConferenceInfo(req *sip.Request) bool {
 	}
 	for _, h := range hs {
 		for _, v := range strings.Split(h.Value(), ",") {
-			mt, _, _ := strings.Cut(v, ";")
+			mt, params, _ := strings.Cut(v, ";")
 			switch strings.ToLower(strings.TrimSpace(mt)) {
-			case "", ConferenceInfoType, "application/*", "*/*":
-				return true
+			case ConferenceInfoType, "application/*", "*/*":
+				if !zeroQ(params) {
+					return true
+				}
 			}
+		}
+	}
+	return false
+}
+
+// zeroQ reports whether media-range parameters say q=0 (q=0.0, q=0.000).
+func zeroQ(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			v = strings.TrimSpace(v)
+			return v != "" && strings.Trim(v, "0.") == "" && v[0] == '0'
 		}
 	}
 	return false
@@ -538,8 +553,13 @@ func (c *Controller) notify(s *subscription) bool {
 	var ctype string
 	var state string
 	s.mu.Lock()
-	ending, reason := s.ending, s.reason
 	left := time.Until(s.expires)
+	if left <= 0 && !s.ending {
+		// A change that woke the worker just as the subscription ran out:
+		// it is over (RFC 6665 §4.1.3), not active for one more second.
+		s.ending, s.reason = true, "timeout"
+	}
+	ending, reason := s.ending, s.reason
 	s.mu.Unlock()
 	switch s.kind {
 	case eventConference:

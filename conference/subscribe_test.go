@@ -242,3 +242,29 @@ func TestSubscriptionBounds(t *testing.T) {
 		t.Fatalf("%d subscriptions held", n)
 	}
 }
+
+func TestAcceptsConferenceInfo(t *testing.T) {
+	for _, tc := range []struct {
+		accept []string
+		want   bool
+	}{
+		{nil, true},
+		{[]string{"application/conference-info+xml"}, true},
+		{[]string{"application/pidf+xml", "application/*"}, true},
+		{[]string{"application/pidf+xml, */*;q=0.1"}, true},
+		{[]string{"application/conference-info+xml;q=0"}, false},
+		{[]string{"application/conference-info+xml; q=0.000"}, false},
+		{[]string{"*/*;q=0, application/pidf+xml"}, false},
+		{[]string{"application/conference-info+xml;q=0.5"}, true},
+		{[]string{"text/plain"}, false},
+		{[]string{""}, false}, // an empty Accept: no format is acceptable (RFC 3261 §20.1)
+	} {
+		req := sip.NewRequest(sip.SUBSCRIBE, sip.Uri{Scheme: "sip", User: "lecture", Host: "127.0.0.1"})
+		for _, a := range tc.accept {
+			req.AppendHeader(sip.NewHeader("Accept", a))
+		}
+		if got := acceptsConferenceInfo(req); got != tc.want {
+			t.Errorf("Accept %q: %v, want %v", tc.accept, got, tc.want)
+		}
+	}
+}
