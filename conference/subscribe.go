@@ -646,6 +646,17 @@ func (c *Controller) sendNotify(s *subscription, state, ctype string, body []byt
 			c.persist(p)
 		}
 	}
+	// A roster too large for UDP goes over TCP where mcc has it (RFC
+	// 3261 §18.1.1), and over UDP, fragmented, to a subscriber TCP does
+	// not reach: its CSeq was never used.
+	transport := req.Transport()
+	var overUDP *sip.Request
+	if tr := c.pickTransport(req, transport); tr != transport {
+		overUDP = req.Clone()
+		req.SetTransport(tr)
+		req.RemoveHeader("Contact")
+		req.AppendHeader(c.focusContact(d.local.User, tr, v6))
+	}
 	cl, err := c.clientFor(req.Transport(), v6)
 	if err != nil {
 		return err
@@ -653,6 +664,15 @@ func (c *Controller) sendNotify(s *subscription, state, ctype string, body []byt
 	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1) // Timer F
 	defer cancel()
 	res, err := cl.Do(ctx, req)
+	if err != nil && overUDP != nil && c.ctx.Err() == nil {
+		c.log.Info("NOTIFY: TCP failed, sending it over UDP", "conference", s.conf.name, "bytes", len(req.String()), "err", err)
+		cancel()
+		ctx, cancel = context.WithTimeout(c.ctx, 64*sip.T1)
+		defer cancel()
+		if cl, err = c.clientFor(transport, v6); err == nil {
+			res, err = cl.Do(ctx, overUDP)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("NOTIFY: %w", err)
 	}

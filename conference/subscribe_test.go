@@ -2,6 +2,7 @@ package conference
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -265,6 +266,46 @@ func TestAcceptsConferenceInfo(t *testing.T) {
 		}
 		if got := acceptsConferenceInfo(req); got != tc.want {
 			t.Errorf("Accept %q: %v, want %v", tc.accept, got, tc.want)
+		}
+	}
+}
+
+// TestLargeRosterOverTCP: a roster too large for UDP goes to a UDP
+// subscriber over TCP when it listens there too (RFC 3261 §18.1.1), and
+// over UDP, fragmented, when TCP does not reach it.
+func TestLargeRosterOverTCP(t *testing.T) {
+	e := newEnv(t, "127.0.0.1", "udp", "tcp")
+	for range 4 {
+		p := e.peer(t, "udp")
+		ps, err := e.c.Invite(e.name, p.uri())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, e.c, e.name, ps[0].ID, Joined)
+	}
+	for _, tcpToo := range []bool{true, false} {
+		w := newWatcher(t, e, "udp")
+		if tcpToo {
+			ln, err := net.Listen("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go w.srv.ServeTCP(ln)
+		}
+		if res := w.subscribe(600); res.StatusCode != 200 {
+			t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+		}
+		w.until("the whole roster", func(d *ConferenceInfo) bool { return d.Users != nil && len(d.Users.Users) == 4 })
+		w.mu.Lock()
+		size, via := len(w.bodies[0]), w.via[0]
+		w.mu.Unlock()
+		want := "UDP"
+		if tcpToo {
+			want = "TCP"
+		}
+		if size <= udpLimit || via != want {
+			t.Fatalf("TCP too %v: a %d-byte roster came over %s, want %s", tcpToo, size, via, want)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 type watcher struct {
 	t    testing.TB
 	ua   *sipgo.UserAgent
+	srv  *sipgo.Server
 	cl   *sipgo.Client
 	addr string
 	tr   string
@@ -38,6 +39,7 @@ type watcher struct {
 	versions []uint32
 	gaps     int
 	bodies   [][]byte
+	via      []string // each NOTIFY's transport
 	changed  chan struct{}
 }
 
@@ -51,6 +53,7 @@ func newWatcher(t testing.TB, e *env, transport string) *watcher {
 	srv, _ := sipgo.NewServer(ua)
 	w := &watcher{t: t, ua: ua, tr: transport, callID: sip.GenerateTagN(16), tag: sip.GenerateTagN(8), changed: make(chan struct{}, 1)}
 	srv.OnNotify(w.onNotify)
+	w.srv = srv
 	host := e.host
 	switch transport {
 	case "udp":
@@ -153,6 +156,7 @@ func (w *watcher) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 	w.mu.Lock()
 	w.states = append(w.states, state)
+	w.via = append(w.via, req.Transport())
 	w.mu.Unlock()
 	if len(body) > 0 {
 		checkConferenceInfoSchema(w.t, body)
