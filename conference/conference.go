@@ -150,6 +150,12 @@ type Conference struct {
 	recordMu     sync.Mutex
 	recordGone   bool
 	savedVersion atomic.Uint64
+	// roster is the last document built for the roster's subscribers, at
+	// generation rosterGen of the conference's changes (sharedDocument);
+	// under rosterMu, taken before conf.mu.
+	rosterMu  sync.Mutex
+	roster    *ConferenceInfo
+	rosterGen uint64
 	// removing, guarded by Controller.mu, marks a conference a Delete has
 	// taken: another Delete finds it gone. pending, guarded by it too,
 	// marks one whose Create has not saved it yet: nobody finds it, and

@@ -241,12 +241,13 @@ func xmlText(s string) string {
 // the partial document of what changed since its last one; ok is false
 // when nothing did.
 func (c *Controller) nextDocument(s *subscription, last bool) (doc *ConferenceInfo, ok bool) {
-	now := c.document(s.conf)
+	now := c.sharedDocument(s.conf)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	full := s.full || s.sent == nil || last
 	if full {
-		doc = now
+		d := *now // its own version; the rest is shared, and never written
+		doc = &d
 	} else if doc = diffDocument(s.sent, now); doc == nil {
 		return nil, false
 	}
@@ -258,6 +259,21 @@ func (c *Controller) nextDocument(s *subscription, last bool) (doc *ConferenceIn
 	doc.Version = uint32(s.version)
 	s.sent = now
 	return doc, true
+}
+
+// sharedDocument is conf's document as of its last change that woke its
+// subscribers: built once for all of them, not once each (a change of a
+// conference of n participants with m subscribers costs one build, not
+// m). Nobody writes a document once it is built.
+func (c *Controller) sharedDocument(conf *Conference) *ConferenceInfo {
+	gen := c.watch.generation(conf.name)
+	conf.rosterMu.Lock()
+	defer conf.rosterMu.Unlock()
+	if conf.roster != nil && conf.rosterGen == gen {
+		return conf.roster
+	}
+	conf.roster, conf.rosterGen = c.document(conf), gen
+	return conf.roster
 }
 
 // diffDocument is the partial document that takes a subscriber from old

@@ -103,6 +103,10 @@ func (s *subscription) terminate(reason string) {
 type watchers struct {
 	mu     sync.Mutex
 	byConf map[string]map[*subscription]bool
+	// gen counts the changes of each conference that woke its
+	// subscribers: the roster document built at one generation serves
+	// every subscriber until the next (sharedDocument).
+	gen map[string]uint64
 }
 
 func (w *watchers) add(name string, s *subscription) {
@@ -123,13 +127,28 @@ func (w *watchers) remove(name string, s *subscription) {
 	delete(w.byConf[name], s)
 	if len(w.byConf[name]) == 0 {
 		delete(w.byConf, name)
+		w.gen[name]++ // what was built for them is not kept fresh from here
 	}
+}
+
+// generation is conference name's change count (gen).
+func (w *watchers) generation(name string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gen[name]
 }
 
 // touch wakes every subscription to conference name.
 func (w *watchers) touch(name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.byConf[name]) == 0 {
+		return // nobody builds a document to keep fresh
+	}
+	if w.gen == nil {
+		w.gen = map[string]uint64{}
+	}
+	w.gen[name]++
 	for s := range w.byConf[name] {
 		s.poke()
 	}
