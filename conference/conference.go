@@ -253,9 +253,12 @@ type participant struct {
 	rejoin bool
 	// role is Speaker, Listener or none (the session's directions as they
 	// are); reoffer asks its worker for a re-INVITE with its own offer
-	// (roles.go) though it has the latest version.
+	// (roles.go) though it has the latest version; roleGen counts the
+	// roles given, so that the answer to an offer made before the last
+	// one clears reoffer only when no role came since.
 	role    Role
 	reoffer bool
+	roleGen uint64
 }
 
 func (p *participant) set(s State, status int, reason string) {

@@ -79,6 +79,7 @@ func (c *Controller) SetRole(name, id string, r Role) (Participant, error) {
 	changed := p.role != r
 	if changed {
 		p.role, p.reoffer = r, true
+		p.roleGen++
 	}
 	p.mu.Unlock()
 	if changed {

@@ -248,7 +248,7 @@ func retryAfterOf(res *sip.Response) *retryAfter {
 // the latest version, or its dialog ended.
 func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) error {
 	p.mu.Lock()
-	d, state, have, refresh, behind, reoffer := p.dlg, p.state, p.acked, p.refresh, p.behind, p.reoffer
+	d, state, have, refresh, behind, reoffer, roleGen := p.dlg, p.state, p.acked, p.refresh, p.behind, p.reoffer, p.roleGen
 	has := p.hasLocked(conf.version())
 	p.mu.Unlock()
 	if d == nil || state != Joined {
@@ -271,7 +271,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		// A session refresh by re-INVITE would take it out of its group
 		// too: it is refreshed by a rejoin (RFC 4028 §10 lets any
 		// request that gets a 2xx refresh; a new dialog starts anew).
-		return c.rejoinOnce(conf, p, d, s, !upToDate)
+		return c.rejoinOnce(conf, p, d, s, !upToDate, roleGen)
 	}
 	d.mu.Lock()
 	if d.ended {
@@ -404,8 +404,8 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 			case res.StatusCode < 300:
 				p.mu.Lock()
 				p.refresh = false
-				if reoffer {
-					p.reoffer = false
+				if reoffer && p.roleGen == roleGen {
+					p.reoffer = false // else a role came after this offer: its own re-INVITE follows
 				}
 				p.mu.Unlock()
 				d.mu.Lock()
@@ -524,7 +524,7 @@ func (s *slot) freeAfter() (<-chan time.Time, func() bool) {
 // streams p had refused at port 0. A change does it once per version
 // (change): a rejoin answered wrongly again is shown behind, not tried in
 // a loop. The slot is given back before the BYE.
-func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *slot, change bool) error {
+func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *slot, change bool, roleGen uint64) error {
 	d.mu.Lock()
 	if d.inviteRx { // their INVITE first (§14.1)
 		acked := d.acked
@@ -571,7 +571,9 @@ func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *
 	}
 	p.mu.Lock()
 	p.refresh = false // the new dialog's session interval starts now
-	p.reoffer = false // its new INVITE was made with its role (offerFor)
+	if p.roleGen == roleGen {
+		p.reoffer = false // its new INVITE was made with its role (offerFor)
+	}
 	p.mu.Unlock()
 	c.persist(p) // the new dialog, whether or not its join changed p's state
 	c.publishParticipant(p, "reinvite")
