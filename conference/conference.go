@@ -188,8 +188,11 @@ type Conference struct {
 	// is the start of the last interval whose invitees were dialed.
 	sched    sdp.Schedule
 	invitees []Invitee
-	onAir    sdp.Interval
-	dialed   time.Time
+	// schedMu runs runSchedule for the conference one at a time; taken
+	// before conf.mu.
+	schedMu sync.Mutex
+	onAir   sdp.Interval
+	dialed  time.Time
 }
 
 type participant struct {

@@ -172,6 +172,10 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	if !c.addParticipant(conf, p) {
 		c.guard.unhold(src)
 		c.guard.unjoin(src)
+		if r := c.notOnAir(conf); r != nil {
+			tx.Respond(r.response(req))
+			return
+		}
 		respond(tx, req, sip.StatusNotFound, "Not Found", warning("the conference is ending"))
 		return
 	}
@@ -277,8 +281,8 @@ func (c *Controller) abandon(conf *Conference, p *participant, d *dialog) {
 func (c *Controller) addParticipant(conf *Conference, p *participant) bool {
 	conf.mu.Lock()
 	defer conf.mu.Unlock()
-	if conf.deleted {
-		return false
+	if conf.deleted || conf.offAirLocked() {
+		return false // gone, or between two of its scheduled intervals
 	}
 	conf.participants = append(conf.participants, p)
 	keep := c.guard.lim.EndedKept

@@ -68,6 +68,9 @@ func (c *Controller) invite(conf *Conference, targets []sip.Uri, uris []string, 
 	for i, t := range targets {
 		p := &participant{id: newID(), uri: uris[i], by: by, role: role, state: Invited, since: time.Now(), in: conf, conf: conf.name, c: c}
 		if !c.addParticipant(conf, p) {
+			if c.notOnAir(conf) != nil {
+				return out, fmt.Errorf("%w: %q", ErrNotOnAir, conf.name)
+			}
 			return out, fmt.Errorf("%w: %q is being deleted", ErrUnknown, conf.name)
 		}
 		out = append(out, p)

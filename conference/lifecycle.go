@@ -50,14 +50,22 @@ func (c *Controller) CreateScheduled(name string, spec sdp.SessionSpec, access A
 		return Info{}, err
 	}
 	in, err := c.adopt(name, desc.Origin.SessionID, access, nil, invitees)
-	if err == nil && spec.Schedule.IsZero() && len(invitees) > 0 {
-		conf, cerr := c.conference(name)
-		if cerr == nil {
-			c.dialInvitees(conf, time.Time{})
-			in = c.info(conf)
-		}
+	if err != nil {
+		return in, err
 	}
-	return in, err
+	conf, cerr := c.conference(name)
+	switch {
+	case cerr != nil:
+	case !spec.Schedule.IsZero():
+		// On air at once when its lead has begun: what it returns says so,
+		// and a dial-in right after finds it on.
+		c.runSchedule(conf, c.clock().Now())
+		in = c.info(conf)
+	case len(invitees) > 0:
+		c.dialInvitees(conf, time.Time{})
+		in = c.info(conf)
+	}
+	return in, nil
 }
 
 // Import makes a conference named name around a session described

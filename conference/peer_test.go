@@ -37,6 +37,7 @@ type peer struct {
 	handler  func(req *sip.Request, tx sip.ServerTransaction) // replaces onInvite when set
 	extra    func(req *sip.Request, code int) []sip.Header    // more headers for a response
 	notify   func(req *sip.Request, tx sip.ServerTransaction) // NOTIFYs go here when set
+	mute     bool                                             // BYEs are recorded, never answered
 	version  uint64
 	// dialogTags are the Call-ID and To tag of each response it sent.
 	dialogTags [][2]string
@@ -97,8 +98,11 @@ func newPeerWith(t testing.TB, transport, host string, tlsConf *tls.Config, pc n
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.mu.Lock()
 		p.byes = append(p.byes, req)
+		mute := p.mute
 		p.mu.Unlock()
-		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		if !mute {
+			tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		}
 	})
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.mu.Lock()

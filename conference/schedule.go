@@ -142,17 +142,27 @@ func (c *Controller) runSchedule(conf *Conference, now time.Time) time.Time {
 	if sch.IsZero() {
 		return time.Time{}
 	}
+	conf.schedMu.Lock() // the scheduler's pass, or the one of its creation
+	defer conf.schedMu.Unlock()
 	conf.mu.Lock()
 	onAir, dialed, deleted := conf.onAir, conf.dialed, conf.deleted
 	conf.mu.Unlock()
 	if deleted {
 		return time.Time{}
 	}
-	if onAir != (sdp.Interval{}) && !onAir.End.IsZero() && !now.Before(onAir.End) {
-		c.closeInterval(conf, onAir)
-		onAir = sdp.Interval{}
-	}
 	s, e, ok := sch.Next(now)
+	if onAir != (sdp.Interval{}) && !onAir.End.IsZero() && !now.Before(onAir.End) {
+		if ok && !now.Before(s) && !s.After(onAir.End) {
+			// The next interval began before this one ended (overlapping
+			// r= lines or offsets, or back to back): one stretch on air,
+			// with nobody hung up and nobody dialed twice.
+			c.markDialed(conf, s)
+			dialed = dialKey(s)
+		} else {
+			c.closeInterval(conf, onAir)
+			onAir = sdp.Interval{}
+		}
+	}
 	wakeAt := s.Add(-c.lead())
 	if !ok || now.Before(wakeAt) {
 		if onAir != (sdp.Interval{}) {
@@ -176,7 +186,7 @@ func (c *Controller) runSchedule(conf *Conference, now time.Time) time.Time {
 			return now.Add(time.Minute) // the pool may have room then
 		}
 	}
-	if !now.Before(s) && !dialed.Equal(s) {
+	if !now.Before(s) && !dialed.Equal(dialKey(s)) {
 		c.dialInvitees(conf, s)
 	}
 	switch {
@@ -246,8 +256,10 @@ func (c *Controller) rest(conf *Conference) {
 	}
 }
 
-// closeInterval ends interval iv of conf: BYE to everyone (CANCEL to
-// those still ringing), then the session rests.
+// closeInterval ends interval iv of conf: from here nobody joins
+// (addParticipant), everyone gets BYE (CANCEL while ringing), each in
+// its own goroutine, so that one that does not answer holds up neither
+// the others nor the scheduler; then the session rests.
 func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval) {
 	conf.mu.Lock()
 	parts := slices.Clone(conf.participants)
@@ -258,7 +270,7 @@ func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval) {
 		state := p.state
 		p.mu.Unlock()
 		if state == Joined || state == Invited || state == Ringing {
-			c.end(p, "the scheduled interval ended")
+			c.goOwned(func() { c.end(p, "the scheduled interval ended") })
 		}
 	}
 	c.rest(conf)
@@ -271,7 +283,7 @@ func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval) {
 // a restart does not dial them again.
 func (c *Controller) dialInvitees(conf *Conference, s time.Time) {
 	conf.mu.Lock()
-	conf.dialed = s
+	conf.dialed = dialKey(s)
 	list := append([]Invitee(nil), conf.invitees...)
 	conf.mu.Unlock()
 	if err := c.saveConference(conf); err != nil {
@@ -290,12 +302,31 @@ func (c *Controller) dialInvitees(conf *Conference, s time.Time) {
 	c.publish(Event{Conference: conf.name, Kind: "schedule", Detail: fmt.Sprintf("started: %d invited", len(list))})
 }
 
+// markDialed records that the interval starting at s needs no dialing.
+func (c *Controller) markDialed(conf *Conference, s time.Time) {
+	conf.mu.Lock()
+	conf.dialed = dialKey(s)
+	conf.mu.Unlock()
+}
+
+// dialKey is what conf.dialed records for an interval starting at s: s,
+// or for an interval with no start (t=0 STOP: on from its creation) the
+// Unix epoch, which no zero time equals.
+func dialKey(s time.Time) time.Time {
+	if s.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return s
+}
+
 // notOnAir is the refusal of a dial-in to a scheduled conference between
 // its intervals (RFC 3261 §21.4.18): 480, with Retry-After the seconds
 // until its session wakes (RFC 3261 §20.33), when there is a next time.
 func (c *Controller) notOnAir(conf *Conference) *refusal {
-	sch := c.scheduleOf(conf)
-	if sch.IsZero() || !c.cfg.Manager.Idle(conf.sessionID) {
+	conf.mu.Lock()
+	sch, off := conf.sched, conf.offAirLocked()
+	conf.mu.Unlock()
+	if !off {
 		return nil
 	}
 	now := c.clock().Now()
@@ -309,6 +340,12 @@ func (c *Controller) notOnAir(conf *Conference) *refusal {
 		r.Warning = "the conference's schedule is over"
 	}
 	return r
+}
+
+// offAirLocked reports whether conf is scheduled and not on: between
+// its intervals nobody joins it. Called with conf.mu held.
+func (conf *Conference) offAirLocked() bool {
+	return !conf.sched.IsZero() && conf.onAir == (sdp.Interval{})
 }
 
 // SetInvitees sets the invite list of conference name: who its

@@ -230,3 +230,80 @@ func mustMarshal(t *testing.T, s *sdp.Session) []byte {
 	}
 	return b
 }
+
+// newLectureRig starts a rig at t.
+func newLectureRig(t *testing.T, at time.Time) *lectureRig {
+	pool, _ := multicast.ScopePool(multicast.IPv4, multicast.ScopeLocal, multicast.ScopeOptions{})
+	r := &lectureRig{t: t, clk: &fakeClock{t: at}, leases: &multicast.MemoryStore{}, store: newMemStore(), addr: "127.0.0.1:0", pool: pool}
+	r.start()
+	return r
+}
+
+// TestScheduleEdges: two intervals that overlap (r= with two offsets)
+// are one stretch on air, with nobody hung up or dialed twice; a
+// schedule with a stop alone (t=0 STOP) dials its invitees at once; a
+// participant that never answers its BYE holds up neither the others'
+// BYEs nor the rest; after the end a dial-in gets 480.
+func TestScheduleEdges(t *testing.T) {
+	mon := time.Date(2026, 12, 7, 9, 50, 0, 0, time.UTC)
+	t.Run("overlap", func(t *testing.T) {
+		r := newLectureRig(t, mon)
+		p := newPeer(t, "udp", "127.0.0.1", nil)
+		start := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+		// 10:00-11:00 and 10:30-11:30, weekly.
+		sch := sdp.Schedule{Periods: []sdp.Period{{Start: start, Repeats: []sdp.Repetition{{Every: 7 * 24 * time.Hour, For: time.Hour, Offsets: []time.Duration{0, 30 * time.Minute}}}}}}
+		if _, err := r.c.CreateScheduled("lecture", sdp.SessionSpec{Name: "Lecture", Pool: r.pool.Name, Schedule: sch, Media: []sdp.MediaSpec{{Kind: "audio"}}},
+			Access{}, []Invitee{{URI: p.uri()}}); err != nil {
+			t.Fatal(err)
+		}
+		r.at(start)
+		eventually(t, "the invitee joined", func() bool { a, b, _ := p.counts(); return a == 1 && b == 1 })
+		r.at(start.Add(time.Hour)) // the first interval ends inside the second
+		r.at(start.Add(time.Hour + time.Minute))
+		time.Sleep(100 * time.Millisecond)
+		if invites, _, byes := p.counts(); invites != 1 || byes != 0 {
+			t.Fatalf("at 11:01, inside the second interval: %d INVITEs, %d BYEs", invites, byes)
+		}
+		r.at(start.Add(90 * time.Minute))
+		eventually(t, "BYE at 11:30", func() bool { _, _, b := p.counts(); return b == 1 })
+	})
+	t.Run("stop only", func(t *testing.T) {
+		r := newLectureRig(t, mon)
+		p := newPeer(t, "udp", "127.0.0.1", nil)
+		stop := mon.Add(time.Hour)
+		sch := sdp.Schedule{Periods: []sdp.Period{{Stop: stop}}}
+		if _, err := r.c.CreateScheduled("lecture", sdp.SessionSpec{Name: "Lecture", Pool: r.pool.Name, Schedule: sch, Media: []sdp.MediaSpec{{Kind: "audio"}}},
+			Access{}, []Invitee{{URI: p.uri()}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the invitee dialed at once", func() bool { a, _, _ := p.counts(); return a == 1 })
+		r.at(stop)
+		eventually(t, "BYE at the stop", func() bool { _, _, b := p.counts(); return b == 1 })
+	})
+	t.Run("slow BYE", func(t *testing.T) {
+		r := newLectureRig(t, mon)
+		mute, p := newPeer(t, "udp", "127.0.0.1", nil), newPeer(t, "udp", "127.0.0.1", nil)
+		start, stop := mon.Add(10*time.Minute), mon.Add(70*time.Minute)
+		sch := sdp.Schedule{Periods: []sdp.Period{{Start: start, Stop: stop}}}
+		in, err := r.c.CreateScheduled("lecture", sdp.SessionSpec{Name: "Lecture", Pool: r.pool.Name, Schedule: sch, Media: []sdp.MediaSpec{{Kind: "audio"}}},
+			Access{}, []Invitee{{URI: mute.uri()}, {URI: p.uri()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.at(start)
+		eventually(t, "both joined", func() bool { a, _, _ := mute.counts(); b, _, _ := p.counts(); return a == 1 && b == 1 })
+		time.Sleep(100 * time.Millisecond) // their ACKs
+		mute.mu.Lock()
+		mute.mute = true // never answers its BYE
+		mute.mu.Unlock()
+		r.at(stop)
+		eventually(t, "the other's BYE and the rest", func() bool {
+			_, _, b := p.counts()
+			return b == 1 && r.m.Idle(in.SessionID) && len(r.ownLeases(in.SessionID)) == 0
+		})
+		caller := newPeer(t, "udp", "127.0.0.1", nil)
+		if res := caller.dialInNoACK(t, r.c.URI("lecture"), nil).res; res.StatusCode != 480 || res.GetHeader("Retry-After") != nil {
+			t.Fatalf("a dial-in after the schedule's end: %d %v", res.StatusCode, res.GetHeader("Retry-After"))
+		}
+	})
+}

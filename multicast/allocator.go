@@ -308,7 +308,7 @@ func (a *Allocator) Claim(req Request, g netip.Addr, port uint16) (Lease, error)
 	}
 	i, ok := c.index(g)
 	if !ok {
-		return Lease{}, fmt.Errorf("multicast: claim %v: not in pool %s (%v)", g, c.Name, c.Prefix)
+		return Lease{}, fmt.Errorf("multicast: claim %v: not in pool %s (%v): %w", g, c.Name, c.Prefix, ErrNotInPool)
 	}
 	if err := a.Expire(); err != nil {
 		return Lease{}, err
@@ -405,13 +405,23 @@ func (a *Allocator) Leases() []Lease {
 // Renew moves the end of g's lease. It returns ErrNotLeased when g has no
 // lease.
 func (a *Allocator) Renew(g netip.Addr, end time.Time) (Lease, error) {
+	return a.renew(g, end, nil)
+}
+
+// RenewOwned is Renew of a lease owner holds: a lease of g that ended
+// and went to someone else meanwhile is theirs, and ErrNotLeased.
+func (a *Allocator) RenewOwned(g netip.Addr, owner string, end time.Time) (Lease, error) {
+	return a.renew(g, end, &owner)
+}
+
+func (a *Allocator) renew(g netip.Addr, end time.Time, owner *string) (Lease, error) {
 	g = g.Unmap()
 	if !end.After(a.cfg.Now()) {
 		return Lease{}, fmt.Errorf("multicast: renew %v: end %v has passed", g, end.Format(time.RFC3339))
 	}
 	a.mu.Lock()
 	l, ok := a.leases[g]
-	if !ok {
+	if !ok || owner != nil && l.Owner != *owner {
 		a.mu.Unlock()
 		return Lease{}, fmt.Errorf("renew %v: %w", g, ErrNotLeased)
 	}
@@ -422,7 +432,7 @@ func (a *Allocator) Renew(g netip.Addr, end time.Time) (Lease, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.leases[g]; !ok { // released meanwhile
+	if cur, ok := a.leases[g]; !ok || cur.Owner != l.Owner || !cur.Start.Equal(l.Start) { // released meanwhile, maybe leased again
 		return Lease{}, fmt.Errorf("renew %v: %w", g, ErrNotLeased)
 	}
 	a.leases[g] = l
@@ -431,11 +441,17 @@ func (a *Allocator) Renew(g netip.Addr, end time.Time) (Lease, error) {
 }
 
 // Release gives g's lease back. It returns ErrNotLeased when g has none.
-func (a *Allocator) Release(g netip.Addr) error {
+func (a *Allocator) Release(g netip.Addr) error { return a.release(g, nil) }
+
+// ReleaseOwned is Release of a lease owner holds: a lease of g that ended
+// and went to someone else meanwhile is theirs, and ErrNotLeased.
+func (a *Allocator) ReleaseOwned(g netip.Addr, owner string) error { return a.release(g, &owner) }
+
+func (a *Allocator) release(g netip.Addr, owner *string) error {
 	g = g.Unmap()
 	a.mu.Lock()
 	l, ok := a.leases[g]
-	if !ok {
+	if !ok || owner != nil && l.Owner != *owner {
 		a.mu.Unlock()
 		return fmt.Errorf("release %v: %w", g, ErrNotLeased)
 	}

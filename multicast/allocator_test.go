@@ -361,3 +361,34 @@ func TestClaim(t *testing.T) {
 		t.Fatalf("Claim with an odd port = %+v, %v; want an even one drawn", l, err)
 	}
 }
+
+// TestOwnedReleaseRenew: a lease that ended and went to another owner is
+// not the first owner's to release or renew.
+func TestOwnedReleaseRenew(t *testing.T) {
+	clk := newClock()
+	a := newTestAllocator(t, Config{Pools: []Pool{smallPool("p", "239.7.7.0/32")}, Now: clk.Now, DefaultLease: time.Hour})
+	l, err := a.Allocate(Request{Pool: "p", Owner: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RenewOwned(l.Group, "s1", clk.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(3 * time.Hour) // s1's lease ends; s2 takes the group
+	l2, err := a.Allocate(Request{Pool: "p", Owner: "s2"})
+	if err != nil || l2.Group != l.Group {
+		t.Fatalf("s2: %+v %v", l2, err)
+	}
+	if _, err := a.RenewOwned(l.Group, "s1", clk.Now().Add(time.Hour)); !errors.Is(err, ErrNotLeased) {
+		t.Fatalf("s1 renews s2's lease: %v", err)
+	}
+	if err := a.ReleaseOwned(l.Group, "s1"); !errors.Is(err, ErrNotLeased) {
+		t.Fatalf("s1 releases s2's lease: %v", err)
+	}
+	if got, ok := a.Lease(l.Group); !ok || got.Owner != "s2" || !got.End.Equal(l2.End) {
+		t.Fatalf("s2's lease is now %+v %v", got, ok)
+	}
+	if err := a.ReleaseOwned(l.Group, "s2"); err != nil {
+		t.Fatal(err)
+	}
+}

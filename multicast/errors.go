@@ -19,6 +19,10 @@ var (
 	// or in use.
 	ErrTaken = errors.New("multicast: group is taken")
 
+	// ErrNotInPool is returned by Claim for a group outside the pool (or
+	// excluded from it).
+	ErrNotInPool = errors.New("multicast: group is not in the pool")
+
 	// ErrClosed is returned after the allocator has been closed.
 	ErrClosed = errors.New("multicast: allocator closed")
 )

@@ -57,7 +57,7 @@ func (m *Manager) wake(id uint64, until time.Time) (*Session, bool, error) {
 	taken := map[netip.Addr]multicast.Lease{} // what this wake leased, given back when it fails
 	undo := func() {
 		for g := range taken {
-			if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+			if err := m.cfg.Allocator.ReleaseOwned(g, owner); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
 				errs = append(errs, err)
 			}
 		}
@@ -69,18 +69,23 @@ func (m *Manager) wake(id uint64, until time.Time) (*Session, bool, error) {
 		g := md.Connection.Addr
 		if l, ok := e.leases[g]; ok {
 			if !l.End.Equal(until) {
-				nl, err := m.cfg.Allocator.Renew(g, until)
-				if err != nil {
+				nl, err := m.cfg.Allocator.RenewOwned(g, owner, until)
+				if err == nil {
+					e.leases[g] = nl
+					continue
+				}
+				if !errors.Is(err, multicast.ErrNotLeased) {
 					undo()
 					return nil, false, errors.Join(append(errs, err)...)
 				}
-				e.leases[g] = nl
+				delete(e.leases, g) // it ended, and may be someone else's now: taken again below
+			} else {
+				continue
 			}
-			continue
 		}
 		req := multicast.Request{Pool: e.pool, Owner: owner, End: until}
 		l, err := m.cfg.Allocator.Claim(req, g, md.Port)
-		if errors.Is(err, multicast.ErrTaken) || errors.Is(err, multicast.ErrUnknownPool) {
+		if errors.Is(err, multicast.ErrTaken) || errors.Is(err, multicast.ErrUnknownPool) || errors.Is(err, multicast.ErrNotInPool) {
 			// Someone has it now (or the pool changed): a new group,
 			// which the next offer and announcement carry.
 			l, err = m.cfg.Allocator.Allocate(req)

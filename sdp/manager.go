@@ -22,6 +22,10 @@ type Allocator interface {
 	Claim(req multicast.Request, g netip.Addr, port uint16) (multicast.Lease, error)
 	Release(netip.Addr) error
 	Renew(netip.Addr, time.Time) (multicast.Lease, error)
+	// ReleaseOwned and RenewOwned touch a lease only while owner holds
+	// it: one that ended and went to another session is not theirs.
+	ReleaseOwned(g netip.Addr, owner string) error
+	RenewOwned(g netip.Addr, owner string, end time.Time) (multicast.Lease, error)
 	Pool(name string) (multicast.Pool, bool)
 	Leases() []multicast.Lease
 }
@@ -430,7 +434,7 @@ func (m *Manager) newMedia(e *managed, ms MediaSpec) (*Media, error) {
 func (m *Manager) releaseAll(e *managed) error {
 	var errs []error
 	for g := range e.leases {
-		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+		if err := m.cfg.Allocator.ReleaseOwned(g, e.owner()); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
 			errs = append(errs, err)
 		}
 	}
@@ -807,7 +811,7 @@ func (m *Manager) addStream(id uint64, ms MediaSpec) (*Session, int, error) {
 	if err := restorable(next); err != nil {
 		g := md.Connection.Addr
 		delete(e.leases, g)
-		if rerr := m.cfg.Allocator.Release(g); rerr != nil && !errors.Is(rerr, multicast.ErrNotLeased) {
+		if rerr := m.cfg.Allocator.ReleaseOwned(g, e.owner()); rerr != nil && !errors.Is(rerr, multicast.ErrNotLeased) {
 			err = errors.Join(err, rerr)
 		}
 		return nil, 0, err
@@ -817,7 +821,7 @@ func (m *Manager) addStream(id uint64, ms MediaSpec) (*Session, int, error) {
 		// taken again with the others at Wake.
 		g := md.Connection.Addr
 		delete(e.leases, g)
-		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+		if err := m.cfg.Allocator.ReleaseOwned(g, e.owner()); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
 			return nil, 0, err
 		}
 	}
@@ -901,7 +905,7 @@ func (m *Manager) Settle(id uint64, inUse func(netip.Addr) bool) (retiring int, 
 			kept = append(kept, g)
 			continue
 		}
-		if err := m.cfg.Allocator.Release(g); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
+		if err := m.cfg.Allocator.ReleaseOwned(g, e.owner()); err != nil && !errors.Is(err, multicast.ErrNotLeased) {
 			errs = append(errs, err)
 			kept = append(kept, g)
 			continue
@@ -1075,6 +1079,9 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 	return desc.Clone(), nil
 }
 
+// owner is the owner of the session's leases.
+func (e *managed) owner() string { return SessionOwner(e.desc.Origin.SessionID) }
+
 // SessionOwner is the owner of the leases of session id: "session ID".
 func SessionOwner(id uint64) string { return "session " + strconv.FormatUint(id, 10) }
 
@@ -1117,7 +1124,7 @@ func (m *Manager) ReleaseOrphans() error {
 		if !IsSessionOwner(l.Owner) || live[l.Owner] {
 			continue
 		}
-		if rerr := m.cfg.Allocator.Release(l.Group); rerr != nil && !errors.Is(rerr, multicast.ErrNotLeased) {
+		if rerr := m.cfg.Allocator.ReleaseOwned(l.Group, l.Owner); rerr != nil && !errors.Is(rerr, multicast.ErrNotLeased) {
 			err = errors.Join(err, fmt.Errorf("sdp: release the orphaned lease of %v: %w", l.Group, rerr))
 		}
 	}
@@ -1174,7 +1181,7 @@ func (m *Manager) RenewLeases(d time.Duration) (int, error) {
 	var errs []error
 	n := 0
 	for _, r := range due {
-		l, err := m.cfg.Allocator.Renew(r.g, r.end)
+		l, err := m.cfg.Allocator.RenewOwned(r.g, SessionOwner(r.id), r.end)
 		if err != nil {
 			errs = append(errs, err)
 			continue
