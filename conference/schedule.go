@@ -159,14 +159,16 @@ func (c *Controller) runSchedule(conf *Conference, now time.Time) time.Time {
 			c.markDialed(conf, s)
 			dialed = dialKey(s)
 		} else {
-			c.closeInterval(conf, onAir)
+			// The next one's lead may have begun already (a gap shorter
+			// than the lead): everyone goes, the leases stay.
+			c.closeInterval(conf, onAir, !ok || now.Before(s.Add(-c.lead())))
 			onAir = sdp.Interval{}
 		}
 	}
 	wakeAt := s.Add(-c.lead())
 	if !ok || now.Before(wakeAt) {
 		if onAir != (sdp.Interval{}) {
-			c.closeInterval(conf, onAir) // the schedule moved on while it was up
+			c.closeInterval(conf, onAir, true) // the schedule moved on while it was up
 		} else if !c.cfg.Manager.Idle(conf.sessionID) {
 			c.rest(conf) // created, or restored, ahead of its time
 		}
@@ -259,8 +261,10 @@ func (c *Controller) rest(conf *Conference) {
 // closeInterval ends interval iv of conf: from here nobody joins
 // (addParticipant), everyone gets BYE (CANCEL while ringing), each in
 // its own goroutine, so that one that does not answer holds up neither
-// the others nor the scheduler; then the session rests.
-func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval) {
+// the others nor the scheduler; then the session rests, unless the next
+// interval's lead has begun (rest false), and the wake that follows
+// moves the leases' end.
+func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval, rest bool) {
 	conf.mu.Lock()
 	parts := slices.Clone(conf.participants)
 	conf.onAir = sdp.Interval{}
@@ -273,7 +277,11 @@ func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval) {
 			c.goOwned(func() { c.end(p, "the scheduled interval ended") })
 		}
 	}
-	c.rest(conf)
+	if rest {
+		c.rest(conf)
+	} else if err := c.saveConference(conf); err != nil {
+		c.log.Error("save conference", "conference", conf.name, "err", err)
+	}
 	c.log.Info("schedule: interval over", "conference", conf.name, "start", iv.Start, "end", iv.End)
 	c.publish(Event{Conference: conf.name, Kind: "schedule", Detail: "interval over at " + iv.End.UTC().Format(time.RFC3339)})
 }

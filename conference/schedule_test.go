@@ -267,6 +267,32 @@ func TestScheduleEdges(t *testing.T) {
 		r.at(start.Add(90 * time.Minute))
 		eventually(t, "BYE at 11:30", func() bool { _, _, b := p.counts(); return b == 1 })
 	})
+	t.Run("short gap", func(t *testing.T) {
+		r := newLectureRig(t, mon)
+		p := newPeer(t, "udp", "127.0.0.1", nil)
+		a := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+		// 10:00-10:50, then 11:00-12:00: the second's lead begins before the first ends.
+		sch := sdp.Schedule{Periods: []sdp.Period{{Start: a, Stop: a.Add(50 * time.Minute)}, {Start: a.Add(time.Hour), Stop: a.Add(2 * time.Hour)}}}
+		in, err := r.c.CreateScheduled("lecture", sdp.SessionSpec{Name: "Lecture", Pool: r.pool.Name, Schedule: sch, Media: []sdp.MediaSpec{{Kind: "audio"}}},
+			Access{}, []Invitee{{URI: p.uri()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.at(a)
+		eventually(t, "the invitee joined", func() bool { n, _, _ := p.counts(); return n == 1 })
+		before := r.ownLeases(in.SessionID)
+		r.at(a.Add(50 * time.Minute))
+		eventually(t, "BYE at 10:50", func() bool { _, _, b := p.counts(); return b == 1 })
+		eventually(t, "the lease moved to the second's end", func() bool {
+			ls := r.ownLeases(in.SessionID)
+			return len(ls) == 1 && ls[0].Group == before[0].Group && ls[0].Start.Equal(before[0].Start) && ls[0].End.Equal(a.Add(2*time.Hour+scheduleHold))
+		})
+		if r.m.Idle(in.SessionID) {
+			t.Fatal("resting between two intervals closer than the lead")
+		}
+		r.at(a.Add(time.Hour))
+		eventually(t, "dialed for the second", func() bool { n, _, _ := p.counts(); return n == 2 })
+	})
 	t.Run("stop only", func(t *testing.T) {
 		r := newLectureRig(t, mon)
 		p := newPeer(t, "udp", "127.0.0.1", nil)
