@@ -13,8 +13,8 @@ import (
 
 	"mcc/conference"
 	"mcc/internal/peertest"
-	"mcc/multicast/sap"
 	"mcc/multicast"
+	"mcc/multicast/sap"
 	"mcc/sdp"
 )
 
