@@ -193,6 +193,9 @@ type Conference struct {
 	schedMu sync.Mutex
 	onAir   sdp.Interval
 	dialed  time.Time
+	// closing counts the ends of intervals waiting for their BYEs'
+	// answers before the session rests (closeInterval).
+	closing int
 }
 
 type participant struct {

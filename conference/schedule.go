@@ -2,9 +2,12 @@ package conference
 
 import (
 	"errors"
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -77,6 +80,10 @@ type ScheduleInfo struct {
 	Invitees []Invitee     `json:"invitees,omitempty"`
 }
 
+// ErrNotScheduled is an invite list for a conference with no schedule,
+// which has no start to dial it at.
+var ErrNotScheduled = errors.New("conference: the conference has no schedule")
+
 // ErrNotOnAir is an invitation into a scheduled conference between its
 // intervals.
 var ErrNotOnAir = errors.New("conference: the conference's session is not on (see its schedule)")
@@ -112,7 +119,7 @@ func (c *Controller) runSchedules() {
 		if !c.restoring.Load() {
 			now := clk.Now()
 			for _, conf := range c.allConferences() {
-				if next := c.runSchedule(conf, now); !next.IsZero() {
+				if next := c.runScheduleSafe(conf, now); !next.IsZero() {
 					wait = min(wait, max(next.Sub(now), 0))
 				}
 			}
@@ -124,6 +131,19 @@ func (c *Controller) runSchedules() {
 		case <-clk.After(wait):
 		}
 	}
+}
+
+// runScheduleSafe is runSchedule, with a panic in one conference's
+// logged and that conference looked at again in a minute: the others go
+// on.
+func (c *Controller) runScheduleSafe(conf *Conference, now time.Time) (next time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("schedule: panic", "conference", conf.name, "panic", r)
+			next = now.Add(time.Minute)
+		}
+	}()
+	return c.runSchedule(conf, now)
 }
 
 // scheduleOf returns conf's schedule, zero for a permanent session, an
@@ -169,7 +189,7 @@ func (c *Controller) runSchedule(conf *Conference, now time.Time) time.Time {
 	if !ok || now.Before(wakeAt) {
 		if onAir != (sdp.Interval{}) {
 			c.closeInterval(conf, onAir, true) // the schedule moved on while it was up
-		} else if !c.cfg.Manager.Idle(conf.sessionID) {
+		} else if !c.closing(conf) && !c.cfg.Manager.Idle(conf.sessionID) {
 			c.rest(conf) // created, or restored, ahead of its time
 		}
 		if !ok {
@@ -269,18 +289,44 @@ func (c *Controller) closeInterval(conf *Conference, iv sdp.Interval, rest bool)
 	parts := slices.Clone(conf.participants)
 	conf.onAir = sdp.Interval{}
 	conf.mu.Unlock()
+	var byes sync.WaitGroup
 	for _, p := range parts {
 		p.mu.Lock()
 		state := p.state
 		p.mu.Unlock()
 		if state == Joined || state == Invited || state == Ringing {
-			c.goOwned(func() { c.end(p, "the scheduled interval ended") })
+			byes.Add(1)
+			if !c.goOwned(func() { defer byes.Done(); c.end(p, "the scheduled interval ended") }) {
+				byes.Done() // closing: the restart closes the interval
+			}
 		}
 	}
-	if rest {
-		c.rest(conf)
-	} else if err := c.saveConference(conf); err != nil {
+	if err := c.saveConference(conf); err != nil {
 		c.log.Error("save conference", "conference", conf.name, "err", err)
+	}
+	if rest {
+		// The groups go once the BYEs are answered (or timed out), as
+		// for Delete: until then a participant may still be in them.
+		conf.mu.Lock()
+		conf.closing++
+		conf.mu.Unlock()
+		restAfter := func() {
+			byes.Wait()
+			conf.schedMu.Lock()
+			defer conf.schedMu.Unlock()
+			conf.mu.Lock()
+			conf.closing--
+			off := conf.onAir == (sdp.Interval{}) && !conf.deleted && conf.closing == 0
+			conf.mu.Unlock()
+			if off { // else it woke meanwhile, is gone, or another close rests it
+				c.rest(conf)
+			}
+		}
+		if !c.goOwned(restAfter) {
+			conf.mu.Lock()
+			conf.closing--
+			conf.mu.Unlock()
+		}
 	}
 	c.log.Info("schedule: interval over", "conference", conf.name, "start", iv.Start, "end", iv.End)
 	c.publish(Event{Conference: conf.name, Kind: "schedule", Detail: "interval over at " + iv.End.UTC().Format(time.RFC3339)})
@@ -299,15 +345,60 @@ func (c *Controller) dialInvitees(conf *Conference, s time.Time) {
 	}
 	for _, in := range list {
 		var u sip.Uri
-		if err := sip.ParseUri(in.URI, &u); err != nil || u.Host == "" {
+		raw, err := parseTarget(in.URI) // as InviteAs reads it: <sip:...> too
+		if err == nil {
+			err = sip.ParseUri(raw, &u)
+		}
+		if err != nil || u.Host == "" {
 			c.log.Error("schedule: an invitee's URI", "conference", conf.name, "uri", in.URI, "err", err)
 			continue
+		}
+		if c.present(conf, u) {
+			continue // in already: dialed in during the lead, say
 		}
 		if _, err := c.invite(conf, []sip.Uri{u}, []string{in.URI}, "", in.Role); err != nil {
 			c.log.Error("schedule: invite", "conference", conf.name, "uri", in.URI, "err", err)
 		}
 	}
 	c.publish(Event{Conference: conf.name, Kind: "schedule", Detail: fmt.Sprintf("started: %d invited", len(list))})
+}
+
+// present reports whether the party at u is in conf or being called: a
+// participant whose From or invited URI has u's user, host and port
+// (5060 when it has none), or whose dialog's remote target has u's host
+// and port.
+func (c *Controller) present(conf *Conference, u sip.Uri) bool {
+	hostPort := func(x sip.Uri) string { return strings.ToLower(x.Host) + ":" + strconv.Itoa(cmp.Or(x.Port, 5060)) }
+	aor := strings.ToLower(u.User) + "@" + hostPort(u)
+	for _, p := range conf.members() {
+		p.mu.Lock()
+		uri, state, d := p.uri, p.state, p.dlg
+		p.mu.Unlock()
+		if state != Joined && state != Invited && state != Ringing {
+			continue
+		}
+		var pu sip.Uri
+		if raw, err := parseTarget(uri); err == nil && sip.ParseUri(raw, &pu) == nil && strings.ToLower(pu.User)+"@"+hostPort(pu) == aor {
+			return true
+		}
+		if d != nil {
+			d.mu.Lock()
+			target := d.remoteTarget
+			d.mu.Unlock()
+			if target.Host != "" && hostPort(target) == hostPort(u) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// closing reports whether an interval's end is waiting for its BYEs'
+// answers before the session rests.
+func (c *Controller) closing(conf *Conference) bool {
+	conf.mu.Lock()
+	defer conf.mu.Unlock()
+	return conf.closing > 0
 }
 
 // markDialed records that the interval starting at s needs no dialing.
@@ -342,10 +433,16 @@ func (c *Controller) notOnAir(conf *Conference) *refusal {
 	if s, _, ok := sch.Next(now); ok {
 		wake := s.Add(-c.lead())
 		secs := max(int64(wake.Sub(now).Seconds()+0.999), 1)
+		if !now.Before(wake) {
+			// Past its wake and still off: its groups could not be
+			// leased, and the scheduler tries again each minute.
+			secs = 60
+		}
 		r.Warning = "the conference is on from " + s.UTC().Format(time.RFC3339)
 		r.Headers = append(r.Headers, sip.NewHeader("Retry-After", strconv.FormatInt(secs, 10)))
 	} else {
-		r.Warning = "the conference's schedule is over"
+		// RFC 3261 §21.4.12: gone for good, with no forwarding address.
+		r = refuse("not on air", sip.StatusGone, "Gone", "the conference's schedule is over")
 	}
 	return r
 }
@@ -367,6 +464,10 @@ func (c *Controller) SetInvitees(name string, list []Invitee) error {
 		return err
 	}
 	conf.mu.Lock()
+	if conf.sched.IsZero() {
+		conf.mu.Unlock()
+		return fmt.Errorf("%w: %q: invite them now instead", ErrNotScheduled, name)
+	}
 	conf.invitees = append([]Invitee(nil), list...)
 	conf.mu.Unlock()
 	if err := c.saveConference(conf); err != nil {
@@ -391,7 +492,7 @@ func checkInvitees(list []Invitee) error {
 			return err
 		}
 		var uri sip.Uri
-		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" {
+		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" || strings.ContainsAny(uri.Host, " \t") {
 			return fmt.Errorf("%w: %q", ErrBadURI, in.URI)
 		}
 	}

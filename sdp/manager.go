@@ -1066,6 +1066,12 @@ func (m *Manager) restoreIndexed(s Saved, byOwner map[string][]multicast.Lease) 
 			e.retiring = append(e.retiring, l.Group)
 		}
 	}
+	if len(e.leases) > 0 {
+		// Saved idle, but it holds leases: it stopped between a wake and
+		// the save that would have said so. Awake, it is the scheduler's
+		// to put to rest, and no lease stays held by an idle session.
+		e.idle = false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := s.IDOf(desc)
@@ -1156,7 +1162,7 @@ func (m *Manager) RenewLeases(d time.Duration) (int, error) {
 	var due []renewal
 	m.mu.Lock()
 	for id, e := range m.sessions {
-		if e.external {
+		if e.external || e.idle {
 			continue
 		}
 		for g, l := range e.leases {

@@ -254,6 +254,9 @@ func printInfo(w io.Writer, format string, in conference.Info) error {
 
 // interval shows a scheduled interval in the local time zone.
 func interval(iv sdp.Interval) string {
+	if iv.Start.IsZero() { // t=0 STOP: on from its creation
+		return "now to " + iv.End.Local().Format("Mon 2006-01-02 15:04 MST")
+	}
 	if iv.End.IsZero() {
 		return iv.Start.Local().Format("Mon 2006-01-02 15:04 MST") + " onwards"
 	}

@@ -37,7 +37,7 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, CodeConflict
 	case isConflict(err):
 		return http.StatusConflict, CodeConflict
-	case errors.Is(err, conference.ErrNotOnAir):
+	case errors.Is(err, conference.ErrNotOnAir), errors.Is(err, conference.ErrNotScheduled):
 		return http.StatusConflict, CodeConflict
 	case errors.Is(err, sdp.ErrNotModifiable):
 		return http.StatusConflict, CodeNotModifiable

@@ -66,6 +66,12 @@ func TestScheduleRequests(t *testing.T) {
 			t.Errorf("%d %+v: %v, want 400 naming %s", i, tc.req, err, tc.want)
 		}
 	}
+	if err := cl.Do(ctx, "POST", "/v1/sessions", SessionRequest{Name: "now", Media: []string{"audio"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Do(ctx, "PUT", "/v1/sessions/now/invitees", []InviteeRequest{{URI: "sip:a@192.0.2.1"}}, nil); code(err) != CodeConflict {
+		t.Fatalf("PUT invitees of a session with no schedule: %v", err)
+	}
 	if err := cl.Do(ctx, "PUT", "/v1/sessions/nobody/invitees", []InviteeRequest{}, nil); code(err) != CodeNotFound {
 		t.Fatalf("PUT invitees of nobody: %v", err)
 	}
