@@ -1,8 +1,8 @@
 package conference
 
 import (
-	"errors"
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
