@@ -251,9 +251,12 @@ type participant struct {
 	// whatever acked says (hasLocked).
 	unoffered bool
 	// rejoining: a rejoin's new INVITE is out (it stays joined while it
-	// rings); rejoinedAt is the version of the last rejoin a change made.
-	rejoining  bool
-	rejoinedAt uint64
+	// rings); rejoinedAt is the version of the last rejoin a change made,
+	// and rejoinedRole the roleGen it was made for: a new role is a
+	// change of its own at the same version.
+	rejoining    bool
+	rejoinedAt   uint64
+	rejoinedRole uint64
 	// rejoin: its user agent leaves its group on a re-INVITE, so a
 	// change reaches it as BYE and a new INVITE (profile.go).
 	rejoin bool

@@ -546,12 +546,12 @@ func (c *Controller) rejoinOnce(conf *Conference, p *participant, d *dialog, s *
 	}
 	v := conf.version()
 	p.mu.Lock()
-	if change && p.rejoinedAt >= v {
+	if change && p.rejoinedAt >= v && p.rejoinedRole == roleGen {
 		p.mu.Unlock()
 		return &refused{reason: fmt.Sprintf("rejoined for version %d already, and its answer still needs another", v)}
 	}
 	if change {
-		p.rejoinedAt = v
+		p.rejoinedAt, p.rejoinedRole = v, roleGen
 	}
 	p.rejoining = true
 	p.mu.Unlock()

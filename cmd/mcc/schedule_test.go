@@ -39,7 +39,8 @@ func TestScheduledLectureOnTheWire(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
-			t.Logf("linphone log (end):\n%s", tail(llog, 6000))
+			slog, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Logf("linphone log (end):\n%s\nmcc serve log (end):\n%s", tail(llog, 6000), tail(slog, 6000))
 		}
 	}()
 	scenario, _ := filepath.Abs("../../conference/testdata/sipp/participant.xml")
@@ -52,7 +53,7 @@ func TestScheduledLectureOnTheWire(t *testing.T) {
 	defer waitOrKill(speaker, 5*time.Second)
 
 	start := time.Now().Add(8 * time.Second).Truncate(time.Second)
-	stop := start.Add(10 * time.Second)
+	stop := start.Add(25 * time.Second)
 	cli("session", "create", "lecture", "--media", "audio",
 		"--start", start.Format(time.RFC3339), "--stop", stop.Format(time.RFC3339),
 		"--speaker", "sip:speaker@10.98.0.1:5070", "--listener", "sip:participant@10.98.0.2:5060")
@@ -94,7 +95,7 @@ func TestScheduledLectureOnTheWire(t *testing.T) {
 	waitFor := func(what string, until time.Time, f func() bool) {
 		for !f() {
 			if time.Now().After(until) {
-				t.Fatalf("timed out waiting for %s (speaker sipp:\n%s)", what, speakerOut.String())
+				t.Fatalf("timed out waiting for %s; participants:\n%s\nspeaker sipp:\n%s", what, cli("participants", "lecture"), speakerOut.String())
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -126,6 +127,30 @@ func TestScheduledLectureOnTheWire(t *testing.T) {
 		}
 	}
 	waitFor("linphone's namespace to join the group", time.Now().Add(10*time.Second), holds)
+
+	// The floor to linphone, and back: its offer alone changes (linphone
+	// takes a change as a new call: mcc rejoins it), and it stays in.
+	var lp conference.Participant
+	for _, p := range show().Participants {
+		if strings.Contains(p.URI, "participant@") {
+			lp = p
+		}
+	}
+	for _, role := range []conference.Role{conference.RoleSpeaker, conference.RoleListener} {
+		var got conference.Participant
+		if err := json.Unmarshal([]byte(cli("participants", "role", "lecture", lp.ID, string(role), "-o", "json")), &got); err != nil || got.Role != role {
+			t.Fatalf("role %s: %+v %v", role, got, err)
+		}
+		waitFor("linphone in with role "+string(role), stop, func() bool {
+			for _, p := range show().Participants {
+				if p.ID == lp.ID {
+					return p.Role == role && p.State == conference.Joined && !p.Behind
+				}
+			}
+			return false
+		})
+	}
+	waitFor("linphone's namespace in the group after the floor", stop, holds)
 
 	// The stop: BYE to both, the group left, the lease gone.
 	waitFor("BYE to both", stop.Add(10*time.Second), func() bool {
