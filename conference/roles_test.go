@@ -62,7 +62,9 @@ func TestRoleRejoin(t *testing.T) {
 	e := newEnv(t, "127.0.0.1", "udp")
 	p := e.peer(t, "udp")
 	p.mu.Lock()
-	p.extra = func(*sip.Request, int) []sip.Header { return []sip.Header{sip.NewHeader("User-Agent", "Linphone Desktop/5.2 (belle-sip/5.2)")} }
+	p.extra = func(*sip.Request, int) []sip.Header {
+		return []sip.Header{sip.NewHeader("User-Agent", "Linphone Desktop/5.2 (belle-sip/5.2)")}
+	}
 	p.mu.Unlock()
 	ps, err := e.c.Invite(e.name, p.uri())
 	if err != nil {
