@@ -127,6 +127,9 @@ func (w *watchers) remove(name string, s *subscription) {
 	delete(w.byConf[name], s)
 	if len(w.byConf[name]) == 0 {
 		delete(w.byConf, name)
+		if w.gen == nil {
+			w.gen = map[string]uint64{}
+		}
 		w.gen[name]++ // what was built for them is not kept fresh from here
 	}
 }
@@ -434,7 +437,9 @@ func (c *Controller) startSubscription(s *subscription) bool {
 
 // forgetSubscription removes an ended subscription from the tables.
 func (c *Controller) forgetSubscription(s *subscription) {
-	c.watch.remove(s.conf.name, s)
+	// The bounds' counts come back even should the watchers' removal
+	// fail: a slot lost is a source refused for the process's life.
+	defer c.watch.remove(s.conf.name, s)
 	key := s.d.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()

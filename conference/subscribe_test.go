@@ -207,6 +207,17 @@ func TestSubscribeFetchAndExpiry(t *testing.T) {
 		t.Fatalf("fetch: %v", w.kinds)
 	}
 	w.mu.Unlock()
+	// A fetch in a fresh controller, before any change: it is forgotten
+	// whole, its slot back in both bounds.
+	eventually(t, "the fetch forgotten", func() bool {
+		e.c.mu.Lock()
+		defer e.c.mu.Unlock()
+		from := 0
+		for _, n := range e.c.subsFrom {
+			from += n
+		}
+		return e.c.subCount == 0 && from == 0 && len(e.c.subs) == 0
+	})
 
 	// A short subscription, shortened here below the floor to run out.
 	w2 := newWatcher(t, e, "udp")
