@@ -335,24 +335,33 @@ func mergeUsers(o, n *Users) *Users {
 		n.State = ""
 		return n
 	}
-	for _, u := range n.Users {
-		i := slices.IndexFunc(o.Users, func(x User) bool { return x.Entity == u.Entity })
+	o.Users = mergeEntries(o.Users, n.Users, func(u *User) (string, *string) { return u.Entity, &u.State }, mergeUser)
+	return o
+}
+
+// mergeEntries applies the entries of a partial document to list, by
+// entity (RFC 4575 §4.6): a deleted one goes, a new one is added, a
+// partial one is merged into its own, a full one replaces it.
+func mergeEntries[T any](list, in []T, key func(*T) (entity string, state *string), merge func(o, n *T)) []T {
+	for _, n := range in {
+		entity, state := key(&n)
+		i := slices.IndexFunc(list, func(x T) bool { e, _ := key(&x); return e == entity })
 		switch {
-		case u.State == StateDeleted:
+		case *state == StateDeleted:
 			if i >= 0 {
-				o.Users = slices.Delete(o.Users, i, i+1)
+				list = slices.Delete(list, i, i+1)
 			}
 		case i < 0:
-			u.State = ""
-			o.Users = append(o.Users, u)
-		case u.State == StatePartial:
-			mergeUser(&o.Users[i], &u)
+			*state = ""
+			list = append(list, n)
+		case *state == StatePartial:
+			merge(&list[i], &n)
 		default:
-			u.State = ""
-			o.Users[i] = u
+			*state = ""
+			list[i] = n
 		}
 	}
-	return o
+	return list
 }
 
 func mergeUser(o, u *User) {
@@ -362,23 +371,7 @@ func mergeUser(o, u *User) {
 	if u.Roles != nil {
 		o.Roles = u.Roles
 	}
-	for _, e := range u.Endpoints {
-		i := slices.IndexFunc(o.Endpoints, func(x Endpoint) bool { return x.Entity == e.Entity })
-		switch {
-		case e.State == StateDeleted:
-			if i >= 0 {
-				o.Endpoints = slices.Delete(o.Endpoints, i, i+1)
-			}
-		case i < 0:
-			e.State = ""
-			o.Endpoints = append(o.Endpoints, e)
-		case e.State == StatePartial:
-			mergeEndpoint(&o.Endpoints[i], &e)
-		default:
-			e.State = ""
-			o.Endpoints[i] = e
-		}
-	}
+	o.Endpoints = mergeEntries(o.Endpoints, u.Endpoints, func(e *Endpoint) (string, *string) { return e.Entity, &e.State }, mergeEndpoint)
 }
 
 func mergeEndpoint(o, e *Endpoint) {

@@ -107,22 +107,10 @@ func TestKamailioSubscriber(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "msg.log")
 	cmd, out := sipp(t, "subscriber.xml", "-s", e.name, "-t", "u1", "-p", strconv.Itoa(freePort(t, "udp")),
 		"-key", "target", addr, "-trace_msg", "-message_file", trace, kaddr)
-	var routes int
-	eventually(t, "sipp's full state", func() bool {
-		for _, s := range e.c.watch.of(e.name) {
-			s.mu.Lock()
-			sent := s.version
-			s.mu.Unlock()
-			if sent >= 1 {
-				s.d.mu.Lock()
-				routes = len(s.d.routeSet)
-				s.d.mu.Unlock()
-				time.Sleep(100 * time.Millisecond)
-				return true
-			}
-		}
-		return false
-	})
+	s := firstNotified(t, e)
+	s.d.mu.Lock()
+	routes := len(s.d.routeSet)
+	s.d.mu.Unlock()
 	if routes != 1 {
 		t.Fatalf("the subscription's route set has %d entries, want kamailio's one", routes)
 	}

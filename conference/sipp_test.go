@@ -132,6 +132,27 @@ func notifyBodies(log string) []string {
 	return out
 }
 
+// firstNotified waits for a subscription to e's conference to have sent
+// its first NOTIFY (and its subscriber's 200 to come), and returns it.
+func firstNotified(t *testing.T, e *env) *subscription {
+	t.Helper()
+	var got *subscription
+	eventually(t, "the subscriber's full state", func() bool {
+		for _, s := range e.c.watch.of(e.name) {
+			s.mu.Lock()
+			sent := s.version
+			s.mu.Unlock()
+			if sent >= 1 {
+				got = s
+				time.Sleep(100 * time.Millisecond)
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
 // TestSippSubscriber: sipp subscribes to the conference package, gets
 // full state, the partial documents of an invitation until it shows
 // connected, full state again on its refresh, and terminated on its
@@ -149,18 +170,7 @@ func TestSippSubscriber(t *testing.T) {
 			trace := filepath.Join(t.TempDir(), "msg.log")
 			cmd, out := sipp(t, "subscriber.xml", "-s", e.name, "-t", tr[:1]+"1", "-p", strconv.Itoa(freePort(t, tr)),
 				"-key", "target", addr, "-trace_msg", "-message_file", trace, addr)
-			eventually(t, "sipp's full state", func() bool {
-				for _, s := range e.c.watch.of(e.name) {
-					s.mu.Lock()
-					sent := s.version
-					s.mu.Unlock()
-					if sent >= 1 {
-						time.Sleep(100 * time.Millisecond) // and sipp's 200 to it
-						return true
-					}
-				}
-				return false
-			})
+			firstNotified(t, e)
 			p := e.peer(t, tr)
 			if _, err := e.c.Invite(e.name, p.uri()); err != nil {
 				t.Fatal(err)

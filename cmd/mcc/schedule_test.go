@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,29 +25,8 @@ import (
 // (weeks, restarts, the lead) is tested on a clock the test moves, in
 // the conference package; this is what the wire sees of it.
 func TestScheduledLectureOnTheWire(t *testing.T) {
-	peertest.Need(t, "linphone-daemon", "sipp", "ip", "unshare")
-	peertest.NeedRoot(t)
-	n := newNetns(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	dir := t.TempDir()
-	cli := serveIn(t, ctx, n.a, dir)
-	home, _ := linphoneIn(t, ctx, n.b, dir, "10.98.0.2", "10.98.0.2")
-	defer func() {
-		if t.Failed() {
-			llog, _ := os.ReadFile(filepath.Join(home, "linphone.log"))
-			slog, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
-			t.Logf("linphone log (end):\n%s\nmcc serve log (end):\n%s", tail(llog, 6000), tail(slog, 6000))
-		}
-	}()
-	scenario, _ := filepath.Abs("../../conference/testdata/sipp/participant.xml")
-	speaker := in(ctx, n.a, "sipp", "-sf", scenario, "-i", "10.98.0.1", "-p", "5070", "-m", "1", "-nostdin", "-timeout", "60", "-timeout_error")
-	var speakerOut bytes.Buffer
-	speaker.Stdout, speaker.Stderr = &speakerOut, &speakerOut
-	if err := speaker.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer waitOrKill(speaker, 5*time.Second)
+	w := newWireLecture(t)
+	n, cli, speaker, speakerOut := w.n, w.cli, w.sipp, &w.sippOut // sipp in A is the speaker
 
 	start := time.Now().Add(8 * time.Second).Truncate(time.Second)
 	stop := start.Add(25 * time.Second)
