@@ -139,6 +139,7 @@ func TestRetryAfterZeroIsPaced(t *testing.T) {
 // with one slot in all.
 func TestWorkerSurvivesPanic(t *testing.T) {
 	e := newEnvWith(t, "127.0.0.1", func(c *Config) { c.Fanout = 1 }, "udp")
+	e.panics = true // on purpose, below
 	p := e.peer(t, "udp")
 	ps, _ := e.c.Invite(e.name, p.uri())
 	waitState(t, e.c, e.name, ps[0].ID, Joined)

@@ -23,6 +23,8 @@ type env struct {
 	tls   *tls.Config
 	peers []*peer
 	pool  string
+	// panics says the test makes the controller panic on purpose.
+	panics bool
 }
 
 // newEnv starts a controller on host with the given transports and a
@@ -66,7 +68,16 @@ func newEnvWith(t testing.TB, host string, configure func(*Config), transports .
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() {
+		c.Close()
+		// A panic caught anywhere in the controller is a bug, even when
+		// the test saw nothing of it.
+		for r, n := range c.guard.rejections() {
+			if r.Reason == "panic" && n > 0 && !e.panics {
+				t.Errorf("the controller caught %d panics (see its log)", n)
+			}
+		}
+	})
 	e.c = c
 	if _, err := c.Create(e.name, e.sid, Access{}); err != nil {
 		t.Fatal(err)
