@@ -82,7 +82,14 @@ func (r *lectureRig) start() {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.t.Cleanup(func() { c.Close() })
+	r.t.Cleanup(func() {
+		c.Close()
+		for k, n := range c.guard.rejections() {
+			if k.Reason == "panic" && n > 0 {
+				r.t.Errorf("the controller caught %d panics (see its log)", n)
+			}
+		}
+	})
 	if _, _, err := c.Restore(); err != nil {
 		r.t.Fatal(err)
 	}
