@@ -208,6 +208,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	var body *sdp.Session
 	var ourOffer *sdp.Session
 	var ver uint64
+	holdChanged := false
 	if len(req.Body()) > 0 {
 		theirs, err := sdp.Parse(req.Body())
 		if err != nil {
@@ -233,6 +234,7 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 		}
 		if p != nil {
 			p.mu.Lock()
+			holdChanged = p.hold != hold
 			p.hold = hold
 			p.mu.Unlock()
 		}
@@ -278,6 +280,9 @@ func (c *Controller) onReinvite(d *dialog, req *sip.Request, tx sip.ServerTransa
 	res := c.ok(req, d, b, timerHdrs...)
 	if err := tx.Respond(res); err != nil {
 		c.log.Warn("re-INVITE 200", "call_id", d.callID, "err", err)
+	}
+	if holdChanged {
+		c.publishParticipant(p, "participant") // on hold, or back: the roster says so
 	}
 	c.goOwned(func() {
 		ack := c.awaitACK(d, res)

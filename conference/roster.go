@@ -43,6 +43,10 @@ func (c *Controller) document(conf *Conference) *ConferenceInfo {
 	var present []bool // by user: an endpoint of theirs is in the conference
 	for _, p := range conf.members() {
 		ep, entity := c.endpointOf(p, desc)
+		if strings.HasSuffix(entity, "@anonymous.invalid") {
+			// Anonymous callers (RFC 3323 §4.1.1.3) are each a user.
+			entity += ";mcc-id=" + p.id
+		}
 		i, ok := byEntity[entity]
 		if !ok {
 			i = len(users)
@@ -212,7 +216,8 @@ func userEntity(uri string) string {
 	if err := sip.ParseUri(uri, &u); err != nil || u.Host == "" {
 		return uri
 	}
-	return (&sip.Uri{Scheme: u.Scheme, User: u.User, Host: u.Host, Port: u.Port}).String()
+	// Host names are case-blind (RFC 3261 §19.1.4): one user either way.
+	return (&sip.Uri{Scheme: u.Scheme, User: u.User, Host: strings.ToLower(u.Host), Port: u.Port}).String()
 }
 
 // anyURI writes a SIP URI as the schema's xs:anyURI takes it: the
@@ -241,10 +246,15 @@ func xmlText(s string) string {
 // the partial document of what changed since its last one; ok is false
 // when nothing did.
 func (c *Controller) nextDocument(s *subscription, last bool) (doc *ConferenceInfo, ok bool) {
-	now := c.sharedDocument(s.conf)
+	s.mu.Lock()
+	full := s.full || s.sent == nil || last
+	s.mu.Unlock()
+	// Full state (a new subscriber, a refresh, the last NOTIFY) is built
+	// afresh: a change no event woke the subscribers for (a participant's
+	// own hold, say) is in it, as RFC 4575 §4.4 wants the whole of now.
+	now := c.sharedDocument(s.conf, full)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	full := s.full || s.sent == nil || last
 	if full {
 		d := *now // its own version; the rest is shared, and never written
 		doc = &d
@@ -264,12 +274,13 @@ func (c *Controller) nextDocument(s *subscription, last bool) (doc *ConferenceIn
 // sharedDocument is conf's document as of its last change that woke its
 // subscribers: built once for all of them, not once each (a change of a
 // conference of n participants with m subscribers costs one build, not
-// m). Nobody writes a document once it is built.
-func (c *Controller) sharedDocument(conf *Conference) *ConferenceInfo {
+// m); fresh builds it anew all the same. Nobody writes a document once
+// it is built.
+func (c *Controller) sharedDocument(conf *Conference, fresh bool) *ConferenceInfo {
 	gen := c.watch.generation(conf.name)
 	conf.rosterMu.Lock()
 	defer conf.rosterMu.Unlock()
-	if conf.roster != nil && conf.rosterGen == gen {
+	if !fresh && conf.roster != nil && conf.rosterGen == gen {
 		return conf.roster
 	}
 	conf.roster, conf.rosterGen = c.document(conf), gen

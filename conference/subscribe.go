@@ -2,6 +2,7 @@ package conference
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -72,6 +73,9 @@ type subscription struct {
 	ending bool
 	reason string
 	ended  bool
+	// answered: the subscriber has answered a NOTIFY with 2xx; noTCP:
+	// TCP did not reach it (sendNotify).
+	answered, noTCP bool
 	// frags are a refer subscription's statuses as sipfrags not sent yet,
 	// in order, and frag the last sent (refer.go); final says the last
 	// of frags ends the referral.
@@ -236,18 +240,27 @@ func acceptsConferenceInfo(req *sip.Request) bool {
 	if len(hs) == 0 {
 		return true
 	}
+	// The most specific range that matches decides (RFC 9110 §12.5.1):
+	// the type itself, then application/*, then */*.
+	best, refused := 0, false
 	for _, h := range hs {
 		for _, v := range strings.Split(h.Value(), ",") {
 			mt, params, _ := strings.Cut(v, ";")
+			rank := 0
 			switch strings.ToLower(strings.TrimSpace(mt)) {
-			case ConferenceInfoType, "application/*", "*/*":
-				if !zeroQ(params) {
-					return true
-				}
+			case ConferenceInfoType:
+				rank = 3
+			case "application/*":
+				rank = 2
+			case "*/*":
+				rank = 1
+			}
+			if rank > best {
+				best, refused = rank, zeroQ(params)
 			}
 		}
 	}
-	return false
+	return best > 0 && !refused
 }
 
 // zeroQ reports whether media-range parameters say q=0 (q=0.0, q=0.000).
@@ -286,6 +299,12 @@ func (c *Controller) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	value, typ, id, ok := eventHeader(req)
 	if !ok {
 		respond(tx, req, sip.StatusBadRequest, "Bad Request", warning("a SUBSCRIBE names its package in Event (RFC 6665 §7.2.1)"))
+		return
+	}
+	if len(value) > maxEventHeader {
+		// Every NOTIFY repeats it: a long one would make each of them
+		// as large as the subscriber likes.
+		respond(tx, req, sip.StatusBadRequest, "Bad Request", warning(fmt.Sprintf("an Event header of more than %d bytes", maxEventHeader)))
 		return
 	}
 	expires, err := requestedExpires(req, subscriptionExpires)
@@ -505,6 +524,9 @@ func (c *Controller) onResubscribe(req *sip.Request, tx sip.ServerTransaction, t
 	s.poke()
 }
 
+// maxEventHeader is the longest Event header a SUBSCRIBE may have.
+const maxEventHeader = 256
+
 // eventID is the id parameter of an Event header's value.
 func eventID(event string) string {
 	_, params, _ := strings.Cut(event, ";")
@@ -671,15 +693,19 @@ func (c *Controller) sendNotify(s *subscription, state, ctype string, body []byt
 		}
 	}
 	// A roster too large for UDP goes over TCP where mcc has it (RFC
-	// 3261 §18.1.1), and over UDP, fragmented, to a subscriber TCP does
-	// not reach: its CSeq was never used.
+	// 3261 §18.1.1), to a subscriber that has answered a NOTIFY already
+	// (so that a SUBSCRIBE with a forged source makes mcc connect to
+	// nobody) and that TCP has not failed to reach; else over UDP,
+	// fragmented. The Contact stays the dialog's: the subscriber's
+	// requests keep to the transport they had.
 	transport := req.Transport()
 	var overUDP *sip.Request
-	if tr := c.pickTransport(req, transport); tr != transport {
+	s.mu.Lock()
+	tcpOK := s.answered && !s.noTCP
+	s.mu.Unlock()
+	if tr := c.pickTransport(req, transport); tr != transport && tcpOK {
 		overUDP = req.Clone()
 		req.SetTransport(tr)
-		req.RemoveHeader("Contact")
-		req.AppendHeader(c.focusContact(d.local.User, tr, v6))
 	}
 	cl, err := c.clientFor(req.Transport(), v6)
 	if err != nil {
@@ -687,16 +713,23 @@ func (c *Controller) sendNotify(s *subscription, state, ctype string, body []byt
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 64*sip.T1) // Timer F
 	defer cancel()
-	res, err := cl.Do(ctx, req)
+	tx, err := cl.TransactionRequest(ctx, req)
 	if err != nil && overUDP != nil && c.ctx.Err() == nil {
+		// TCP did not take it (no connection): it never reached the
+		// subscriber, so its CSeq is unused, and UDP it is from here.
 		c.log.Info("NOTIFY: TCP failed, sending it over UDP", "conference", s.conf.name, "bytes", len(req.String()), "err", err)
-		cancel()
-		ctx, cancel = context.WithTimeout(c.ctx, 64*sip.T1)
-		defer cancel()
+		s.mu.Lock()
+		s.noTCP = true
+		s.mu.Unlock()
 		if cl, err = c.clientFor(transport, v6); err == nil {
-			res, err = cl.Do(ctx, overUDP)
+			tx, err = cl.TransactionRequest(ctx, overUDP)
 		}
 	}
+	if err != nil {
+		return fmt.Errorf("NOTIFY: %w", err)
+	}
+	defer tx.Terminate()
+	res, err := finalResponse(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("NOTIFY: %w", err)
 	}
@@ -704,6 +737,29 @@ func (c *Controller) sendNotify(s *subscription, state, ctype string, body []byt
 	if !res.IsSuccess() {
 		return fmt.Errorf("NOTIFY: %d %s", res.StatusCode, res.Reason)
 	}
+	s.mu.Lock()
+	s.answered = true
+	s.mu.Unlock()
 	d.touch()
 	return nil
+}
+
+// finalResponse waits for the final response of a non-INVITE client
+// transaction.
+func finalResponse(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.StatusCode >= 200 {
+				return res, nil
+			}
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("transaction ended without a final response")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }

@@ -267,6 +267,8 @@ func TestAcceptsConferenceInfo(t *testing.T) {
 		{[]string{"application/conference-info+xml;q=0"}, false},
 		{[]string{"application/conference-info+xml; q=0.000"}, false},
 		{[]string{"*/*;q=0, application/pidf+xml"}, false},
+		{[]string{"*/*, application/conference-info+xml;q=0"}, false}, // the specific range wins (RFC 9110 §12.5.1)
+		{[]string{"application/*;q=0", "application/conference-info+xml"}, true},
 		{[]string{"application/conference-info+xml;q=0.5"}, true},
 		{[]string{"text/plain"}, false},
 		{[]string{""}, false}, // an empty Accept: no format is acceptable (RFC 3261 §20.1)
@@ -281,9 +283,10 @@ func TestAcceptsConferenceInfo(t *testing.T) {
 	}
 }
 
-// TestLargeRosterOverTCP: a roster too large for UDP goes to a UDP
-// subscriber over TCP when it listens there too (RFC 3261 §18.1.1), and
-// over UDP, fragmented, when TCP does not reach it.
+// TestLargeRosterOverTCP: a roster too large for UDP goes over UDP,
+// fragmented, until the subscriber has answered a NOTIFY (a forged
+// source makes mcc connect to nobody); then over TCP when it listens
+// there too (RFC 3261 §18.1.1), else over UDP again.
 func TestLargeRosterOverTCP(t *testing.T) {
 	e := newEnv(t, "127.0.0.1", "udp", "tcp")
 	for range 4 {
@@ -308,15 +311,20 @@ func TestLargeRosterOverTCP(t *testing.T) {
 			t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
 		}
 		w.until("the whole roster", func(d *ConferenceInfo) bool { return d.Users != nil && len(d.Users.Users) == 4 })
+		// A refresh: full state again, now that it answered one.
+		if res := w.subscribe(600); res.StatusCode != 200 {
+			t.Fatalf("refresh: %d", res.StatusCode)
+		}
+		w.until("full state after the refresh", func(*ConferenceInfo) bool { return len(w.kinds) == 2 })
 		w.mu.Lock()
-		size, via := len(w.bodies[0]), w.via[0]
+		size, first, second := len(w.bodies[1]), w.via[0], w.via[1]
 		w.mu.Unlock()
 		want := "UDP"
 		if tcpToo {
 			want = "TCP"
 		}
-		if size <= udpLimit || via != want {
-			t.Fatalf("TCP too %v: a %d-byte roster came over %s, want %s", tcpToo, size, via, want)
+		if size <= udpLimit || first != "UDP" || second != want {
+			t.Fatalf("TCP too %v: %d-byte rosters came over %s, then %s; want UDP, then %s", tcpToo, size, first, second, want)
 		}
 	}
 }

@@ -298,6 +298,7 @@ func (c *Controller) reinviteOnce(conf *Conference, p *participant, s *slot) err
 		// that refused the latest: what it has, with the same version
 		// (RFC 3264 §8, RFC 4028 §7.4), so the refresh is not refused.
 		offer, want = d.offered.Clone(), have
+		reoffer = false // this offer is not the role's: its answer leaves reoffer due
 	} else {
 		offer = d.nextOfferLocked(offerFor(desc, p))
 	}
