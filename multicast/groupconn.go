@@ -105,6 +105,33 @@ func (c *GroupConn) Join(ifi *net.Interface, g netip.Addr) error {
 	return nil
 }
 
+// JoinSource joins the source-specific channel (src, g) on ifi: the
+// socket then gets g's datagrams from src alone (RFC 4607 §4.1 for SSM
+// groups; IGMPv3 and MLDv2 INCLUDE mode, RFC 3376 and RFC 3810, for
+// any other group with an RFC 4570 source filter). Each source of a
+// filter is one call.
+func (c *GroupConn) JoinSource(ifi *net.Interface, g, src netip.Addr) error {
+	if !g.IsMulticast() || FamilyOf(g) != c.family {
+		return fmt.Errorf("multicast: join %v: not an %v group", g, c.family)
+	}
+	if !src.IsValid() || src.IsMulticast() || src.IsUnspecified() || FamilyOf(src) != c.family {
+		return fmt.Errorf("multicast: join (%v, %v): %v is not an %v unicast source", src, g, src, c.family)
+	}
+	var err error
+	if c.p6 != nil {
+		err = c.p6.JoinSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.AsSlice()}, &net.UDPAddr{IP: src.AsSlice()})
+	} else {
+		err = c.p4.JoinSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.Unmap().AsSlice()}, &net.UDPAddr{IP: src.Unmap().AsSlice()})
+	}
+	if err != nil {
+		return fmt.Errorf("multicast: join (%v, %v): %w", src, g, err)
+	}
+	c.mu.Lock()
+	c.joined[g.Unmap()]++
+	c.mu.Unlock()
+	return nil
+}
+
 // Leave leaves group g on ifi.
 func (c *GroupConn) Leave(ifi *net.Interface, g netip.Addr) error {
 	var err error
