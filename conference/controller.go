@@ -103,6 +103,8 @@ type Config struct {
 	// negative turns session timers off (Session-Expires in a dial-in is
 	// then ignored, and probes watch every participant).
 	SessionExpires time.Duration
+	// Reception tunes the reception matrix and its alerts (reception.go).
+	Reception ReceptionConfig
 
 	ackWait time.Duration // how long a 2xx waits for its ACK; zero: 64·T1 (§13.3.1.4). Tests shorten it.
 	minSE   time.Duration // mcc's Min-SE; zero: 90 s (RFC 4028 §5). Tests shorten it.
@@ -178,6 +180,8 @@ type Controller struct {
 	subCount int
 	// watch finds a conference's subscriptions for its events.
 	watch watchers
+
+	rec receptionState // reception reports and alerts, under its own lock
 }
 
 type closer interface{ Close() error }
@@ -308,6 +312,10 @@ func New(cfg Config) (*Controller, error) {
 				}
 			}
 		}
+	})
+	c.wg.Go(func() {
+		defer c.recoverIn("the reception checks")
+		c.runReception()
 	})
 	if c.probeInterval > 0 || c.sessionExpires > 0 {
 		c.wg.Go(c.livenessLoop)

@@ -13,11 +13,17 @@ type Event struct {
 	// stream was added, removed or changed for everyone), "reinvite" (a
 	// participant answered a re-INVITE) or "sap" (the announcement a
 	// conference follows changed, was deleted or timed out: Detail says
-	// which, and what mcc did).
+	// which, and what mcc did), "reception" (a receiver reported) or
+	// "alert" (a reception alert was raised or cleared).
 	Kind        string       `json:"kind"`
 	Detail      string       `json:"detail,omitempty"`
 	Participant *Participant `json:"participant,omitempty"`
 	Change      *Change      `json:"change,omitempty"`
+	// Receiver is the report of a "reception" event (a receiver
+	// reported, reception.go); Alert the alert an "alert" event raises
+	// or, with Cleared set, clears.
+	Receiver *ReceiverReport `json:"receiver,omitempty"`
+	Alert    *Alert          `json:"alert,omitempty"`
 }
 
 // eventBuffer is how many events a subscriber may fall behind by; past it,

@@ -1,0 +1,597 @@
+package conference
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"mcc/multicast/reception"
+	"mcc/sdp"
+)
+
+// Reception monitoring: who really receives a conference's streams. A
+// receiver is a probe (mcc probe, reporting over the API) or a host that
+// sends RTCP receiver reports (RFC 3550 §6.4, rtcp.go). The reception
+// matrix is, per stream, receivers × senders; alerts say what an operator
+// must look at: a stream nobody hears, a receiver that hears nothing or
+// loses too much, a joined participant whose host reports nothing.
+
+// ReceptionConfig tunes the matrix and its alerts; the zero value takes
+// every default.
+type ReceptionConfig struct {
+	// SilentAfter is how long a receiver may hear nothing of a stream
+	// before it counts as silent. Zero means 10 s.
+	SilentAfter time.Duration
+	// LossAlert is the fraction lost over one report interval at which
+	// a receiver alerts. Zero means 0.02 (2 %, where speech begins to
+	// suffer); above 1 turns loss alerts off.
+	LossAlert float64
+	// ReportGrace is how long a joined participant may go without a
+	// report from its host before it alerts. Zero means 30 s; negative
+	// turns the alert off.
+	ReportGrace time.Duration
+	// Forget is how long a receiver that stopped reporting stays in the
+	// matrix. Zero means 10 minutes.
+	Forget time.Duration
+}
+
+// Bounds on what reports can make mcc hold.
+const (
+	maxReceivers       = 256 // per conference
+	maxReportStreams   = 64  // per report
+	maxReceiverNameLen = 64
+	maxReceiverAddrs   = 16
+)
+
+// Receiver kinds.
+const (
+	ReceiverProbe = "probe"
+	ReceiverRTCP  = "rtcp"
+)
+
+// ReceiverReport is what one receiver heard of a conference's streams.
+type ReceiverReport struct {
+	// Receiver names the receiver: the probe's name (its host name by
+	// default), or the RTCP CNAME or address of a reporting host.
+	Receiver string `json:"receiver"`
+	Kind     string `json:"kind"`
+	// Addrs are the receiver host's addresses: those the probe lists,
+	// and the one its report came from.
+	Addrs []netip.Addr `json:"addrs,omitempty"`
+	// IntervalMS is how often the receiver reports.
+	IntervalMS int64                    `json:"interval_ms,omitempty"`
+	Streams    []reception.StreamReport `json:"streams"`
+}
+
+// Reception is a conference's reception matrix.
+type Reception struct {
+	Conference string            `json:"conference"`
+	Version    uint64            `json:"version"`
+	Streams    []StreamReception `json:"streams"`
+	Alerts     []Alert           `json:"alerts"`
+}
+
+// StreamReception is one stream of the matrix: its group and who hears it.
+type StreamReception struct {
+	Index     int            `json:"index"`
+	Kind      string         `json:"kind"`
+	Group     netip.Addr     `json:"group"`
+	Port      int            `json:"port"`
+	TTL       int            `json:"ttl,omitempty"`
+	Sources   []netip.Addr   `json:"sources,omitempty"`
+	Receivers []ReceiverCell `json:"receivers"`
+}
+
+// ReceiverCell is one receiver's row of a stream: one cell per sender.
+type ReceiverCell struct {
+	Receiver string       `json:"receiver"`
+	Kind     string       `json:"kind"`
+	Addrs    []netip.Addr `json:"addrs,omitempty"`
+	// Participants are the participants whose host this receiver is.
+	Participants []string `json:"participants,omitempty"`
+	// ReportAgeMS is how long ago the receiver last reported.
+	ReportAgeMS int64 `json:"report_age_ms"`
+	// Silent says the receiver has heard nothing of the stream for
+	// SilentAfter or longer; Error why it could not join it.
+	Silent  bool                     `json:"silent"`
+	Error   string                   `json:"error,omitempty"`
+	Senders []reception.SenderReport `json:"senders"`
+}
+
+// Alert kinds.
+const (
+	AlertStreamSilent   = "stream-silent"   // no receiver hears the stream
+	AlertReceiverSilent = "receiver-silent" // this receiver hears nothing of it
+	AlertLoss           = "loss"            // this receiver loses too much of a sender
+	AlertUnreported     = "unreported"      // a joined participant's host reports nothing
+)
+
+// Alert is a reception problem, from Since until it clears.
+type Alert struct {
+	Kind        string    `json:"kind"`
+	Conference  string    `json:"conference"`
+	Stream      int       `json:"stream"` // -1 for unreported
+	Receiver    string    `json:"receiver,omitempty"`
+	SSRC        uint32    `json:"ssrc,omitempty"`
+	Participant string    `json:"participant,omitempty"`
+	Since       time.Time `json:"since"`
+	Detail      string    `json:"detail"`
+	// Cleared is set in the event that says the alert is over.
+	Cleared time.Time `json:"cleared,omitzero"`
+}
+
+func (a Alert) key() string {
+	return fmt.Sprintf("%s|%d|%s|%d|%s", a.Kind, a.Stream, a.Receiver, a.SSRC, a.Participant)
+}
+
+// ReceptionStats are the counters /metrics shows.
+type ReceptionStats struct {
+	Reports, Refused uint64
+	RTCPPackets      uint64
+	RTCPMalformed    uint64
+	Raised           map[string]uint64 // alerts raised, by kind
+}
+
+type receptionState struct {
+	mu     sync.Mutex // a leaf: no other lock is taken under it
+	confs  map[string]*confReception
+	stats  ReceptionStats
+	raised map[string]uint64
+}
+
+type confReception struct {
+	receivers map[string]*receiverEntry // by kind and name
+	alerts    map[string]Alert
+}
+
+type receiverEntry struct {
+	report ReceiverReport
+	at     time.Time // of the last report
+	first  time.Time // of the first
+	// heard is when each stream (by index) last had a packet, as far as
+	// the receiver's reports tell.
+	heard map[int]time.Time
+}
+
+// ErrBadReport is returned for a report mcc cannot take.
+var ErrBadReport = errors.New("conference: bad reception report")
+
+func (c *Controller) receptionCfg() ReceptionConfig {
+	r := c.cfg.Reception
+	r.SilentAfter = cmp.Or(r.SilentAfter, 10*time.Second)
+	r.LossAlert = cmp.Or(r.LossAlert, 0.02)
+	r.ReportGrace = cmp.Or(r.ReportGrace, 30*time.Second)
+	r.Forget = cmp.Or(r.Forget, 10*time.Minute)
+	return r
+}
+
+func checkReport(r *ReceiverReport) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadReport, fmt.Sprintf(format, args...))
+	}
+	if r.Receiver == "" || len(r.Receiver) > maxReceiverNameLen {
+		return bad("receiver: want a name of 1 to %d characters", maxReceiverNameLen)
+	}
+	for _, ch := range r.Receiver {
+		if !unicode.IsPrint(ch) {
+			return bad("receiver: %q has a character that does not print", r.Receiver)
+		}
+	}
+	if r.Kind != ReceiverProbe && r.Kind != ReceiverRTCP {
+		return bad("kind %q: want %q or %q", r.Kind, ReceiverProbe, ReceiverRTCP)
+	}
+	if len(r.Addrs) > maxReceiverAddrs {
+		return bad("%d addresses: at most %d", len(r.Addrs), maxReceiverAddrs)
+	}
+	if len(r.Streams) > maxReportStreams {
+		return bad("%d streams: at most %d", len(r.Streams), maxReportStreams)
+	}
+	for _, s := range r.Streams {
+		if len(s.Senders) > reception.MaxSenders {
+			return bad("stream %d: %d senders, at most %d", s.Index, len(s.Senders), reception.MaxSenders)
+		}
+		if len(s.Sources) > maxReceiverAddrs || len(s.Error) > 512 {
+			return bad("stream %d: too long", s.Index)
+		}
+		for _, x := range s.Senders {
+			if x.Loss < 0 || x.Loss > 1 || x.IntervalLoss < 0 || x.IntervalLoss > 1 || x.JitterMS < 0 || x.RateBPS < 0 || x.LastAgeMS < 0 {
+				return bad("stream %d, SSRC %08x: a figure out of its range", s.Index, x.SSRC)
+			}
+		}
+	}
+	return nil
+}
+
+// Report takes a receiver's report of conference name. Streams the
+// description does not have (a stale index, another group or port) are
+// left out: the matrix is of the session as it is now.
+func (c *Controller) Report(name string, r ReceiverReport) error {
+	conf, err := c.conference(name)
+	if err != nil {
+		return err
+	}
+	if err := checkReport(&r); err != nil {
+		c.rec.count(func(s *ReceptionStats) { s.Refused++ })
+		return err
+	}
+	now := c.clock().Now()
+	desc := conf.current()
+	st := &c.rec
+	st.mu.Lock()
+	if st.confs == nil {
+		st.confs = map[string]*confReception{}
+	}
+	cr := st.confs[name]
+	if cr == nil {
+		cr = &confReception{receivers: map[string]*receiverEntry{}, alerts: map[string]Alert{}}
+		st.confs[name] = cr
+	}
+	key := r.Kind + "|" + r.Receiver
+	e := cr.receivers[key]
+	if e == nil {
+		if len(cr.receivers) >= maxReceivers {
+			st.stats.Refused++
+			st.mu.Unlock()
+			return fmt.Errorf("%w: %d receivers report on %q already", ErrBadReport, maxReceivers, name)
+		}
+		e = &receiverEntry{first: now, heard: map[int]time.Time{}}
+		cr.receivers[key] = e
+	}
+	var kept []reception.StreamReport
+	for _, s := range r.Streams {
+		if !streamMatches(desc, s) {
+			continue
+		}
+		kept = append(kept, s)
+		for _, x := range s.Senders {
+			at := now.Add(-time.Duration(x.LastAgeMS) * time.Millisecond)
+			if x.Packets > 0 && at.After(e.heard[s.Index]) {
+				e.heard[s.Index] = at
+			}
+		}
+	}
+	r.Streams = kept
+	e.report, e.at = r, now
+	st.stats.Reports++
+	st.mu.Unlock()
+	c.publish(Event{Time: now, Conference: name, Kind: "reception", Detail: fmt.Sprintf("%s %s reported on %d streams", r.Kind, r.Receiver, len(kept)), Receiver: &r})
+	c.checkReception(name)
+	return nil
+}
+
+// streamMatches reports whether a stream report is of the description's
+// stream at its index: the same group and port.
+func streamMatches(desc *sdp.Session, s reception.StreamReport) bool {
+	if desc == nil || s.Index < 0 || s.Index >= len(desc.Media) {
+		return false
+	}
+	m := desc.Media[s.Index]
+	cn := desc.EffectiveConnection(m)
+	return m.Port != 0 && cn != nil && cn.Addr == s.Group && int(m.Port) == s.Port
+}
+
+func (st *receptionState) count(f func(*ReceptionStats)) {
+	st.mu.Lock()
+	f(&st.stats)
+	st.mu.Unlock()
+}
+
+// ReceptionStats returns the reception counters.
+func (c *Controller) ReceptionStats() ReceptionStats {
+	st := &c.rec
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := st.stats
+	out.Raised = map[string]uint64{}
+	for k, v := range st.raised {
+		out.Raised[k] = v
+	}
+	return out
+}
+
+// Alerts returns every alert standing, over every conference.
+func (c *Controller) Alerts() []Alert {
+	st := &c.rec
+	st.mu.Lock()
+	var out []Alert
+	for _, cr := range st.confs {
+		for _, a := range cr.alerts {
+			out = append(out, a)
+		}
+	}
+	st.mu.Unlock()
+	sortAlerts(out)
+	return out
+}
+
+func sortAlerts(as []Alert) {
+	slices.SortFunc(as, func(a, b Alert) int {
+		return cmp.Or(strings.Compare(a.Conference, b.Conference), cmp.Compare(a.Stream, b.Stream),
+			strings.Compare(a.Kind, b.Kind), strings.Compare(a.Receiver, b.Receiver), cmp.Compare(a.SSRC, b.SSRC),
+			strings.Compare(a.Participant, b.Participant))
+	})
+}
+
+// hostOf is a participant's host as its remote target names it (an
+// address, or the name as written).
+type participantHost struct {
+	id   string
+	host netip.Addr
+}
+
+// joinedHosts returns the joined participants of conf that have been so
+// for at least grace, with the address their Contact names (those with a
+// name there are left out: mcc does not look names up for this).
+func (c *Controller) joinedHosts(conf *Conference, now time.Time, grace time.Duration) []participantHost {
+	conf.mu.Lock()
+	ps := slices.Clone(conf.participants)
+	conf.mu.Unlock()
+	var out []participantHost
+	for _, p := range ps {
+		p.mu.Lock()
+		d, joined, since, id := p.dlg, p.state == Joined, p.since, p.id
+		p.mu.Unlock()
+		if !joined || d == nil || grace > 0 && now.Sub(since) < grace {
+			continue
+		}
+		d.mu.Lock()
+		h := d.remoteTarget.Host
+		d.mu.Unlock()
+		if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+			out = append(out, participantHost{id, a.Unmap()})
+		}
+	}
+	return out
+}
+
+// Reception returns conference name's reception matrix.
+func (c *Controller) Reception(name string) (Reception, error) {
+	conf, err := c.conference(name)
+	if err != nil {
+		return Reception{}, err
+	}
+	cfg := c.receptionCfg()
+	now := c.clock().Now()
+	hosts := c.joinedHosts(conf, now, 0)
+	desc := conf.current()
+	out := Reception{Conference: name, Streams: []StreamReception{}, Alerts: []Alert{}}
+	if desc == nil {
+		return out, nil
+	}
+	out.Version = desc.Origin.Version
+	st := &c.rec
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	cr := st.confs[name]
+	for i, m := range desc.Media {
+		cn := desc.EffectiveConnection(m)
+		if m.Port == 0 || cn == nil {
+			continue
+		}
+		sr := StreamReception{Index: i, Kind: m.Kind, Group: cn.Addr, Port: int(m.Port), TTL: int(cn.TTL), Receivers: []ReceiverCell{}}
+		for _, f := range desc.SourceFiltersFor(m) {
+			if f.Mode == sdp.Include && f.Matches(cn.Addr) {
+				sr.Sources = append(sr.Sources, f.Sources...)
+			}
+		}
+		if cr != nil {
+			for _, e := range cr.sorted() {
+				for _, s := range e.report.Streams {
+					if s.Index != i {
+						continue
+					}
+					cell := ReceiverCell{Receiver: e.report.Receiver, Kind: e.report.Kind, Addrs: e.report.Addrs,
+						ReportAgeMS: now.Sub(e.at).Milliseconds(), Error: s.Error,
+						Silent: e.silent(i, now, cfg.SilentAfter), Senders: s.Senders}
+					for _, h := range hosts {
+						if slices.Contains(e.report.Addrs, h.host) {
+							cell.Participants = append(cell.Participants, h.id)
+						}
+					}
+					sr.Receivers = append(sr.Receivers, cell)
+				}
+			}
+		}
+		out.Streams = append(out.Streams, sr)
+	}
+	if cr != nil {
+		for _, a := range cr.alerts {
+			out.Alerts = append(out.Alerts, a)
+		}
+	}
+	sortAlerts(out.Alerts)
+	return out, nil
+}
+
+func (cr *confReception) sorted() []*receiverEntry {
+	es := make([]*receiverEntry, 0, len(cr.receivers))
+	for _, e := range cr.receivers {
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b *receiverEntry) int {
+		return cmp.Or(strings.Compare(a.report.Kind, b.report.Kind), strings.Compare(a.report.Receiver, b.report.Receiver))
+	})
+	return es
+}
+
+// silent reports whether the receiver has heard nothing of stream i for
+// after or longer (and has been reporting that long).
+func (e *receiverEntry) silent(i int, now time.Time, after time.Duration) bool {
+	last, ok := e.heard[i]
+	if !ok {
+		last = e.first
+	}
+	return now.Sub(last) >= after
+}
+
+// checkReception raises and clears conference name's alerts, and
+// forgets the receivers that stopped reporting long ago.
+func (c *Controller) checkReception(name string) {
+	conf, err := c.conference(name)
+	if err != nil {
+		c.rec.mu.Lock()
+		delete(c.rec.confs, name)
+		c.rec.mu.Unlock()
+		return
+	}
+	cfg := c.receptionCfg()
+	now := c.clock().Now()
+	desc := conf.current()
+	var hosts []participantHost
+	if cfg.ReportGrace > 0 {
+		hosts = c.joinedHosts(conf, now, cfg.ReportGrace)
+	}
+	st := &c.rec
+	st.mu.Lock()
+	cr := st.confs[name]
+	if cr == nil {
+		if len(hosts) == 0 {
+			st.mu.Unlock()
+			return
+		}
+		if st.confs == nil {
+			st.confs = map[string]*confReception{}
+		}
+		cr = &confReception{receivers: map[string]*receiverEntry{}, alerts: map[string]Alert{}}
+		st.confs[name] = cr
+	}
+	for k, e := range cr.receivers {
+		if now.Sub(e.at) >= cfg.Forget {
+			delete(cr.receivers, k)
+		}
+	}
+	want := map[string]Alert{}
+	raise := func(a Alert) {
+		a.Conference = name
+		want[a.key()] = a
+	}
+	// A receiver counts for a stream while its reports are fresh: three
+	// of its intervals, or SilentAfter, whichever is longer.
+	fresh := func(e *receiverEntry) bool {
+		return now.Sub(e.at) < max(3*time.Duration(e.report.IntervalMS)*time.Millisecond, cfg.SilentAfter)
+	}
+	for i, m := range mediaOf(desc) {
+		if m.Port == 0 {
+			continue
+		}
+		hearing, reporting := 0, 0
+		for _, e := range cr.sorted() {
+			if !fresh(e) {
+				continue
+			}
+			for _, s := range e.report.Streams {
+				if s.Index != i {
+					continue
+				}
+				reporting++
+				if e.silent(i, now, cfg.SilentAfter) {
+					raise(Alert{Kind: AlertReceiverSilent, Stream: i, Receiver: e.report.Receiver,
+						Detail: fmt.Sprintf("%s %s has heard nothing of stream %d for %v or more", e.report.Kind, e.report.Receiver, i, cfg.SilentAfter)})
+				} else {
+					hearing++
+				}
+				for _, x := range s.Senders {
+					if cfg.LossAlert <= 1 && x.IntervalLoss >= cfg.LossAlert && x.LastAgeMS < cfg.SilentAfter.Milliseconds() {
+						raise(Alert{Kind: AlertLoss, Stream: i, Receiver: e.report.Receiver, SSRC: x.SSRC,
+							Detail: fmt.Sprintf("%s %s loses %.1f%% of SSRC %08x on stream %d (alert at %.1f%%)", e.report.Kind, e.report.Receiver, 100*x.IntervalLoss, x.SSRC, i, 100*cfg.LossAlert)})
+					}
+				}
+			}
+		}
+		if reporting > 0 && hearing == 0 {
+			raise(Alert{Kind: AlertStreamSilent, Stream: i,
+				Detail: fmt.Sprintf("no receiver of %d has heard stream %d for %v or more", reporting, i, cfg.SilentAfter)})
+		}
+	}
+	for _, h := range hosts {
+		reported := false
+		for _, e := range cr.receivers {
+			if fresh(e) && slices.Contains(e.report.Addrs, h.host) {
+				reported = true
+				break
+			}
+		}
+		if !reported {
+			raise(Alert{Kind: AlertUnreported, Stream: -1, Participant: h.id,
+				Detail: fmt.Sprintf("participant %s is joined, and its host %v has sent no reception report for %v", h.id, h.host, cfg.ReportGrace)})
+		}
+	}
+	var events []Event
+	for k, a := range want {
+		if old, ok := cr.alerts[k]; ok {
+			a.Since = old.Since
+			cr.alerts[k] = a
+			continue
+		}
+		a.Since = now
+		cr.alerts[k] = a
+		if st.raised == nil {
+			st.raised = map[string]uint64{}
+		}
+		st.raised[a.Kind]++
+		events = append(events, Event{Time: now, Conference: name, Kind: "alert", Detail: a.Detail, Alert: &a})
+	}
+	for k, a := range cr.alerts {
+		if _, ok := want[k]; !ok {
+			delete(cr.alerts, k)
+			a.Cleared = now
+			events = append(events, Event{Time: now, Conference: name, Kind: "alert", Detail: "cleared: " + a.Detail, Alert: &a})
+		}
+	}
+	if len(cr.receivers) == 0 && len(cr.alerts) == 0 {
+		delete(st.confs, name)
+	}
+	st.mu.Unlock()
+	slices.SortFunc(events, func(a, b Event) int { return strings.Compare(a.Detail, b.Detail) })
+	for _, e := range events {
+		c.publish(e)
+	}
+}
+
+func mediaOf(desc *sdp.Session) []*sdp.Media {
+	if desc == nil {
+		return nil
+	}
+	return desc.Media
+}
+
+// runReception checks every conference's alerts each second, until the
+// controller closes.
+func (c *Controller) runReception() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		names := make([]string, 0, len(c.conferences))
+		for n, conf := range c.conferences {
+			if !conf.pending {
+				names = append(names, n)
+			}
+		}
+		c.mu.Unlock()
+		c.rec.mu.Lock()
+		for n := range c.rec.confs {
+			if !slices.Contains(names, n) {
+				names = append(names, n) // deleted: its state goes
+			}
+		}
+		c.rec.mu.Unlock()
+		for _, n := range names {
+			func() {
+				defer c.recoverIn("the reception check of " + n)
+				c.checkReception(n)
+			}()
+		}
+	}
+}
