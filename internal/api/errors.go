@@ -63,7 +63,7 @@ func isBadRequest(err error) bool {
 	if _, ok := errors.AsType[*sdp.Problem](err); ok {
 		return true
 	}
-	for _, target := range []error{sdp.ErrInvalid, conference.ErrBadName, conference.ErrBadURI, conference.ErrBadRole, multicast.ErrUnknownPool} {
+	for _, target := range []error{sdp.ErrInvalid, conference.ErrBadName, conference.ErrBadURI, conference.ErrBadRole, conference.ErrBadReport, multicast.ErrUnknownPool} {
 		if errors.Is(err, target) {
 			return true
 		}

@@ -121,5 +121,6 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"over_limit\"} %d\n", st.OverLimit)
 		fmt.Fprintf(&b, "mcc_sap_packets_total{result=\"own\"} %d\n", st.Own)
 	}
+	s.receptionMetrics(&b, metric)
 	io.WriteString(w, b.String())
 }
