@@ -85,3 +85,26 @@ func ParseMediaSpec(s string) (MediaSpec, error) {
 	}
 	return MediaSpec{Kind: kind, Formats: []RTPMap{f}}, nil
 }
+
+// ClockRate is the RTP timestamp rate of the stream's first format: its
+// a=rtpmap's, else the rate RFC 3551 §6 gives its static payload type; 0
+// when neither says.
+func (m *Media) ClockRate() int {
+	if len(m.Formats) == 0 {
+		return 0
+	}
+	if r, ok := m.RTPMap(m.Formats[0]); ok {
+		return int(r.ClockRate)
+	}
+	pt, err := strconv.Atoi(m.Formats[0])
+	if err != nil {
+		return 0
+	}
+	for key, p := range staticPayloads {
+		if int(p) == pt {
+			rate, _ := strconv.Atoi(strings.Split(key, "/")[1])
+			return rate
+		}
+	}
+	return 0
+}

@@ -633,6 +633,8 @@ func cmdWatch(args []string, stdout, stderr io.Writer) error {
 			}
 		case e.Change != nil:
 			line += fmt.Sprintf(" stream %d, version %d, %d participants", e.Change.Stream, e.Change.Version, len(e.Change.Results))
+		case e.Alert != nil, e.Receiver != nil:
+			line += " " + e.Detail
 		}
 		_, err := fmt.Fprintln(stdout, line)
 		return err

@@ -10,7 +10,7 @@ import (
 // commands and their sub-commands, for completion.
 var commands = map[string][]string{
 	"serve": nil, "session": {"create", "import", "list", "show", "sdp", "delete"}, "invite": nil,
-	"participants": {"remove"}, "media": {"add", "remove", "direction"}, "directory": nil, "watch": nil,
+	"participants": {"remove"}, "media": {"add", "remove", "direction"}, "directory": nil, "watch": nil, "probe": nil, "reception": nil,
 	"alloc": nil, "leases": nil, "renew": nil, "release": nil, "pools": nil, "sdp": {"lint", "new"},
 	"version": nil, "completion": {"bash", "zsh", "fish"}, "help": nil,
 }

@@ -33,7 +33,10 @@ Usage:
   mcc session create NAME [--family 4|6] [--scope SCOPE] [--media audio,video] [--type broadcast]
   mcc session import FILE.sdp [--name NAME] | --heard ID --name NAME
   mcc directory                    sessions heard over SAP
-  mcc watch   [SESSION]            follow participants, streams and re-INVITE results live
+  mcc watch   [SESSION]            follow participants, streams, re-INVITE results and alerts live
+  mcc probe   SESSION [--iface IFACE] [--name NAME] [--interval 2s] [--for DURATION]
+              join the session's groups here and report what arrives to mcc serve
+  mcc reception SESSION            who receives what: receivers × senders, loss, jitter, alerts
   mcc session list | show NAME | sdp NAME | delete NAME
   mcc invite  SESSION URI... [--wait 45s]   exits 1 unless every one joined
   mcc participants SESSION | remove SESSION ID
@@ -124,6 +127,10 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdDirectory(rest, stdout, stderr)
 	case "watch":
 		return cmdWatch(rest, stdout, stderr)
+	case "probe":
+		return cmdProbe(rest, stdout, stderr)
+	case "reception":
+		return cmdReception(rest, stdout, stderr)
 	case "completion":
 		return cmdCompletion(rest, stdout)
 	case "sdp":
@@ -138,5 +145,5 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return usagef("unknown sdp sub-command %q: want lint or new", rest[0])
 	}
-	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, watch, alloc, leases, renew, release, pools, sdp, completion or version", cmd)
+	return usagef("unknown command %q: want serve, session, invite, participants, media, directory, watch, probe, reception, alloc, leases, renew, release, pools, sdp, completion or version", cmd)
 }

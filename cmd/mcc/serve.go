@@ -45,6 +45,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	sapGroupsFlag := fs.String("sap-groups", "", "with --sap, the SAP groups to listen on, comma-separated (default: every one in use: 224.2.127.254, 239.255.255.255, 239.195.255.255, 224.0.0.56, ff02/ff04/ff05/ff08/ff0e::2:7ffe)")
 	sapProfile := fs.String("sap-profile", sap.DefaultProfile, "with --sap, how a session that names no profile of its own is announced, comma-separated to announce it in several ways: "+strings.Join(sap.ProfileNames(), ", ")+" (docs/sap-profiles.md)")
 	sapFast := fs.Int("sap-fast-start", 3, "announce a new or changed session this many more times, 5 s apart, before the RFC 2974 rate (at least 300 s), so that a listener hears it at once; 0: none")
+	silentAfter := fs.Duration("silent-after", 10*time.Second, "reception: how long a receiver (mcc probe, or an RTCP reporter) may hear nothing of a stream before it alerts as silent")
+	lossAlert := fs.Float64("loss-alert", 2, "reception: percentage of a sender's packets lost over a report interval at which a receiver alerts; above 100: no loss alerts")
+	reportGrace := fs.Duration("report-grace", 30*time.Second, "reception: how long a joined participant's host may go without a reception report before it alerts; 0: no such alerts")
 	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
 	cf.register(fs, false)
@@ -112,6 +115,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *ring <= 0 {
 		return usagef("--ring-timeout %v: want a duration above 0", *ring)
 	}
+	if *silentAfter < time.Second {
+		return usagef("--silent-after %v: want 1s or more", *silentAfter)
+	}
+	if *lossAlert <= 0 {
+		return usagef("--loss-alert %v: want a percentage above 0 (above 100 turns loss alerts off)", *lossAlert)
+	}
+	if *reportGrace < 0 {
+		return usagef("--report-grace %v: want a duration, or 0 for no such alerts", *reportGrace)
+	}
 	var tlsConf *tls.Config
 	if *cert != "" || *key != "" {
 		c, err := tls.LoadX509KeyPair(*cert, *key)
@@ -150,7 +162,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg := daemonConfig{Data: dir, Log: log, API: *apiAddr, SAP: *sapIfaces, SAPFastStart: *sapFast, SAPGroups: sapGroupList, SAPProfiles: sapProfiles, T1: *t1, DefaultTTL: uint8(*defTTL),
 		SIP: conference.Config{Listeners: listeners, TLS: tlsConf, Host: uriHost, Host4: host4, Host6: host6,
 			RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy,
-			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx}}}
+			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx},
+			Reception: conference.ReceptionConfig{SilentAfter: *silentAfter, LossAlert: *lossAlert / 100, ReportGrace: orOff(*reportGrace)}}}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return runDaemon(ctx, cfg)
