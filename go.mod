@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/emiago/sipgo v1.7.3
 	github.com/icholy/digest v1.2.0
+	github.com/pion/rtcp v1.2.20
 	github.com/pion/sdp/v3 v3.0.20
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/net v0.62.0

@@ -317,6 +317,12 @@ func New(cfg Config) (*Controller, error) {
 		defer c.recoverIn("the reception checks")
 		c.runReception()
 	})
+	if cfg.Reception.RTCP {
+		c.wg.Go(func() {
+			defer c.recoverIn("the RTCP monitor")
+			c.runRTCP()
+		})
+	}
 	if c.probeInterval > 0 || c.sessionExpires > 0 {
 		c.wg.Go(c.livenessLoop)
 	}

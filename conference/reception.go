@@ -39,6 +39,13 @@ type ReceptionConfig struct {
 	// Forget is how long a receiver that stopped reporting stays in the
 	// matrix. Zero means 10 minutes.
 	Forget time.Duration
+	// RTCP has mcc join every session's RTCP groups and take the
+	// receiver and sender reports it hears (rtcp.go). The host then
+	// gets the groups' RTP too, where RTCP shares RTP's group.
+	RTCP bool
+	// RTCPInterface is the interface to join them on; empty: the
+	// system's choice.
+	RTCPInterface string
 }
 
 // Bounds on what reports can make mcc hold.
@@ -79,13 +86,25 @@ type Reception struct {
 
 // StreamReception is one stream of the matrix: its group and who hears it.
 type StreamReception struct {
-	Index     int            `json:"index"`
-	Kind      string         `json:"kind"`
-	Group     netip.Addr     `json:"group"`
-	Port      int            `json:"port"`
-	TTL       int            `json:"ttl,omitempty"`
-	Sources   []netip.Addr   `json:"sources,omitempty"`
+	Index   int          `json:"index"`
+	Kind    string       `json:"kind"`
+	Group   netip.Addr   `json:"group"`
+	Port    int          `json:"port"`
+	TTL     int          `json:"ttl,omitempty"`
+	Sources []netip.Addr `json:"sources,omitempty"`
+	// Senders are the senders heard of in RTCP sender reports.
+	Senders   []StreamSender `json:"senders,omitempty"`
 	Receivers []ReceiverCell `json:"receivers"`
+}
+
+// StreamSender is a sender of a stream as its RTCP sender reports
+// describe it (RFC 3550 §6.4.1): what it has sent so far.
+type StreamSender struct {
+	SSRC        uint32     `json:"ssrc"`
+	Source      netip.Addr `json:"source"`
+	Packets     uint64     `json:"packets"`
+	Octets      uint64     `json:"octets"`
+	ReportAgeMS int64      `json:"report_age_ms"`
 }
 
 // ReceiverCell is one receiver's row of a stream: one cell per sender.
@@ -148,6 +167,43 @@ type receptionState struct {
 type confReception struct {
 	receivers map[string]*receiverEntry // by kind and name
 	alerts    map[string]Alert
+	senders   map[int]map[uint32]senderEntry // by stream, by SSRC
+}
+
+type senderEntry struct {
+	StreamSender
+	at time.Time
+}
+
+// noteSender takes a sender report's sender information.
+func (c *Controller) noteSender(s rtcpStream, x StreamSender, now time.Time) {
+	st := &c.rec
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	cr := st.conf(s.conf)
+	if cr.senders == nil {
+		cr.senders = map[int]map[uint32]senderEntry{}
+	}
+	if cr.senders[s.index] == nil {
+		cr.senders[s.index] = map[uint32]senderEntry{}
+	}
+	if _, ok := cr.senders[s.index][x.SSRC]; ok || len(cr.senders[s.index]) < reception.MaxSenders {
+		cr.senders[s.index][x.SSRC] = senderEntry{x, now}
+	}
+}
+
+// conf returns conference name's reception state, made if need be; st.mu
+// is held.
+func (st *receptionState) conf(name string) *confReception {
+	if st.confs == nil {
+		st.confs = map[string]*confReception{}
+	}
+	cr := st.confs[name]
+	if cr == nil {
+		cr = &confReception{receivers: map[string]*receiverEntry{}, alerts: map[string]Alert{}}
+		st.confs[name] = cr
+	}
+	return cr
 }
 
 type receiverEntry struct {
@@ -224,14 +280,7 @@ func (c *Controller) Report(name string, r ReceiverReport) error {
 	desc := conf.current()
 	st := &c.rec
 	st.mu.Lock()
-	if st.confs == nil {
-		st.confs = map[string]*confReception{}
-	}
-	cr := st.confs[name]
-	if cr == nil {
-		cr = &confReception{receivers: map[string]*receiverEntry{}, alerts: map[string]Alert{}}
-		st.confs[name] = cr
-	}
+	cr := st.conf(name)
 	key := r.Kind + "|" + r.Receiver
 	e := cr.receivers[key]
 	if e == nil {
@@ -251,7 +300,10 @@ func (c *Controller) Report(name string, r ReceiverReport) error {
 		kept = append(kept, s)
 		for _, x := range s.Senders {
 			at := now.Add(-time.Duration(x.LastAgeMS) * time.Millisecond)
-			if x.Packets > 0 && at.After(e.heard[s.Index]) {
+			// A probe says how many packets it had; an RTCP report
+			// block is of a source heard since the previous report
+			// (RFC 3550 §6.4).
+			if (x.Packets > 0 || r.Kind == ReceiverRTCP) && at.After(e.heard[s.Index]) {
 				e.heard[s.Index] = at
 			}
 		}
@@ -381,6 +433,11 @@ func (c *Controller) Reception(name string) (Reception, error) {
 			}
 		}
 		if cr != nil {
+			for _, x := range cr.senders[i] {
+				x.ReportAgeMS = now.Sub(x.at).Milliseconds()
+				sr.Senders = append(sr.Senders, x.StreamSender)
+			}
+			slices.SortFunc(sr.Senders, func(a, b StreamSender) int { return cmp.Compare(a.SSRC, b.SSRC) })
 			for _, e := range cr.sorted() {
 				for _, s := range e.report.Streams {
 					if s.Index != i {
@@ -455,15 +512,21 @@ func (c *Controller) checkReception(name string) {
 			st.mu.Unlock()
 			return
 		}
-		if st.confs == nil {
-			st.confs = map[string]*confReception{}
-		}
-		cr = &confReception{receivers: map[string]*receiverEntry{}, alerts: map[string]Alert{}}
-		st.confs[name] = cr
+		cr = st.conf(name)
 	}
 	for k, e := range cr.receivers {
 		if now.Sub(e.at) >= cfg.Forget {
 			delete(cr.receivers, k)
+		}
+	}
+	for i, ss := range cr.senders {
+		for k, x := range ss {
+			if now.Sub(x.at) >= cfg.Forget {
+				delete(ss, k)
+			}
+		}
+		if len(ss) == 0 {
+			delete(cr.senders, i)
 		}
 	}
 	want := map[string]Alert{}
@@ -544,7 +607,7 @@ func (c *Controller) checkReception(name string) {
 			events = append(events, Event{Time: now, Conference: name, Kind: "alert", Detail: "cleared: " + a.Detail, Alert: &a})
 		}
 	}
-	if len(cr.receivers) == 0 && len(cr.alerts) == 0 {
+	if len(cr.receivers) == 0 && len(cr.alerts) == 0 && len(cr.senders) == 0 {
 		delete(st.confs, name)
 	}
 	st.mu.Unlock()

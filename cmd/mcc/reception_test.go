@@ -272,3 +272,90 @@ func TestLossyRelayChild(t *testing.T) {
 	}
 	fmt.Printf("relay: forwarded %d dropped %d\n", forwarded, dropped)
 }
+
+// TestRTCPReportsOnTheWire: mcc serve runs in A on its defaults, which
+// listen to every session's RTCP. ffmpeg in A sends the session's audio
+// with its RTCP sender reports; GStreamer in B plays the session's
+// description (sdpdemux), and its rtpbin multicasts receiver reports to
+// the group's RTCP port. The matrix gets GStreamer's host as an RTCP
+// receiver of ffmpeg's SSRC, and ffmpeg as the stream's sender. IPv4 and
+// IPv6.
+func TestRTCPReportsOnTheWire(t *testing.T) {
+	peertest.Need(t, "ffmpeg", "gst-launch-1.0", "ip")
+	peertest.NeedRoot(t)
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) { rtcpOnTheWire(t, v6) })
+	}
+}
+
+func rtcpOnTheWire(t *testing.T, v6 bool) {
+	n := newNetns(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cli := serveIn(t, ctx, n.a, dir)
+	family, from, recv := "4", "10.98.0.1", "10.98.0.2"
+	if v6 {
+		family, from, recv = "6", "fd00:98::1", "fd00:98::2"
+	}
+	cli("session", "create", "lab", "--family", family, "--media", "audio")
+	text := cli("session", "sdp", "lab")
+	desc, err := sdp.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := desc.Media[0]
+	group := desc.EffectiveConnection(m).Addr
+	file := filepath.Join(dir, "lab.sdp")
+	os.WriteFile(file, []byte(text), 0o644)
+
+	gst := in(ctx, n.b, "gst-launch-1.0", "-q", "filesrc", "location="+file, "!", "sdpdemux", "!", "rtppcmudepay", "!", "fakesink")
+	var gstOut peertest.Output
+	gst.Stdout, gst.Stderr = &gstOut, &gstOut
+	if err := gst.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitOrKill(gst, 3*time.Second) })
+	time.Sleep(500 * time.Millisecond)
+	dest := fmt.Sprintf("rtp://%s?ttl=1&localaddr=%s", hostPort(group.String(), int(m.Port)), from)
+	if v6 {
+		dest = fmt.Sprintf("rtp://%s?localaddr=%s", hostPort(group.String(), int(m.Port)), from) // see linphone_test: no ttl with IPv6
+	}
+	send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+		"-i", "sine=sample_rate=8000:samples_per_frame=160", "-t", "20", "-ac", "1", "-c:a", "pcm_mulaw", "-payload_type", "0", "-f", "rtp", dest)
+	var sendOut peertest.Output
+	send.Stdout, send.Stderr = &sendOut, &sendOut
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitOrKill(send, 3*time.Second) })
+
+	var mat conference.Reception
+	deadline := time.Now().Add(18 * time.Second)
+	for {
+		time.Sleep(500 * time.Millisecond)
+		if err := json.Unmarshal([]byte(cli("reception", "lab", "-o", "json")), &mat); err != nil {
+			t.Fatal(err)
+		}
+		var cell *conference.ReceiverCell
+		for i, rc := range mat.Streams[0].Receivers {
+			if rc.Kind == conference.ReceiverRTCP && slices.Contains(rc.Addrs, netip.MustParseAddr(recv)) {
+				cell = &mat.Streams[0].Receivers[i]
+			}
+		}
+		ss := mat.Streams[0].Senders
+		if cell != nil && len(cell.Senders) > 0 && len(ss) == 1 && cell.Senders[0].SSRC == ss[0].SSRC && ss[0].Source.String() == from {
+			t.Logf("GStreamer's RR from %s (%s): SSRC %08x lost %d, jitter %.2f ms; ffmpeg's SR from %s: %d packets",
+				recv, cell.Receiver, cell.Senders[0].SSRC, cell.Senders[0].Lost, cell.Senders[0].JitterMS, ss[0].Source, ss[0].Packets)
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Fatalf("no RTCP row for GStreamer in B and sender for ffmpeg in A: %+v\ngst: %s\nffmpeg: %s\nmetrics: %s\nserve log:\n%s", mat, gstOut.String(), sendOut.String(), cli("reception", "lab"), log)
+		}
+	}
+}

@@ -48,6 +48,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	silentAfter := fs.Duration("silent-after", 10*time.Second, "reception: how long a receiver (mcc probe, or an RTCP reporter) may hear nothing of a stream before it alerts as silent")
 	lossAlert := fs.Float64("loss-alert", 2, "reception: percentage of a sender's packets lost over a report interval at which a receiver alerts; above 100: no loss alerts")
 	reportGrace := fs.Duration("report-grace", 30*time.Second, "reception: how long a joined participant's host may go without a reception report before it alerts; 0: no such alerts")
+	rtcpOn := fs.Bool("rtcp", true, "reception: join every session's RTCP groups and take the receiver and sender reports participants send there (RFC 3550 §6); the host then gets those groups' RTP too")
+	rtcpIface := fs.String("rtcp-iface", "", "reception: interface to join the RTCP groups on (default: the system's choice)")
 	configFlag := fs.String("config", "", "configuration file (TOML; default: mcc.toml in the data directory, if there)")
 	var cf commonFlags
 	cf.register(fs, false)
@@ -163,7 +165,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		SIP: conference.Config{Listeners: listeners, TLS: tlsConf, Host: uriHost, Host4: host4, Host6: host6,
 			RingTimeout: *ring, ProbeInterval: orOff(*probe), SessionExpires: orOff(*sessionExpires), UnicastOffer: policy,
 			Credentials: creds, Limits: conference.Limits{SourceRate: *sourceRate, MaxTransactions: *maxTx},
-			Reception: conference.ReceptionConfig{SilentAfter: *silentAfter, LossAlert: *lossAlert / 100, ReportGrace: orOff(*reportGrace)}}}
+			Reception: conference.ReceptionConfig{SilentAfter: *silentAfter, LossAlert: *lossAlert / 100, ReportGrace: orOff(*reportGrace),
+				RTCP: *rtcpOn, RTCPInterface: *rtcpIface}}}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return runDaemon(ctx, cfg)

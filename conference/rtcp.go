@@ -1,0 +1,355 @@
+package conference
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/pion/rtcp"
+
+	"mcc/multicast"
+	"mcc/multicast/reception"
+)
+
+// RTCP monitoring: in an any-source session, receivers send their
+// receiver reports to the group, on the RTCP port (RTP's plus one, or
+// RFC 3605's a=rtcp; RFC 3550 §6, §11), and senders their sender
+// reports. mcc serve joins each session's RTCP groups and takes what it
+// hears into the reception matrix: an RR's report blocks (fraction lost,
+// cumulative loss, jitter: §6.4.2) as a receiver's row, named by its
+// CNAME (§6.5.1), an SR's sender information (§6.4.1) as the stream's
+// sender. RTCP is not authenticated: any host that can send to the group
+// can write a row; the API's probes are.
+
+// rtcpStream is one stream whose RTCP mcc listens to.
+type rtcpStream struct {
+	conf      string
+	index     int
+	group     netip.Addr // the RTP group and port the matrix names
+	port      int
+	clockRate int
+}
+
+type rtcpJoin struct {
+	group netip.Addr
+	port  int // the RTCP port
+}
+
+// rtcpMonitor joins the RTCP groups of every conference, as they come
+// and go, and reads them.
+type rtcpMonitor struct {
+	c   *Controller
+	ifi *net.Interface
+
+	mu      sync.Mutex                      // guards the fields below; a leaf but for c.Report's locks, taken after it is released
+	conns   map[string]*multicast.GroupConn // by family and port
+	joined  map[rtcpJoin][]rtcpStream
+	reports map[string]*rtcpReporter // by conference and reporter address
+}
+
+// rtcpReporter is what one host's RTCP has said of one conference.
+type rtcpReporter struct {
+	name    string
+	addr    netip.Addr
+	streams map[int]map[uint32]rtcpBlock // by stream, by source SSRC
+	at      time.Time
+}
+
+type rtcpBlock struct {
+	block rtcp.ReceptionReport
+	at    time.Time
+}
+
+// maxRTCPReporters bounds the hosts whose RTCP mcc keeps, over all
+// conferences.
+const maxRTCPReporters = 4096
+
+func (c *Controller) runRTCP() {
+	m := &rtcpMonitor{c: c, conns: map[string]*multicast.GroupConn{}, joined: map[rtcpJoin][]rtcpStream{}, reports: map[string]*rtcpReporter{}}
+	if name := c.cfg.Reception.RTCPInterface; name != "" {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			c.log.Error("RTCP monitoring is off: its interface is not there", "interface", name, "err", err)
+			return
+		}
+		m.ifi = ifi
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		m.mu.Lock()
+		for _, conn := range m.conns {
+			conn.Close()
+		}
+		m.mu.Unlock()
+		wg.Wait()
+	}()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		m.reconcile(&wg)
+		m.expire()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// wanted is every conference's RTCP groups, with the streams each serves.
+func (m *rtcpMonitor) wanted() map[rtcpJoin][]rtcpStream {
+	c := m.c
+	c.mu.Lock()
+	confs := make([]*Conference, 0, len(c.conferences))
+	for _, conf := range c.conferences {
+		if !conf.pending {
+			confs = append(confs, conf)
+		}
+	}
+	c.mu.Unlock()
+	out := map[rtcpJoin][]rtcpStream{}
+	for _, conf := range confs {
+		desc := conf.current()
+		if desc == nil {
+			continue
+		}
+		for i, md := range desc.Media {
+			cn := desc.EffectiveConnection(md)
+			if md.Port == 0 || cn == nil || !cn.Addr.IsMulticast() || !strings.HasPrefix(md.Proto, "RTP/") {
+				continue
+			}
+			j := rtcpJoin{cn.Addr, int(md.Port) + 1}
+			if md.RTCP != nil {
+				j.port = int(md.RTCP.Port)
+				if a := md.RTCP.Addr; a != nil && a.Addr.IsMulticast() {
+					j.group = a.Addr
+				}
+			}
+			if j.port <= 0 || j.port > 65535 {
+				continue
+			}
+			out[j] = append(out[j], rtcpStream{conf: conf.name, index: i, group: cn.Addr, port: int(md.Port), clockRate: md.ClockRate()})
+		}
+	}
+	return out
+}
+
+// reconcile joins the groups now wanted and leaves those no longer.
+func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
+	want := m.wanted()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for j := range m.joined {
+		if _, ok := want[j]; ok {
+			continue
+		}
+		if conn := m.conns[connKey(j)]; conn != nil {
+			conn.Leave(m.ifi, j.group)
+		}
+		delete(m.joined, j)
+	}
+	for j, streams := range want {
+		if _, ok := m.joined[j]; ok {
+			m.joined[j] = streams
+			continue
+		}
+		key := connKey(j)
+		conn := m.conns[key]
+		if conn == nil {
+			var err error
+			if conn, err = multicast.ListenGroup(multicast.FamilyOf(j.group), j.port); err != nil {
+				m.c.log.Warn("cannot listen for RTCP", "port", j.port, "err", err)
+				continue
+			}
+			m.conns[key] = conn
+			wg.Go(func() {
+				defer m.c.recoverIn("the RTCP reader")
+				m.read(conn, j.port)
+			})
+		}
+		if err := conn.Join(m.ifi, j.group); err != nil {
+			m.c.log.Warn("cannot join an RTCP group", "group", j.group, "port", j.port, "err", err)
+			continue
+		}
+		m.joined[j] = streams
+	}
+}
+
+func connKey(j rtcpJoin) string { return fmt.Sprintf("%v/%d", multicast.FamilyOf(j.group), j.port) }
+
+func (m *rtcpMonitor) read(conn *multicast.GroupConn, port int) {
+	buf := make([]byte, 65536)
+	for {
+		n, src, dst, err := conn.ReadFrom(buf)
+		if errors.Is(err, multicast.ErrNotJoined) {
+			continue
+		}
+		if err != nil {
+			return // closed
+		}
+		m.mu.Lock()
+		streams := m.joined[rtcpJoin{dst, port}]
+		m.mu.Unlock()
+		if len(streams) == 0 {
+			continue
+		}
+		m.take(buf[:n], src.Addr(), streams, m.c.clock().Now())
+	}
+}
+
+// take reads one compound RTCP packet (RFC 3550 §6.1) from src about
+// streams, and reports what it says.
+func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now time.Time) {
+	pkts, err := rtcp.Unmarshal(b)
+	st := &m.c.rec
+	if err != nil {
+		st.count(func(s *ReceptionStats) { s.RTCPMalformed++ })
+		return
+	}
+	st.count(func(s *ReceptionStats) { s.RTCPPackets++ })
+	var blocks []rtcp.ReceptionReport
+	cname := ""
+	reporter := false
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.SenderReport:
+			for _, s := range streams {
+				m.c.noteSender(s, StreamSender{SSRC: p.SSRC, Source: src, Packets: uint64(p.PacketCount), Octets: uint64(p.OctetCount)}, now)
+			}
+			blocks = append(blocks, p.Reports...)
+			reporter = reporter || len(p.Reports) > 0
+		case *rtcp.ReceiverReport:
+			blocks = append(blocks, p.Reports...)
+			reporter = true
+		case *rtcp.SourceDescription:
+			for _, ch := range p.Chunks {
+				for _, it := range ch.Items {
+					if it.Type == rtcp.SDESCNAME && cname == "" {
+						cname = it.Text
+					}
+				}
+			}
+		}
+	}
+	if !reporter {
+		return
+	}
+	name := src.String()
+	if printable(cname) {
+		name = cname
+	}
+	m.mu.Lock()
+	var todo []func()
+	for _, s := range streams {
+		key := s.conf + "|" + src.String()
+		r := m.reports[key]
+		if r == nil {
+			if len(m.reports) >= maxRTCPReporters {
+				continue
+			}
+			r = &rtcpReporter{addr: src, streams: map[int]map[uint32]rtcpBlock{}}
+			m.reports[key] = r
+		}
+		r.name, r.at = name, now
+		if r.streams[s.index] == nil {
+			r.streams[s.index] = map[uint32]rtcpBlock{}
+		}
+		for _, b := range blocks {
+			if len(r.streams[s.index]) < 64 {
+				r.streams[s.index][b.SSRC] = rtcpBlock{b, now}
+			}
+		}
+		rep := r.report(s.conf, m.streamsOf(s.conf), now)
+		todo = append(todo, func() { m.c.Report(s.conf, rep) })
+	}
+	m.mu.Unlock()
+	for _, f := range todo {
+		f()
+	}
+}
+
+// streamsOf is the streams of conference conf mcc listens to, by index.
+func (m *rtcpMonitor) streamsOf(conf string) map[int]rtcpStream {
+	out := map[int]rtcpStream{}
+	for _, ss := range m.joined {
+		for _, s := range ss {
+			if s.conf == conf {
+				out[s.index] = s
+			}
+		}
+	}
+	return out
+}
+
+// report is the reporter's row for every stream it has reported on. A
+// block is of a source heard since the reporter's previous report
+// (§6.4): its age is the block's.
+func (r *rtcpReporter) report(conf string, streams map[int]rtcpStream, now time.Time) ReceiverReport {
+	rep := ReceiverReport{Receiver: r.name, Kind: ReceiverRTCP, Addrs: []netip.Addr{r.addr}, IntervalMS: 5000}
+	for i, blocks := range r.streams {
+		s, ok := streams[i]
+		if !ok {
+			continue
+		}
+		sr := streamReportOf(s)
+		for ssrc, b := range blocks {
+			x := senderOfBlock(ssrc, b.block, s.clockRate)
+			x.LastAgeMS = now.Sub(b.at).Milliseconds()
+			sr.Senders = append(sr.Senders, x)
+		}
+		slices.SortFunc(sr.Senders, func(a, b reception.SenderReport) int { return cmp.Compare(a.SSRC, b.SSRC) })
+		rep.Streams = append(rep.Streams, sr)
+	}
+	slices.SortFunc(rep.Streams, func(a, b reception.StreamReport) int { return cmp.Compare(a.Index, b.Index) })
+	return rep
+}
+
+func streamReportOf(s rtcpStream) reception.StreamReport {
+	return reception.StreamReport{Index: s.index, Group: s.group, Port: s.port, Senders: []reception.SenderReport{}}
+}
+
+// senderOfBlock reads a report block (RFC 3550 §6.4.1): the fraction
+// lost is of the interval, over 256; the cumulative loss is a signed
+// 24-bit count (duplicates can make it negative: taken as 0); the jitter
+// is in timestamp units.
+func senderOfBlock(ssrc uint32, b rtcp.ReceptionReport, clockRate int) reception.SenderReport {
+	x := reception.SenderReport{SSRC: ssrc, IntervalLoss: float64(b.FractionLost) / 256}
+	if lost := b.TotalLost & 0xffffff; lost < 0x800000 {
+		x.Lost = uint64(lost)
+	}
+	if clockRate > 0 {
+		x.JitterMS = float64(b.Jitter) / float64(clockRate) * 1000
+	}
+	return x
+}
+
+func (m *rtcpMonitor) expire() {
+	forget := m.c.receptionCfg().Forget
+	now := m.c.clock().Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, r := range m.reports {
+		if now.Sub(r.at) >= forget {
+			delete(m.reports, k)
+		}
+	}
+}
+
+func printable(s string) bool {
+	if s == "" || len(s) > maxReceiverNameLen {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}

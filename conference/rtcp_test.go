@@ -1,0 +1,94 @@
+package conference
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+
+	"mcc/sdp"
+)
+
+// TestRTCPTaken: a compound RR with an SDES CNAME from a receiver's host
+// becomes its row in the matrix (fraction lost over 256, jitter from
+// timestamp units at the stream's clock rate, a negative cumulative loss
+// as 0); an SR becomes the stream's sender; what does not parse is
+// counted and dropped.
+func TestRTCPTaken(t *testing.T) {
+	r := newLectureRig(t, time.Now())
+	if _, err := r.c.CreateSession("lab", sdp.SessionSpec{Name: "Lab", Pool: r.pool.Name, Media: []sdp.MediaSpec{{Kind: "audio"}}}, Access{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &rtcpMonitor{c: r.c, conns: nil, joined: map[rtcpJoin][]rtcpStream{}, reports: map[string]*rtcpReporter{}}
+	want := m.wanted()
+	if len(want) != 1 {
+		t.Fatalf("RTCP groups wanted: %+v", want)
+	}
+	var streams []rtcpStream
+	for j, ss := range want {
+		streams = ss
+		m.joined[j] = ss
+		if j.port != ss[0].port+1 || j.group != ss[0].group || ss[0].clockRate != 8000 {
+			t.Fatalf("RTCP of %+v at %+v", ss[0], j)
+		}
+	}
+	host := netip.MustParseAddr("10.0.0.7")
+	rr, _ := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 99, Reports: []rtcp.ReceptionReport{
+			{SSRC: 0xaa, FractionLost: 64, TotalLost: 12, Jitter: 80},
+			{SSRC: 0xbb, TotalLost: 0xffffff}, // -1: a duplicate more than lost
+		}},
+		&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 99, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "room1@10.0.0.7"}}}}},
+	})
+	sr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.SenderReport{SSRC: 0xaa, PacketCount: 500, OctetCount: 80000}})
+	now := r.clk.Now()
+	m.take(rr, host, streams, now)
+	m.take(sr, netip.MustParseAddr("10.0.0.1"), streams, now)
+	m.take([]byte{0x81, 201, 0, 9, 1}, host, streams, now)
+	mat, err := r.c.Reception("lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mat.Streams) != 1 || len(mat.Streams[0].Receivers) != 1 || len(mat.Streams[0].Senders) != 1 {
+		t.Fatalf("matrix %+v", mat)
+	}
+	cell := mat.Streams[0].Receivers[0]
+	if cell.Receiver != "room1@10.0.0.7" || cell.Kind != ReceiverRTCP || cell.Addrs[0] != host || cell.Silent || len(cell.Senders) != 2 {
+		t.Fatalf("the receiver: %+v", cell)
+	}
+	a, b := cell.Senders[0], cell.Senders[1]
+	if a.SSRC != 0xaa || a.IntervalLoss != 0.25 || a.Lost != 12 || a.JitterMS != 10 || b.Lost != 0 {
+		t.Fatalf("its blocks: %+v, %+v", a, b)
+	}
+	if s := mat.Streams[0].Senders[0]; s.SSRC != 0xaa || s.Packets != 500 || s.Octets != 80000 || s.Source.String() != "10.0.0.1" {
+		t.Fatalf("the sender: %+v", s)
+	}
+	if st := r.c.ReceptionStats(); st.RTCPPackets != 2 || st.RTCPMalformed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func FuzzRTCP(f *testing.F) {
+	rr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 2, FractionLost: 3}}},
+		&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 1, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "a@b"}}}}}})
+	sr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.SenderReport{SSRC: 2, PacketCount: 1, Reports: []rtcp.ReceptionReport{{SSRC: 3}}}, &rtcp.Goodbye{Sources: []uint32{2}}})
+	f.Add(rr)
+	f.Add(sr)
+	f.Add([]byte{0x80, 200, 0, 0})
+	// A controller with no conference: what a packet says reaches
+	// Report, which finds no conference; the parsing and the reading of
+	// blocks are what is under test.
+	c := &Controller{conferences: map[string]*Conference{}}
+	streams := []rtcpStream{{conf: "lab", group: netip.MustParseAddr("239.1.1.1"), port: 5004, clockRate: 8000}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := &rtcpMonitor{c: c, joined: map[rtcpJoin][]rtcpStream{{streams[0].group, 5005}: streams}, reports: map[string]*rtcpReporter{}}
+		m.take(b, netip.MustParseAddr("10.0.0.7"), streams, time.Unix(0, 0))
+		for _, r := range m.reports {
+			rep := r.report("lab", m.streamsOf("lab"), time.Unix(1, 0))
+			if err := checkReport(&rep); err != nil {
+				t.Fatalf("the report of %x breaks a bound: %v", b, err)
+			}
+		}
+	})
+}
