@@ -54,8 +54,11 @@ func (s *State) UnmarshalText(b []byte) error {
 
 // Participant is a snapshot of one participant.
 type Participant struct {
-	ID     string `json:"id"`
-	URI    string `json:"uri"`
+	ID  string `json:"id"`
+	URI string `json:"uri"`
+	// Name is the display name a dial-in gave in its From, as text:
+	// whoever shows it must escape it (it comes from the network).
+	Name   string `json:"name,omitempty"`
 	DialIn bool   `json:"dial_in"`
 	State  State  `json:"state"`
 	// Status is the final SIP status of the invitation, or of the last
@@ -205,9 +208,12 @@ type participant struct {
 	// by is who referred it (REFER's Referred-By, refer.go), authUser the
 	// digest user a dial-in authenticated as; both fixed at its start.
 	by, authUser string
-	in           *Conference // the conference it belongs to
-	conf         string      // the conference's name, for events
-	c            *Controller // where its events go; nil in no conference
+	// name is the display name a dial-in's From gave (printable, at
+	// most maxDisplayName runes); fixed at its start.
+	name string
+	in   *Conference // the conference it belongs to
+	conf string      // the conference's name, for events
+	c    *Controller // where its events go; nil in no conference
 
 	// saveMu orders the saves of this participant (persist); it is
 	// held across the store write, and no other lock is taken under it
@@ -370,7 +376,7 @@ func (p *participant) snapshot() Participant {
 func (p *participant) snapshotAt(v uint64) Participant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := Participant{ID: p.id, URI: p.uri, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
+	out := Participant{ID: p.id, URI: p.uri, Name: p.name, DialIn: p.dialIn, State: p.state, Status: p.status, Reason: p.reason,
 		Version: p.version, Acked: p.acked, Behind: p.state == Joined && !p.hasLocked(v), Since: p.since, Hold: p.hold, Role: p.role, By: p.by}
 	for _, s := range p.streams {
 		out.Streams = append(out.Streams, s.String())

@@ -100,7 +100,7 @@ func (c *Controller) onDialIn(req *sip.Request, tx sip.ServerTransaction) {
 	// caller, or the proxy that record-routed (see dialog.fixTo).
 	d.fixTo, _ = netip.ParseAddrPort(req.Source())
 	d.fixTargetLocked()
-	p := &participant{id: newID(), uri: req.From().Address.String(), dialIn: true, state: Invited, since: time.Now(), dlg: d, in: conf, conf: conf.name, c: c}
+	p := &participant{id: newID(), uri: req.From().Address.String(), name: displayName(req.From().DisplayName), dialIn: true, state: Invited, since: time.Now(), dlg: d, in: conf, conf: conf.name, c: c}
 	if conf.access.Mode == Digest {
 		p.authUser = digestUser(req, realmOf(conf)) // who may refer (mayRefer)
 	}

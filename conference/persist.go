@@ -44,7 +44,7 @@ func (c *Controller) persistAs(p *participant, state State) {
 func (c *Controller) persistLocked(p *participant, state State) {
 	p.mu.Lock()
 	d := p.dlg
-	sp := SavedParticipant{Conference: p.conf, ID: p.id, URI: p.uri, DialIn: p.dialIn, Since: p.since, By: p.by, AuthUser: p.authUser, Role: p.role}
+	sp := SavedParticipant{Conference: p.conf, ID: p.id, URI: p.uri, Name: p.name, DialIn: p.dialIn, Since: p.since, By: p.by, AuthUser: p.authUser, Role: p.role}
 	if p.in != nil {
 		sp.SessionID = p.in.sessionID
 	}
@@ -187,7 +187,7 @@ func (c *Controller) RestoreParticipant(sp SavedParticipant) error {
 	if sp.SessionID != 0 && sp.SessionID != conf.sessionID {
 		return fmt.Errorf("conference: restore %s: saved for session %d, but %s is session %d now", sp.ID, sp.SessionID, conf.name, conf.sessionID)
 	}
-	p := &participant{id: sp.ID, uri: sp.URI, dialIn: sp.DialIn, by: sp.By, authUser: sp.AuthUser, role: sp.Role, in: conf, conf: conf.name, c: c, state: Joined, status: 200,
+	p := &participant{id: sp.ID, uri: sp.URI, name: displayName(sp.Name), dialIn: sp.DialIn, by: sp.By, authUser: sp.AuthUser, role: sp.Role, in: conf, conf: conf.name, c: c, state: Joined, status: 200,
 		since: sp.Since, dlg: d, acked: acked, version: sp.Version, rejected: map[int]bool{}, rejoin: sp.Rejoin, unoffered: sp.Unoffered}
 	for _, s := range sp.Streams {
 		p.streams = append(p.streams, streamStates[s])

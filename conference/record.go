@@ -66,6 +66,7 @@ type SavedParticipant struct {
 	SessionID uint64    `json:"session_id,omitempty"`
 	ID        string    `json:"id"`
 	URI       string    `json:"uri"`
+	Name      string    `json:"name,omitempty"`
 	DialIn    bool      `json:"dial_in,omitempty"`
 	Since     time.Time `json:"since"`
 	Streams   []string  `json:"streams,omitempty"`

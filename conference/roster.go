@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -58,6 +59,9 @@ func (c *Controller) document(conf *Conference) *ConferenceInfo {
 			present[i] = true
 		}
 		u := &users[i]
+		if u.DisplayText == "" && p.name != "" {
+			u.DisplayText = p.name // RFC 4575 §5.6.1
+		}
 		// Endpoints of one user are told apart by their own entity;
 		// two dialogs from one Contact get the participant's ID too.
 		for _, x := range u.Endpoints {
@@ -375,4 +379,35 @@ func diffUser(o, u *User) *User {
 		return nil
 	}
 	return out
+}
+
+// maxDisplayName bounds the display name kept of a dial-in.
+const maxDisplayName = 128
+
+// displayName is a From's display name as mcc keeps it: unquoted (RFC
+// 3261 §25.1 quoted-string, its backslash escapes undone), with what
+// does not print dropped, at most maxDisplayName runes.
+func displayName(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		s = b.String()
+	}
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if len(out) == maxDisplayName {
+			break
+		}
+		if unicode.IsPrint(r) {
+			out = append(out, r)
+		}
+	}
+	return strings.TrimSpace(string(out))
 }
