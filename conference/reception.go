@@ -227,6 +227,9 @@ func (c *Controller) receptionCfg() ReceptionConfig {
 	return r
 }
 
+// ReceptionLossAlert is the loss fraction at which a receiver alerts.
+func (c *Controller) ReceptionLossAlert() float64 { return c.receptionCfg().LossAlert }
+
 func checkReport(r *ReceiverReport) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadReport, fmt.Sprintf(format, args...))

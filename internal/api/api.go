@@ -199,6 +199,8 @@ type Server struct {
 	// ChangeTimeout bounds how long a delete waits for its BYEs to be
 	// answered (those left go on in the background). Zero means 60 s.
 	ChangeTimeout time.Duration
+
+	ui uiSessions // the dashboard's sign-ins (dashboard.go)
 }
 
 // Handler returns the API's routes.
@@ -234,6 +236,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /v1/directory", s.listDirectory)
 	v1.HandleFunc("GET /v1/events", s.events)
 	mux.Handle("/v1/", s.auth(v1))
+	s.dashboard(mux)
 	return mux
 }
 
