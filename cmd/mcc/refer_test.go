@@ -19,6 +19,7 @@ import (
 // the test fails, linphone's and mcc's logs are shown.
 type wireLecture struct {
 	n       netns
+	data    string // mcc serve's data directory
 	cli     func(args ...string) string
 	say     func(cmd string)
 	home    string // linphone's
@@ -35,6 +36,7 @@ func newWireLecture(t *testing.T) *wireLecture {
 	t.Cleanup(cancel)
 	dir := t.TempDir()
 	w.cli = serveIn(t, ctx, w.n.a, dir)
+	w.data = filepath.Join(dir, "data")
 	w.home, w.say = linphoneIn(t, ctx, w.n.b, dir, "10.98.0.2", "10.98.0.2")
 	scenario, _ := filepath.Abs("../../conference/testdata/sipp/participant.xml")
 	w.sipp = in(ctx, w.n.a, "sipp", "-sf", scenario, "-i", "10.98.0.1", "-p", "5070", "-m", "1", "-nostdin", "-timeout", "60", "-timeout_error")
