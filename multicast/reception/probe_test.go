@@ -211,3 +211,20 @@ func TestSenderBound(t *testing.T) {
 		t.Fatalf("%d senders kept, %d counted over", len(w.senders), w.overflow)
 	}
 }
+
+// BenchmarkTake is the probe's work per packet once the socket has
+// delivered it: the RTP header read and the sender's statistics (RFC 3550
+// A.1, A.8), for one sender. bench/probe-cpu.sh measures the whole
+// process against ffmpeg receiving the same stream.
+func BenchmarkTake(b *testing.B) {
+	w := &watch{Stream: Stream{ClockRate: 8000}, senders: map[uint32]*tracked{}}
+	src := netip.MustParseAddr("192.0.2.1")
+	pkt := rtpPacket(7, 0, 0, 160)
+	at := time.Unix(0, 0)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(i))
+		binary.BigEndian.PutUint32(pkt[4:], uint32(i*160))
+		w.take(pkt, src, at.Add(time.Duration(i)*20*time.Millisecond))
+	}
+}
