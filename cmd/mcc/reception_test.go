@@ -66,9 +66,11 @@ func newReceptionNet(t *testing.T) receptionNet {
 // threshold to keep the test short). ffmpeg in A sends a session's audio
 // to a relay in A that drops a known 5% of the packets on their way to the
 // group; mcc probe runs in B, on the group's link, and in C, behind a
-// router that does not forward multicast. The matrix shows B receiving
-// with exactly the relay's loss and a jitter, and C silent; the alerts
-// for both fire; mcc reception prints it. IPv4 and IPv6, any-source and
+// router that does not forward multicast; sipp dials in from B and from
+// the router R, where no probe runs. The matrix shows B receiving with
+// exactly the relay's loss and a jitter, tied to B's participant, and C
+// silent; the loss, silence and unreported-participant alerts fire;
+// mcc reception prints it. IPv4 and IPv6, any-source and
 // source-specific (the description's RFC 4570 filter, which B's probe
 // joins (S,G) by).
 func TestReceptionMatrixOnTheWire(t *testing.T) {
@@ -91,7 +93,7 @@ func receptionOnTheWire(t *testing.T, family, scope, source string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	cli := serveIn(t, ctx, n.a, dir, "--api", "10.98.0.1:0", "--silent-after", "3s")
+	cli := serveIn(t, ctx, n.a, dir, "--api", "10.98.0.1:0", "--silent-after", "3s", "--report-grace", "3s")
 	args := []string{"session", "create", "lab", "--family", family, "--scope", scope, "--media", "audio"}
 	if source != "" {
 		args = append(args, "--source", source)
@@ -118,6 +120,19 @@ func receptionOnTheWire(t *testing.T, family, scope, source string) {
 	}
 	pb, outB, errB := probe(n.b, "b")
 	pc, _, errC := probe(n.c, "c")
+
+	// Two participants dial in (sipp): one from B, whose host has a
+	// probe, and one from R, whose host reports nothing.
+	caller, _ := filepath.Abs("../../conference/testdata/sipp/caller.xml")
+	dial := func(ns, from, to string) {
+		cmd := in(ctx, ns, "sipp", "-sf", caller, "-s", "lab", "-i", from, "-p", "5090", "-m", "1", "-d", "30000", "-nostdin", "-timeout", "60", to+":5060")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { waitOrKill(cmd, time.Second) })
+	}
+	dial(n.b, "10.98.0.2", "10.98.0.1")
+	dial(n.r, "10.97.0.2", "10.97.0.1")
 
 	// The relay, then ffmpeg: 8 s of PCMU in 10 ms packets, 800 in all.
 	const packets = 800
@@ -147,7 +162,7 @@ func receptionOnTheWire(t *testing.T, family, scope, source string) {
 	// While it plays: B hears the stream with loss, C hears nothing,
 	// and the alerts say so.
 	var mat conference.Reception
-	want := []string{conference.AlertLoss + " b", conference.AlertReceiverSilent + " c"}
+	want := []string{conference.AlertLoss + " b", conference.AlertReceiverSilent + " c", conference.AlertUnreported + " 10.97.0.2"}
 	seen := map[string]bool{}
 	deadline := time.Now().Add(12 * time.Second)
 	for time.Now().Before(deadline) && len(seen) < len(want) {
@@ -155,8 +170,19 @@ func receptionOnTheWire(t *testing.T, family, scope, source string) {
 		if err := json.Unmarshal([]byte(cli("reception", "lab", "-o", "json")), &mat); err != nil {
 			t.Fatal(err)
 		}
+		var info conference.Info
+		json.Unmarshal([]byte(cli("session", "show", "lab", "-o", "json")), &info)
+		from := map[string]string{} // participant ID to its URI's host
+		for _, p := range info.Participants {
+			_, hp, _ := strings.Cut(p.URI, "@")
+			from[p.ID], _, _ = net.SplitHostPort(strings.Trim(hp, "<>"))
+		}
 		for _, a := range mat.Alerts {
-			if k := a.Kind + " " + a.Receiver; slices.Contains(want, k) {
+			k := a.Kind + " " + a.Receiver
+			if a.Kind == conference.AlertUnreported {
+				k = a.Kind + " " + from[a.Participant]
+			}
+			if slices.Contains(want, k) {
 				seen[k] = true
 			}
 		}
@@ -174,6 +200,9 @@ func receptionOnTheWire(t *testing.T, family, scope, source string) {
 	}
 	if !c.Silent || len(c.Senders) != 0 || !slices.Contains(c.Addrs, netip.MustParseAddr("10.96.0.2")) {
 		t.Fatalf("c: %+v", c)
+	}
+	if len(b.Participants) != 1 {
+		t.Fatalf("b's row names no participant on its host: %+v", b)
 	}
 	if source != "" && b.Senders[0].Source.String() != source {
 		t.Fatalf("b hears %v, not the session's source %s", b.Senders[0].Source, source)
