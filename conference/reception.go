@@ -50,7 +50,7 @@ type ReceptionConfig struct {
 
 // Bounds on what reports can make mcc hold.
 const (
-	maxReceivers       = 256 // per conference
+	maxReceivers       = 256 // per conference, of each kind
 	maxReportStreams   = 64  // per report
 	maxReceiverNameLen = 64
 	maxReceiverAddrs   = 16
@@ -284,13 +284,25 @@ func (c *Controller) Report(name string, r ReceiverReport) error {
 	st := &c.rec
 	st.mu.Lock()
 	cr := st.conf(name)
+	// A probe is its name; an RTCP reporter its address (its CNAME,
+	// which any packet can change, only labels it). Each kind has its
+	// own budget: unauthenticated RTCP cannot crowd probes out.
 	key := r.Kind + "|" + r.Receiver
+	if r.Kind == ReceiverRTCP && len(r.Addrs) > 0 {
+		key = r.Kind + "|" + r.Addrs[0].String()
+	}
 	e := cr.receivers[key]
 	if e == nil {
-		if len(cr.receivers) >= maxReceivers {
+		n := 0
+		for _, x := range cr.receivers {
+			if x.report.Kind == r.Kind {
+				n++
+			}
+		}
+		if n >= maxReceivers {
 			st.stats.Refused++
 			st.mu.Unlock()
-			return fmt.Errorf("%w: %d receivers report on %q already", ErrBadReport, maxReceivers, name)
+			return fmt.Errorf("%w: %d receivers of kind %s report on %q already", ErrBadReport, maxReceivers, r.Kind, name)
 		}
 		e = &receiverEntry{first: now, heard: map[int]time.Time{}}
 		cr.receivers[key] = e

@@ -257,13 +257,18 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			r = &rtcpReporter{addr: src, streams: map[int]map[uint32]rtcpBlock{}}
 			m.reports[key] = r
 		}
-		r.name, r.at = name, now
-		if r.streams[s.index] == nil {
-			r.streams[s.index] = map[uint32]rtcpBlock{}
+		if r.name == "" || r.name == src.String() {
+			r.name = name // the first CNAME a host gives stays its label
+		}
+		r.at = now
+		kept := r.streams[s.index]
+		if kept == nil {
+			kept = map[uint32]rtcpBlock{}
+			r.streams[s.index] = kept
 		}
 		for _, b := range blocks {
-			if len(r.streams[s.index]) < 64 {
-				r.streams[s.index][b.SSRC] = rtcpBlock{b, now}
+			if _, ok := kept[b.SSRC]; ok || len(kept) < reception.MaxSenders {
+				kept[b.SSRC] = rtcpBlock{b, now}
 			}
 		}
 		rep := r.report(s.conf, m.streamsOf(s.conf), now)
@@ -338,6 +343,16 @@ func (m *rtcpMonitor) expire() {
 	for k, r := range m.reports {
 		if now.Sub(r.at) >= forget {
 			delete(m.reports, k)
+			continue
+		}
+		// A source no block has named for that long (a sender gone, or
+		// a forged SSRC) gives its slot back.
+		for _, blocks := range r.streams {
+			for ssrc, b := range blocks {
+				if now.Sub(b.at) >= forget {
+					delete(blocks, ssrc)
+				}
+			}
 		}
 	}
 }

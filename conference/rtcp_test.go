@@ -2,11 +2,13 @@ package conference
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pion/rtcp"
 
+	"mcc/multicast/reception"
 	"mcc/sdp"
 )
 
@@ -66,6 +68,39 @@ func TestRTCPTaken(t *testing.T) {
 	}
 	if st := r.c.ReceptionStats(); st.RTCPPackets != 2 || st.RTCPMalformed != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+
+	// One host that changes its CNAME with every packet, and names a new
+	// SSRC in each, stays one row with its first name, keeps at most 64
+	// sources, and still updates those it has; probes keep their own
+	// budget of receivers.
+	for i := range 300 {
+		pkt, _ := rtcp.Marshal([]rtcp.Packet{
+			&rtcp.ReceiverReport{SSRC: 99, Reports: []rtcp.ReceptionReport{{SSRC: uint32(0x1000 + i)}, {SSRC: 0xaa, FractionLost: 128}}},
+			&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 99, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "churn" + strconv.Itoa(i)}}}}},
+		})
+		m.take(pkt, host, streams, now)
+	}
+	for i := range maxReceivers {
+		m.take(rr, netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), streams, now)
+	}
+	if err := r.c.Report("lab", ReceiverReport{Receiver: "room-12", Kind: ReceiverProbe}); err != nil {
+		t.Fatalf("a probe after %d RTCP reporters: %v", maxReceivers+1, err)
+	}
+	mat, _ = r.c.Reception("lab")
+	var rows []ReceiverCell
+	for _, c := range mat.Streams[0].Receivers {
+		if len(c.Addrs) > 0 && c.Addrs[0] == host {
+			rows = append(rows, c)
+		}
+	}
+	if len(rows) != 1 || rows[0].Receiver != "room1@10.0.0.7" || len(rows[0].Senders) != reception.MaxSenders {
+		t.Fatalf("the churning host's rows: %+v", rows)
+	}
+	for _, x := range rows[0].Senders {
+		if x.SSRC == 0xaa && x.IntervalLoss != 0.5 {
+			t.Fatalf("a kept source was not updated: %+v", x)
+		}
 	}
 }
 
