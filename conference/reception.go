@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"mcc/multicast/reception"
 	"mcc/sdp"
@@ -54,6 +55,8 @@ const (
 	maxReportStreams   = 64  // per report
 	maxReceiverNameLen = 64
 	maxReceiverAddrs   = 16
+	maxIntervalMS      = 10 * 60 * 1000 // mcc probe's --interval at most
+	maxLastAgeMS       = 24 * 3600 * 1000
 )
 
 // Receiver kinds.
@@ -133,20 +136,23 @@ const (
 
 // Alert is a reception problem, from Since until it clears.
 type Alert struct {
-	Kind        string    `json:"kind"`
-	Conference  string    `json:"conference"`
-	Stream      int       `json:"stream"` // -1 for unreported
-	Receiver    string    `json:"receiver,omitempty"`
-	SSRC        uint32    `json:"ssrc,omitempty"`
-	Participant string    `json:"participant,omitempty"`
-	Since       time.Time `json:"since"`
-	Detail      string    `json:"detail"`
+	Kind       string `json:"kind"`
+	Conference string `json:"conference"`
+	Stream     int    `json:"stream"` // -1 for unreported
+	Receiver   string `json:"receiver,omitempty"`
+	// ReceiverKind is the receiver's kind (probe or rtcp): a probe and
+	// an RTCP reporter may have one name.
+	ReceiverKind string    `json:"receiver_kind,omitempty"`
+	SSRC         uint32    `json:"ssrc,omitempty"`
+	Participant  string    `json:"participant,omitempty"`
+	Since        time.Time `json:"since"`
+	Detail       string    `json:"detail"`
 	// Cleared is set in the event that says the alert is over.
 	Cleared time.Time `json:"cleared,omitzero"`
 }
 
 func (a Alert) key() string {
-	return fmt.Sprintf("%s|%d|%s|%d|%s", a.Kind, a.Stream, a.Receiver, a.SSRC, a.Participant)
+	return fmt.Sprintf("%s|%d|%s|%s|%d|%s", a.Kind, a.Stream, a.ReceiverKind, a.Receiver, a.SSRC, a.Participant)
 }
 
 // ReceptionStats are the counters /metrics shows.
@@ -234,7 +240,7 @@ func checkReport(r *ReceiverReport) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadReport, fmt.Sprintf(format, args...))
 	}
-	if r.Receiver == "" || len(r.Receiver) > maxReceiverNameLen {
+	if r.Receiver == "" || len(r.Receiver) > maxReceiverNameLen || !utf8.ValidString(r.Receiver) {
 		return bad("receiver: want a name of 1 to %d characters", maxReceiverNameLen)
 	}
 	for _, ch := range r.Receiver {
@@ -248,6 +254,9 @@ func checkReport(r *ReceiverReport) error {
 	if len(r.Addrs) > maxReceiverAddrs {
 		return bad("%d addresses: at most %d", len(r.Addrs), maxReceiverAddrs)
 	}
+	if r.IntervalMS < 0 || r.IntervalMS > maxIntervalMS {
+		return bad("interval_ms %d: want 0 to %d", r.IntervalMS, maxIntervalMS)
+	}
 	if len(r.Streams) > maxReportStreams {
 		return bad("%d streams: at most %d", len(r.Streams), maxReportStreams)
 	}
@@ -259,7 +268,7 @@ func checkReport(r *ReceiverReport) error {
 			return bad("stream %d: too long", s.Index)
 		}
 		for _, x := range s.Senders {
-			if x.Loss < 0 || x.Loss > 1 || x.IntervalLoss < 0 || x.IntervalLoss > 1 || x.JitterMS < 0 || x.RateBPS < 0 || x.LastAgeMS < 0 {
+			if x.Loss < 0 || x.Loss > 1 || x.IntervalLoss < 0 || x.IntervalLoss > 1 || x.JitterMS < 0 || x.RateBPS < 0 || x.LastAgeMS < 0 || x.LastAgeMS > maxLastAgeMS {
 				return bad("stream %d, SSRC %08x: a figure out of its range", s.Index, x.SSRC)
 			}
 		}
@@ -314,7 +323,7 @@ func (c *Controller) Report(name string, r ReceiverReport) error {
 		}
 		kept = append(kept, s)
 		for _, x := range s.Senders {
-			at := now.Add(-time.Duration(x.LastAgeMS) * time.Millisecond)
+			at := now.Add(-time.Duration(x.LastAgeMS) * time.Millisecond) // at most now: LastAgeMS ≥ 0
 			// A probe says how many packets it had; an RTCP report
 			// block is of a source heard since the previous report
 			// (RFC 3550 §6.4).
@@ -499,6 +508,12 @@ func (e *receiverEntry) silent(i int, now time.Time, after time.Duration) bool {
 	if !ok {
 		last = e.first
 	}
+	if e.report.Kind == ReceiverRTCP {
+		// An RTCP receiver says it heard a source once per report
+		// interval, which grows with the session's members (RFC 3550
+		// §6.3): silence is longer than three of them.
+		after = max(after, 3*time.Duration(e.report.IntervalMS)*time.Millisecond)
+	}
 	return now.Sub(last) >= after
 }
 
@@ -507,9 +522,21 @@ func (e *receiverEntry) silent(i int, now time.Time, after time.Duration) bool {
 func (c *Controller) checkReception(name string) {
 	conf, err := c.conference(name)
 	if err != nil {
+		// The conference is gone: its alerts end, and say so.
+		now := c.clock().Now()
+		var events []Event
 		c.rec.mu.Lock()
+		if cr := c.rec.confs[name]; cr != nil {
+			for _, a := range cr.alerts {
+				a.Cleared = now
+				events = append(events, Event{Time: now, Conference: name, Kind: "alert", Detail: "cleared (the conference is gone): " + a.Detail, Alert: &a})
+			}
+		}
 		delete(c.rec.confs, name)
 		c.rec.mu.Unlock()
+		for _, e := range events {
+			c.publish(e)
+		}
 		return
 	}
 	cfg := c.receptionCfg()
@@ -569,14 +596,14 @@ func (c *Controller) checkReception(name string) {
 				}
 				reporting++
 				if e.silent(i, now, cfg.SilentAfter) {
-					raise(Alert{Kind: AlertReceiverSilent, Stream: i, Receiver: e.report.Receiver,
+					raise(Alert{Kind: AlertReceiverSilent, Stream: i, Receiver: e.report.Receiver, ReceiverKind: e.report.Kind,
 						Detail: fmt.Sprintf("%s %s has heard nothing of stream %d for %v or more", e.report.Kind, e.report.Receiver, i, cfg.SilentAfter)})
 				} else {
 					hearing++
 				}
 				for _, x := range s.Senders {
 					if cfg.LossAlert <= 1 && x.IntervalLoss >= cfg.LossAlert && x.LastAgeMS < cfg.SilentAfter.Milliseconds() {
-						raise(Alert{Kind: AlertLoss, Stream: i, Receiver: e.report.Receiver, SSRC: x.SSRC,
+						raise(Alert{Kind: AlertLoss, Stream: i, Receiver: e.report.Receiver, ReceiverKind: e.report.Kind, SSRC: x.SSRC,
 							Detail: fmt.Sprintf("%s %s loses %.1f%% of SSRC %08x on stream %d (alert at %.1f%%)", e.report.Kind, e.report.Receiver, 100*x.IntervalLoss, x.SSRC, i, 100*cfg.LossAlert)})
 					}
 				}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/pion/rtcp"
 
@@ -52,15 +53,32 @@ type rtcpMonitor struct {
 	conns   map[string]*multicast.GroupConn // by family and port
 	joined  map[rtcpJoin][]rtcpStream
 	reports map[string]*rtcpReporter // by conference and reporter address
+	// failed is when a join (or its port's socket) last failed: it is
+	// tried again, and logged, once a minute at most.
+	failed map[rtcpJoin]time.Time
 }
 
 // rtcpReporter is what one host's RTCP has said of one conference.
 type rtcpReporter struct {
+	conf    string
 	name    string
 	addr    netip.Addr
-	streams map[int]map[uint32]rtcpBlock // by stream, by source SSRC
+	streams map[streamID]map[uint32]rtcpBlock // by stream, by source SSRC
 	at      time.Time
+	// interval is the time between its compound packets, smoothed: RFC
+	// 3550 §6.3 scales it with the session's members, from 5 s up.
+	interval time.Duration
 }
+
+// streamID is a stream as its blocks are of it: a stream removed, or a
+// conference made again under its name, is another.
+type streamID struct {
+	index int
+	group netip.Addr
+	port  int
+}
+
+func (s rtcpStream) id() streamID { return streamID{s.index, s.group, s.port} }
 
 type rtcpBlock struct {
 	block rtcp.ReceptionReport
@@ -72,7 +90,7 @@ type rtcpBlock struct {
 const maxRTCPReporters = 4096
 
 func (c *Controller) runRTCP() {
-	m := &rtcpMonitor{c: c, conns: map[string]*multicast.GroupConn{}, joined: map[rtcpJoin][]rtcpStream{}, reports: map[string]*rtcpReporter{}}
+	m := &rtcpMonitor{c: c, conns: map[string]*multicast.GroupConn{}, joined: map[rtcpJoin][]rtcpStream{}, reports: map[string]*rtcpReporter{}, failed: map[rtcpJoin]time.Time{}}
 	if name := c.cfg.Reception.RTCPInterface; name != "" {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
@@ -144,8 +162,20 @@ func (m *rtcpMonitor) wanted() map[rtcpJoin][]rtcpStream {
 // reconcile joins the groups now wanted and leaves those no longer.
 func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 	want := m.wanted()
+	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	confs := map[string]bool{}
+	for _, ss := range want {
+		for _, s := range ss {
+			confs[s.conf] = true
+		}
+	}
+	for k, r := range m.reports {
+		if !confs[r.conf] {
+			delete(m.reports, k) // its conference is gone, or has no stream left
+		}
+	}
 	for j := range m.joined {
 		if _, ok := want[j]; ok {
 			continue
@@ -155,9 +185,33 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 		}
 		delete(m.joined, j)
 	}
+	// A socket whose port no group is joined on any more is closed (its
+	// reader ends): the allocator's ports are random, and each would
+	// otherwise stay for the daemon's life.
+	inUse := map[string]bool{}
+	for j := range m.joined {
+		inUse[connKey(j)] = true
+	}
+	for j := range want {
+		inUse[connKey(j)] = true
+	}
+	for key, conn := range m.conns {
+		if !inUse[key] {
+			conn.Close()
+			delete(m.conns, key)
+		}
+	}
+	for j := range m.failed {
+		if _, ok := want[j]; !ok {
+			delete(m.failed, j)
+		}
+	}
 	for j, streams := range want {
 		if _, ok := m.joined[j]; ok {
 			m.joined[j] = streams
+			continue
+		}
+		if at, ok := m.failed[j]; ok && now.Sub(at) < time.Minute {
 			continue
 		}
 		key := connKey(j)
@@ -166,6 +220,7 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 			var err error
 			if conn, err = multicast.ListenGroup(multicast.FamilyOf(j.group), j.port); err != nil {
 				m.c.log.Warn("cannot listen for RTCP", "port", j.port, "err", err)
+				m.failed[j] = now
 				continue
 			}
 			m.conns[key] = conn
@@ -176,8 +231,10 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 		}
 		if err := conn.Join(m.ifi, j.group); err != nil {
 			m.c.log.Warn("cannot join an RTCP group", "group", j.group, "port", j.port, "err", err)
+			m.failed[j] = now
 			continue
 		}
+		delete(m.failed, j)
 		m.joined[j] = streams
 	}
 }
@@ -254,17 +311,19 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			if len(m.reports) >= maxRTCPReporters {
 				continue
 			}
-			r = &rtcpReporter{addr: src, streams: map[int]map[uint32]rtcpBlock{}}
+			r = &rtcpReporter{conf: s.conf, addr: src, streams: map[streamID]map[uint32]rtcpBlock{}, interval: 5 * time.Second}
 			m.reports[key] = r
+		} else if gap := now.Sub(r.at); gap > time.Second && gap < time.Hour {
+			r.interval += (gap - r.interval) / 4 // one compound packet per stream it reports on: gaps under 1 s are those
 		}
 		if r.name == "" || r.name == src.String() {
 			r.name = name // the first CNAME a host gives stays its label
 		}
 		r.at = now
-		kept := r.streams[s.index]
+		kept := r.streams[s.id()]
 		if kept == nil {
 			kept = map[uint32]rtcpBlock{}
-			r.streams[s.index] = kept
+			r.streams[s.id()] = kept
 		}
 		for _, b := range blocks {
 			if _, ok := kept[b.SSRC]; ok || len(kept) < reception.MaxSenders {
@@ -297,11 +356,11 @@ func (m *rtcpMonitor) streamsOf(conf string) map[int]rtcpStream {
 // block is of a source heard since the reporter's previous report
 // (§6.4): its age is the block's.
 func (r *rtcpReporter) report(conf string, streams map[int]rtcpStream, now time.Time) ReceiverReport {
-	rep := ReceiverReport{Receiver: r.name, Kind: ReceiverRTCP, Addrs: []netip.Addr{r.addr}, IntervalMS: 5000}
-	for i, blocks := range r.streams {
-		s, ok := streams[i]
-		if !ok {
-			continue
+	rep := ReceiverReport{Receiver: r.name, Kind: ReceiverRTCP, Addrs: []netip.Addr{r.addr}, IntervalMS: max(r.interval, 5*time.Second).Milliseconds()}
+	for id, blocks := range r.streams {
+		s, ok := streams[id.index]
+		if !ok || s.id() != id {
+			continue // a stream that is no more
 		}
 		sr := streamReportOf(s)
 		for ssrc, b := range blocks {
@@ -358,7 +417,7 @@ func (m *rtcpMonitor) expire() {
 }
 
 func printable(s string) bool {
-	if s == "" || len(s) > maxReceiverNameLen {
+	if s == "" || len(s) > maxReceiverNameLen || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {

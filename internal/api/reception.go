@@ -103,9 +103,7 @@ func (s *Server) receptionMetrics(b *strings.Builder, metric func(name, help, ty
 		}
 		for _, st := range m.Streams {
 			for _, rc := range st.Receivers {
-				// Receiver names print (conference.checkReport); %q
-				// escapes quotes and backslashes as the format wants.
-				base := fmt.Sprintf("conference=\"%s\",stream=\"%d\",receiver=%q", m.Conference, st.Index, rc.Receiver)
+				base := fmt.Sprintf("conference=\"%s\",stream=\"%d\",kind=\"%s\",receiver=\"%s\"", m.Conference, st.Index, rc.Kind, labelValue(rc.Receiver))
 				v := 0.0
 				if rc.Silent {
 					v = 1
@@ -136,4 +134,11 @@ func (s *Server) receptionMetrics(b *strings.Builder, metric func(name, help, ty
 			fmt.Fprintf(b, "%s{%s} %g\n", g.name, c.labels, c.v)
 		}
 	}
+}
+
+// labelValue escapes a label value as the text exposition format wants:
+// backslash, double quote and line feed, nothing else (Go's %q writes
+// \x and \u escapes the format does not know).
+func labelValue(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
 }

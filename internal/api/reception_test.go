@@ -66,10 +66,10 @@ func TestReceptionRequests(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	for _, want := range []string{
-		`mcc_reception_loss_ratio{conference="lab",stream="0",receiver="probe \"b\"\\n",ssrc="0000abcd"} 0.05`,
+		`mcc_reception_loss_ratio{conference="lab",stream="0",kind="probe",receiver="probe \"b\"\\n",ssrc="0000abcd"} 0.05`,
 		`mcc_reception_alerts{kind="loss"} 1`,
 		`mcc_reception_reports_total{result="taken"} 1`,
-		`mcc_reception_silent{conference="lab",stream="0",receiver="probe \"b\"\\n"} 0`,
+		`mcc_reception_silent{conference="lab",stream="0",kind="probe",receiver="probe \"b\"\\n"} 0`,
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("/metrics has no %s", want)
@@ -84,6 +84,8 @@ func TestReceptionRequests(t *testing.T) {
 		{"rtcp", conference.ReceiverReport{Receiver: "x", Kind: "rtcp"}, "a report over the API is a probe's"},
 		{"no name", conference.ReceiverReport{}, "receiver: want a name"},
 		{"control character", conference.ReceiverReport{Receiver: "a\x1bb"}, "does not print"},
+		{"last packet a century ago", conference.ReceiverReport{Receiver: "x", Streams: []reception.StreamReport{{Senders: []reception.SenderReport{{LastAgeMS: 1 << 50}}}}}, "out of its range"},
+		{"interval", conference.ReceiverReport{Receiver: "x", IntervalMS: -1}, "interval_ms"},
 		{"loss above 1", conference.ReceiverReport{Receiver: "x", Streams: []reception.StreamReport{{Senders: []reception.SenderReport{{IntervalLoss: 3}}}}}, "out of its range"},
 	} {
 		err := cl.Do(ctx, "POST", "/v1/sessions/lab/reception", c.rep, nil)

@@ -51,6 +51,7 @@ type watch struct {
 type tracked struct {
 	Sender
 	source netip.Addr
+	seenAt time.Time // its last packet, taken or not
 }
 
 // Listen joins every stream on ifi (nil: the system's choice), with a
@@ -157,7 +158,7 @@ func (w *watch) take(b []byte, src netip.Addr, at time.Time) {
 	}
 	s := w.senders[h.SSRC]
 	if s == nil {
-		if len(w.senders) >= MaxSenders {
+		if len(w.senders) >= MaxSenders && !w.evict(at) {
 			w.overflow++
 			return
 		}
@@ -165,8 +166,43 @@ func (w *watch) take(b []byte, src netip.Addr, at time.Time) {
 		w.senders[h.SSRC] = s
 		w.order = append(w.order, h.SSRC)
 	}
-	s.source = src
+	s.source, s.seenAt = src, at
 	s.Update(h.Seq, h.Timestamp, at, len(b))
+}
+
+// Entries that give their slot to a new sender when the table is full:
+// one still on probation after probationLimit, else the one heard least
+// recently, if that was idleLimit ago (a sender that restarted takes a
+// new SSRC, RFC 3550 §8, and stray one-packet SSRCs must not blind the
+// probe to real ones).
+const (
+	probationLimit = 2 * time.Second
+	idleLimit      = 10 * time.Second
+)
+
+// evict frees one slot, and reports whether it could; w.mu is held.
+func (w *watch) evict(now time.Time) bool {
+	var idle uint32
+	var idleAt time.Time
+	for ssrc, s := range w.senders {
+		if s.Received == 0 && now.Sub(s.seenAt) >= probationLimit {
+			w.drop(ssrc)
+			return true
+		}
+		if s.Received > 0 && (idleAt.IsZero() || s.Last.Before(idleAt)) {
+			idle, idleAt = ssrc, s.Last
+		}
+	}
+	if !idleAt.IsZero() && now.Sub(idleAt) >= idleLimit {
+		w.drop(idle)
+		return true
+	}
+	return false
+}
+
+func (w *watch) drop(ssrc uint32) {
+	delete(w.senders, ssrc)
+	w.order = slices.DeleteFunc(w.order, func(x uint32) bool { return x == ssrc })
 }
 
 // Header is the part of an RTP header (RFC 3550 §5.1) reception needs.
@@ -179,13 +215,14 @@ type Header struct {
 
 // ParseRTP reads the fixed RTP header of b; false when b is not an RTP
 // packet: shorter than its header (with CSRCs and extension), not
-// version 2, or an RTCP packet sent to the RTP port (payload types
-// 72-76 with the marker bit, RFC 5761 §4).
+// version 2, or an RTCP packet sent to the RTP port (its second byte in
+// 192-223, the range RFC 5761 §4 keeps for RTCP: SR, RR, SDES, BYE, APP,
+// and RFC 4585's feedback and RFC 3611's XR).
 func ParseRTP(b []byte) (Header, bool) {
 	if len(b) < 12 || b[0]>>6 != 2 {
 		return Header{}, false
 	}
-	if pt := b[1]; pt >= 200 && pt <= 204 {
+	if pt := b[1]; pt >= 192 && pt <= 223 {
 		return Header{}, false
 	}
 	n := 12 + 4*int(b[0]&0x0f)

@@ -50,6 +50,8 @@ func TestParseRTP(t *testing.T) {
 		{"version 1", append([]byte{0x40}, good[1:]...), false},
 		{"CSRCs cut", withCSRC[:19], false},
 		{"RTCP on the RTP port (RFC 5761)", rtcpSR, false},
+		{"RTCP feedback on the RTP port (RFC 4585)", []byte{0x81, 205, 0, 3, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0}, false},
+		{"RTCP XR on the RTP port (RFC 3611)", []byte{0x80, 207, 0, 2, 1, 2, 3, 4, 0, 0, 0, 0}, false},
 	} {
 		h, ok := ParseRTP(c.b)
 		if ok != c.ok {
@@ -201,14 +203,41 @@ func TestListenErrors(t *testing.T) {
 	}
 }
 
+// TestSenderBound: at most MaxSenders SSRCs are kept; past that a new
+// one is counted over, until the one-packet strays have been on
+// probation for 2 s: then they give their slots to real senders, and a
+// sender silent for 10 s gives its own.
 func TestSenderBound(t *testing.T) {
 	w := &watch{senders: map[uint32]*tracked{}}
+	src := netip.MustParseAddr("127.0.0.1")
 	at := time.Unix(0, 0)
 	for ssrc := range uint32(MaxSenders + 10) {
-		w.take(rtpPacket(ssrc, 1, 0, 10), netip.MustParseAddr("127.0.0.1"), at)
+		w.take(rtpPacket(ssrc, 1, 0, 10), src, at)
 	}
 	if len(w.senders) != MaxSenders || w.overflow != 10 {
 		t.Fatalf("%d senders kept, %d counted over", len(w.senders), w.overflow)
+	}
+	at = at.Add(3 * time.Second)
+	for seq := range uint16(100) {
+		w.take(rtpPacket(0x1234, seq, uint32(seq)*160, 160), src, at.Add(time.Duration(seq)*20*time.Millisecond))
+	}
+	if s := w.senders[0x1234]; s == nil || s.Received != 99 {
+		t.Fatalf("a real sender after 64 strays: %+v", s)
+	}
+	// Fill the table with senders that pass probation, then go quiet.
+	for ssrc := range uint32(MaxSenders) {
+		for seq := range uint16(3) {
+			w.take(rtpPacket(0x10000+ssrc, seq, 0, 10), src, at.Add(4*time.Second))
+		}
+	}
+	if w.take(rtpPacket(0x99, 1, 0, 10), src, at.Add(5*time.Second)); w.senders[0x99] != nil {
+		t.Fatal("a new sender took the slot of one heard a second ago")
+	}
+	if w.take(rtpPacket(0x99, 1, 0, 10), src, at.Add(20*time.Second)); w.senders[0x99] == nil {
+		t.Fatal("a new sender found no slot among senders silent for 15 s")
+	}
+	if len(w.senders) > MaxSenders || len(w.order) != len(w.senders) {
+		t.Fatalf("%d senders, %d in order", len(w.senders), len(w.order))
 	}
 }
 
