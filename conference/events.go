@@ -68,7 +68,9 @@ func (c *Controller) Subscribe() (events <-chan Event, dropped func() int, cance
 
 func (c *Controller) publish(e Event) {
 	e.Time = time.Now()
-	c.watch.touch(e.Conference) // the roster's subscribers (subscribe.go)
+	if e.Kind != "reception" && e.Kind != "alert" { // the roster does not show reception
+		c.watch.touch(e.Conference) // the roster's subscribers (subscribe.go)
+	}
 	c.hub.mu.Lock()
 	defer c.hub.mu.Unlock()
 	for s := range c.hub.subs {

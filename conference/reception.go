@@ -160,6 +160,7 @@ type ReceptionStats struct {
 	Reports, Refused uint64
 	RTCPPackets      uint64
 	RTCPMalformed    uint64
+	RTCPLimited      uint64            // RTCP packets dropped: their host sent more than two a second
 	Raised           map[string]uint64 // alerts raised, by kind
 }
 
@@ -280,6 +281,13 @@ func checkReport(r *ReceiverReport) error {
 // description does not have (a stale index, another group or port) are
 // left out: the matrix is of the session as it is now.
 func (c *Controller) Report(name string, r ReceiverReport) error {
+	return c.report(name, r, true)
+}
+
+// report is Report; quiet (for RTCP, which the network can flood) takes
+// the report without an event or an at-once check of the alerts: the
+// check runs each second anyway.
+func (c *Controller) report(name string, r ReceiverReport, loud bool) error {
 	conf, err := c.conference(name)
 	if err != nil {
 		return err
@@ -336,8 +344,10 @@ func (c *Controller) Report(name string, r ReceiverReport) error {
 	e.report, e.at = r, now
 	st.stats.Reports++
 	st.mu.Unlock()
-	c.publish(Event{Time: now, Conference: name, Kind: "reception", Detail: fmt.Sprintf("%s %s reported on %d streams", r.Kind, r.Receiver, len(kept)), Receiver: &r})
-	c.checkReception(name)
+	if loud {
+		c.publish(Event{Time: now, Conference: name, Kind: "reception", Detail: fmt.Sprintf("%s %s reported on %d streams", r.Kind, r.Receiver, len(kept)), Receiver: &r})
+		c.checkReception(name)
+	}
 	return nil
 }
 
@@ -613,6 +623,15 @@ func (c *Controller) checkReception(name string) {
 			raise(Alert{Kind: AlertStreamSilent, Stream: i,
 				Detail: fmt.Sprintf("no receiver of %d has heard stream %d for %v or more", reporting, i, cfg.SilentAfter)})
 		}
+	}
+	// Only where reception is monitored at all (a receiver reports on
+	// the conference) does a host that reports nothing say something.
+	monitored := false
+	for _, e := range cr.receivers {
+		monitored = monitored || fresh(e)
+	}
+	if !monitored {
+		hosts = nil
 	}
 	for _, h := range hosts {
 		reported := false

@@ -56,6 +56,31 @@ type rtcpMonitor struct {
 	// failed is when a join (or its port's socket) last failed: it is
 	// tried again, and logged, once a minute at most.
 	failed map[rtcpJoin]time.Time
+	// events bounds the reception events RTCP makes, over every host,
+	// so that forged RTCP cannot push the events that matter out of a
+	// reader's buffer.
+	events eventBudget
+}
+
+// eventBudget allows a few events a second (a token bucket of 10, 5 a
+// second).
+type eventBudget struct {
+	tokens float64
+	at     time.Time
+}
+
+func (b *eventBudget) allow(now time.Time) bool {
+	if b.at.IsZero() {
+		b.tokens = 10
+	} else {
+		b.tokens = min(10, b.tokens+5*now.Sub(b.at).Seconds())
+	}
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // rtcpReporter is what one host's RTCP has said of one conference.
@@ -68,6 +93,11 @@ type rtcpReporter struct {
 	// interval is the time between its compound packets, smoothed: RFC
 	// 3550 §6.3 scales it with the session's members, from 5 s up.
 	interval time.Duration
+	// last is when each stream's report was last taken: RFC 3550 §6.2
+	// keeps a member to one compound packet per interval (2.5 s at the
+	// least, §6.2's reduced minimum), so more than two a second from one
+	// host are a flood, dropped and counted.
+	last map[streamID]time.Time
 }
 
 // streamID is a stream as its blocks are of it: a stream removed, or a
@@ -311,9 +341,15 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			if len(m.reports) >= maxRTCPReporters {
 				continue
 			}
-			r = &rtcpReporter{conf: s.conf, addr: src, streams: map[streamID]map[uint32]rtcpBlock{}, interval: 5 * time.Second}
+			r = &rtcpReporter{conf: s.conf, addr: src, streams: map[streamID]map[uint32]rtcpBlock{}, interval: 5 * time.Second, last: map[streamID]time.Time{}}
 			m.reports[key] = r
-		} else if gap := now.Sub(r.at); gap > time.Second && gap < time.Hour {
+		}
+		if at, ok := r.last[s.id()]; ok && now.Sub(at) < 500*time.Millisecond {
+			st.count(func(s *ReceptionStats) { s.RTCPLimited++ })
+			continue
+		}
+		r.last[s.id()] = now
+		if gap := now.Sub(r.at); gap > time.Second && gap < time.Hour {
 			r.interval += (gap - r.interval) / 4 // one compound packet per stream it reports on: gaps under 1 s are those
 		}
 		if r.name == "" || r.name == src.String() {
@@ -331,7 +367,8 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			}
 		}
 		rep := r.report(s.conf, m.streamsOf(s.conf), now)
-		todo = append(todo, func() { m.c.Report(s.conf, rep) })
+		loud := m.events.allow(now)
+		todo = append(todo, func() { m.c.report(s.conf, rep, loud) })
 	}
 	m.mu.Unlock()
 	for _, f := range todo {

@@ -79,7 +79,7 @@ func TestRTCPTaken(t *testing.T) {
 			&rtcp.ReceiverReport{SSRC: 99, Reports: []rtcp.ReceptionReport{{SSRC: uint32(0x1000 + i)}, {SSRC: 0xaa, FractionLost: 128}}},
 			&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 99, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "churn" + strconv.Itoa(i)}}}}},
 		})
-		m.take(pkt, host, streams, now)
+		m.take(pkt, host, streams, now.Add(time.Duration(i+1)*time.Second))
 	}
 	for i := range maxReceivers {
 		m.take(rr, netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), streams, now)
@@ -101,6 +101,14 @@ func TestRTCPTaken(t *testing.T) {
 		if x.SSRC == 0xaa && x.IntervalLoss != 0.5 {
 			t.Fatalf("a kept source was not updated: %+v", x)
 		}
+	}
+	// More than two a second from one host are dropped and counted.
+	later := now.Add(400 * time.Second)
+	for i := range 10 {
+		m.take(rr, host, streams, later.Add(time.Duration(i)*10*time.Millisecond))
+	}
+	if st := r.c.ReceptionStats(); st.RTCPLimited != 9 {
+		t.Fatalf("%d of 10 packets in 100 ms dropped, want 9", st.RTCPLimited)
 	}
 }
 

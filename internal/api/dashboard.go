@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -342,7 +343,14 @@ type grid struct {
 	Port    int
 	Senders []gridSender
 	Rows    []gridRow
+	// Others counts the senders left out of the columns.
+	Others int
 }
+
+// maxGridSenders bounds a matrix's columns: the senders most receivers
+// hear (RTCP senders first) are shown, and the others counted. Without
+// it, forged RTCP could make a page of 256 receivers × 16,384 senders.
+const maxGridSenders = 32
 
 type conferenceData struct {
 	CSRF, Flash, Error string
@@ -413,13 +421,37 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 			}
 			g.Senders = append(g.Senders, x)
 		}
+		score := map[uint32]int{}
 		for _, x := range st.Senders {
-			add(x.SSRC, x.Source)
+			score[x.SSRC] += 1 << 20
 		}
 		for _, rc := range st.Receivers {
 			for _, x := range rc.Senders {
-				add(x.SSRC, x.Source)
+				score[x.SSRC]++
 			}
+		}
+		ssrcs := make([]uint32, 0, len(score))
+		for k := range score {
+			ssrcs = append(ssrcs, k)
+		}
+		slices.SortFunc(ssrcs, func(a, b uint32) int { return cmp.Or(cmp.Compare(score[b], score[a]), cmp.Compare(a, b)) })
+		if len(ssrcs) > maxGridSenders {
+			g.Others = len(ssrcs) - maxGridSenders
+			ssrcs = ssrcs[:maxGridSenders]
+		}
+		source := map[uint32]netip.Addr{}
+		for _, x := range st.Senders {
+			source[x.SSRC] = x.Source
+		}
+		for _, rc := range st.Receivers {
+			for _, x := range rc.Senders {
+				if !source[x.SSRC].IsValid() {
+					source[x.SSRC] = x.Source
+				}
+			}
+		}
+		for _, k := range ssrcs {
+			add(k, source[k])
 		}
 		if len(g.Senders) == 0 && len(st.Receivers) > 0 {
 			g.Senders = []gridSender{{Label: "(none heard)"}}
@@ -452,7 +484,9 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 				case x.IntervalLoss > 0:
 					c.Class = "warn"
 				}
-				row.Cells[col[x.SSRC]] = c
+				if i, ok := col[x.SSRC]; ok {
+					row.Cells[i] = c
+				}
 			}
 			g.Rows = append(g.Rows, row)
 		}

@@ -132,3 +132,27 @@ func TestDashboardAuth(t *testing.T) {
 		t.Fatalf("after signing out, the page gives %d", res.StatusCode)
 	}
 }
+
+// TestGridBound: a stream with more senders than the page shows keeps
+// those most receivers hear, and counts the rest.
+func TestGridBound(t *testing.T) {
+	st := conference.StreamReception{Index: 0}
+	for r := range 3 {
+		rc := conference.ReceiverCell{Receiver: "r" + string(rune('a'+r)), Kind: "probe"}
+		for i := range 40 {
+			if r == 0 || i < 5 { // senders 0-4 are heard by all three
+				rc.Senders = append(rc.Senders, reception.SenderReport{SSRC: uint32(i), Packets: 1})
+			}
+		}
+		st.Receivers = append(st.Receivers, rc)
+	}
+	g := grids(conference.Reception{Streams: []conference.StreamReception{st}}, 0.02)[0]
+	if len(g.Senders) != maxGridSenders || g.Others != 40-maxGridSenders || g.Senders[0].SSRC != 0 || g.Senders[4].SSRC != 4 {
+		t.Fatalf("%d columns, %d others, first %+v", len(g.Senders), g.Others, g.Senders[:5])
+	}
+	for _, r := range g.Rows {
+		if len(r.Cells) != maxGridSenders {
+			t.Fatalf("row %s has %d cells", r.Receiver, len(r.Cells))
+		}
+	}
+}

@@ -74,6 +74,7 @@ func (s *Server) receptionMetrics(b *strings.Builder, metric func(name, help, ty
 	metric("mcc_rtcp_packets_total", "RTCP packets heard on the sessions' RTCP ports, by what became of them.", "counter")
 	fmt.Fprintf(b, "mcc_rtcp_packets_total{result=\"taken\"} %d\n", st.RTCPPackets)
 	fmt.Fprintf(b, "mcc_rtcp_packets_total{result=\"malformed\"} %d\n", st.RTCPMalformed)
+	fmt.Fprintf(b, "mcc_rtcp_packets_total{result=\"over_rate\"} %d\n", st.RTCPLimited)
 
 	kinds := []string{conference.AlertStreamSilent, conference.AlertReceiverSilent, conference.AlertLoss, conference.AlertUnreported}
 	metric("mcc_reception_alerts_raised_total", "Reception alerts raised, by kind.", "counter")
