@@ -5,7 +5,11 @@
 // session timers as RFC 4028 does. It serves the conference event
 // package (RFC 4575 over RFC 6665's SIP events) and takes REFER to the
 // focus (RFC 4579 §5.5, RFC 3515 with RFC 3892's Referred-By and RFC
-// 4488's Refer-Sub), and gives participants roles for lectures.
+// 4488's Refer-Sub), and gives participants roles for lectures. It keeps
+// the reception matrix: what probes report, and what RTCP receiver and
+// sender reports say (RFC 3550 §6, at RTP's port plus one or RFC 3605's
+// a=rtcp), with alerts for silence, loss and participants whose host
+// reports nothing.
 //
 // # Layers
 //
@@ -56,7 +60,11 @@
 //   - guard.go, guard_tcp.go, udpmux.go, limits.go: what stands in front
 //     of the handlers; access.go and digest.go: who may join;
 //   - dispatch.go: which handler a request goes to, behind what barrier;
-//   - events.go, metrics.go and stacklog.go: what the controller tells.
+//   - events.go, metrics.go and stacklog.go: what the controller tells;
+//   - reception.go and rtcp.go: the reception matrix and its alerts (a
+//     goroutine checks them each second), and the RTCP monitor (a
+//     goroutine that joins the sessions' RTCP groups, one reader per
+//     port).
 //
 // # In front of every handler
 //
@@ -137,7 +145,12 @@
 // the record's store write (saveConference, forgetRecord). A conference's
 // removing flag is the controller's lock's. A participant's pubMu orders
 // its events: only its own lock and the hub's are taken under it. The
-// event hub's, the guard's and the manager's locks are leaves. A path that needs two in another order
+// event hub's, the guard's and the manager's locks are leaves, as is the
+// reception state's (reception.go); the RTCP monitor's (rtcp.go) is
+// taken before the reception state's and no other, and neither is held
+// while a report reads the conference's participants (joinedHosts takes
+// the conference's, then each participant's and its dialog's, one at a
+// time) or publishes. A path that needs two in another order
 // takes them one at a time (groupsInUse, hasRejectedActive). No lock is
 // held across network I/O. The conference's lock is held across a
 // change's lease write (the manager's edit), and the manager's across a

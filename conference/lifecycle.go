@@ -337,6 +337,7 @@ func (c *Controller) remove(ctx context.Context, conf *Conference) error {
 		delete(c.conferences, conf.name)
 	}
 	c.mu.Unlock()
+	c.dropReception(conf.name) // before a conference of the same name can take its rows
 	conf.mu.Lock()
 	conf.deleted = true // from here no one joins, and no join is saved
 	parts := slices.Clone(conf.participants)

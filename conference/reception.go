@@ -199,6 +199,15 @@ func (c *Controller) noteSender(s rtcpStream, x StreamSender, now time.Time) {
 	}
 }
 
+// forgetSender drops a sender that said BYE.
+func (c *Controller) forgetSender(s rtcpStream, ssrc uint32) {
+	c.rec.mu.Lock()
+	defer c.rec.mu.Unlock()
+	if cr := c.rec.confs[s.conf]; cr != nil {
+		delete(cr.senders[s.index], ssrc)
+	}
+}
+
 // conf returns conference name's reception state, made if need be; st.mu
 // is held.
 func (st *receptionState) conf(name string) *confReception {
@@ -518,13 +527,39 @@ func (e *receiverEntry) silent(i int, now time.Time, after time.Duration) bool {
 	if !ok {
 		last = e.first
 	}
-	if e.report.Kind == ReceiverRTCP {
-		// An RTCP receiver says it heard a source once per report
-		// interval, which grows with the session's members (RFC 3550
-		// §6.3): silence is longer than three of them.
-		after = max(after, 3*time.Duration(e.report.IntervalMS)*time.Millisecond)
+	return now.Sub(last) >= e.silentAfter(after)
+}
+
+// silentAfter is how long the receiver must hear nothing to be silent:
+// after, or three of its report intervals if longer, since it can only
+// tell of what it heard once per report (an RTCP receiver's interval
+// grows with the session's members, RFC 3550 §6.3).
+func (e *receiverEntry) silentAfter(after time.Duration) time.Duration {
+	return max(after, 3*time.Duration(e.report.IntervalMS)*time.Millisecond)
+}
+
+// dropReception forgets conference name's reception, and ends its
+// alerts with cleared events: the conference is gone.
+func (c *Controller) dropReception(name string) {
+	now := c.clock().Now()
+	var events []Event
+	c.rec.mu.Lock()
+	if cr := c.rec.confs[name]; cr != nil {
+		for _, a := range cr.alerts {
+			a.Cleared = now
+			events = append(events, Event{Time: now, Conference: name, Kind: "alert", Detail: "cleared (the conference is gone): " + a.Detail, Alert: &a})
+		}
 	}
-	return now.Sub(last) >= after
+	delete(c.rec.confs, name)
+	c.rec.mu.Unlock()
+	sortEvents(events)
+	for _, e := range events {
+		c.publish(e)
+	}
+}
+
+func sortEvents(es []Event) {
+	slices.SortFunc(es, func(a, b Event) int { return strings.Compare(a.Detail, b.Detail) })
 }
 
 // checkReception raises and clears conference name's alerts, and
@@ -532,21 +567,7 @@ func (e *receiverEntry) silent(i int, now time.Time, after time.Duration) bool {
 func (c *Controller) checkReception(name string) {
 	conf, err := c.conference(name)
 	if err != nil {
-		// The conference is gone: its alerts end, and say so.
-		now := c.clock().Now()
-		var events []Event
-		c.rec.mu.Lock()
-		if cr := c.rec.confs[name]; cr != nil {
-			for _, a := range cr.alerts {
-				a.Cleared = now
-				events = append(events, Event{Time: now, Conference: name, Kind: "alert", Detail: "cleared (the conference is gone): " + a.Detail, Alert: &a})
-			}
-		}
-		delete(c.rec.confs, name)
-		c.rec.mu.Unlock()
-		for _, e := range events {
-			c.publish(e)
-		}
+		c.dropReception(name)
 		return
 	}
 	cfg := c.receptionCfg()
@@ -597,17 +618,22 @@ func (c *Controller) checkReception(name string) {
 		}
 		hearing, reporting := 0, 0
 		for _, e := range cr.sorted() {
-			if !fresh(e) {
-				continue
-			}
 			for _, s := range e.report.Streams {
 				if s.Index != i {
 					continue
 				}
 				reporting++
+				if !fresh(e) {
+					// A receiver whose reports stopped (its site lost
+					// its link, or the probe died) hears nothing that
+					// anyone knows of: it stays silent until forgotten.
+					raise(Alert{Kind: AlertReceiverSilent, Stream: i, Receiver: e.report.Receiver, ReceiverKind: e.report.Kind,
+						Detail: fmt.Sprintf("%s %s has not reported for %v", e.report.Kind, e.report.Receiver, now.Sub(e.at).Round(time.Second))})
+					continue
+				}
 				if e.silent(i, now, cfg.SilentAfter) {
 					raise(Alert{Kind: AlertReceiverSilent, Stream: i, Receiver: e.report.Receiver, ReceiverKind: e.report.Kind,
-						Detail: fmt.Sprintf("%s %s has heard nothing of stream %d for %v or more", e.report.Kind, e.report.Receiver, i, cfg.SilentAfter)})
+						Detail: fmt.Sprintf("%s %s has heard nothing of stream %d for %v or more", e.report.Kind, e.report.Receiver, i, e.silentAfter(cfg.SilentAfter))})
 				} else {
 					hearing++
 				}

@@ -17,6 +17,7 @@ import (
 
 	"mcc/multicast"
 	"mcc/multicast/reception"
+	"mcc/sdp"
 )
 
 // RTCP monitoring: in an any-source session, receivers send their
@@ -36,6 +37,9 @@ type rtcpStream struct {
 	group     netip.Addr // the RTP group and port the matrix names
 	port      int
 	clockRate int
+	// sources are the stream's RFC 4570 incl sources: in an SSM range
+	// mcc joins (S,G) for each (RFC 4607 §1), and nothing without them.
+	sources []netip.Addr
 }
 
 type rtcpJoin struct {
@@ -90,13 +94,16 @@ type rtcpReporter struct {
 	addr    netip.Addr
 	streams map[streamID]map[uint32]rtcpBlock // by stream, by source SSRC
 	at      time.Time
-	// interval is the time between its compound packets, smoothed: RFC
-	// 3550 §6.3 scales it with the session's members, from 5 s up.
-	interval time.Duration
-	// last is when each stream's report was last taken: RFC 3550 §6.2
-	// keeps a member to one compound packet per interval (2.5 s at the
-	// least, §6.2's reduced minimum), so more than two a second from one
-	// host are a flood, dropped and counted.
+	// interval is, per stream (each is an RTP session of its own, with
+	// its own RTCP), the time between the host's compound packets,
+	// smoothed: RFC 3550 §6.3 scales it with the session's members,
+	// from 5 s up (§6.2).
+	interval map[streamID]time.Duration
+	// last is when each stream's report was last taken. §6.2 has a
+	// member send one compound packet per interval, at least 5 s apart
+	// for a receiver (less only with a reduced minimum for large
+	// bandwidths, or AVPF's early feedback, RFC 4585): more than two a
+	// second from one host are taken for a flood, dropped and counted.
 	last map[streamID]time.Time
 }
 
@@ -183,7 +190,16 @@ func (m *rtcpMonitor) wanted() map[rtcpJoin][]rtcpStream {
 			if j.port <= 0 || j.port > 65535 {
 				continue
 			}
-			out[j] = append(out[j], rtcpStream{conf: conf.name, index: i, group: cn.Addr, port: int(md.Port), clockRate: md.ClockRate()})
+			s := rtcpStream{conf: conf.name, index: i, group: cn.Addr, port: int(md.Port), clockRate: md.ClockRate()}
+			for _, f := range desc.SourceFiltersFor(md) {
+				if f.Mode == sdp.Include && f.Matches(cn.Addr) {
+					s.sources = append(s.sources, f.Sources...)
+				}
+			}
+			if multicast.IsSourceSpecific(j.group) && len(s.sources) == 0 {
+				continue
+			}
+			out[j] = append(out[j], s)
 		}
 	}
 	return out
@@ -206,12 +222,18 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 			delete(m.reports, k) // its conference is gone, or has no stream left
 		}
 	}
-	for j := range m.joined {
+	for j, streams := range m.joined {
 		if _, ok := want[j]; ok {
 			continue
 		}
 		if conn := m.conns[connKey(j)]; conn != nil {
-			conn.Leave(m.ifi, j.group)
+			if multicast.IsSourceSpecific(j.group) {
+				for _, src := range streams[0].sources {
+					conn.LeaveSource(m.ifi, j.group, src)
+				}
+			} else {
+				conn.Leave(m.ifi, j.group)
+			}
 		}
 		delete(m.joined, j)
 	}
@@ -255,17 +277,47 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 			}
 			m.conns[key] = conn
 			wg.Go(func() {
+				defer m.retire(conn, key)
 				defer m.c.recoverIn("the RTCP reader")
 				m.read(conn, j.port)
 			})
 		}
-		if err := conn.Join(m.ifi, j.group); err != nil {
+		join := func() error { return conn.Join(m.ifi, j.group) }
+		if multicast.IsSourceSpecific(j.group) {
+			join = func() error {
+				for _, src := range streams[0].sources {
+					if err := conn.JoinSource(m.ifi, j.group, src); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+		if err := join(); err != nil {
 			m.c.log.Warn("cannot join an RTCP group", "group", j.group, "port", j.port, "err", err)
 			m.failed[j] = now
 			continue
 		}
 		delete(m.failed, j)
 		m.joined[j] = streams
+	}
+}
+
+// retire closes a socket whose reader ended (closed, a read error, or a
+// panic caught): its joins are forgotten, so that the next reconcile
+// opens the port again and a new reader runs.
+func (m *rtcpMonitor) retire(conn *multicast.GroupConn, key string) {
+	conn.Close()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.conns[key] != conn {
+		return // reconcile closed it, or the monitor is stopping
+	}
+	delete(m.conns, key)
+	for j := range m.joined {
+		if connKey(j) == key {
+			delete(m.joined, j)
+		}
 	}
 }
 
@@ -315,6 +367,13 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 		case *rtcp.ReceiverReport:
 			blocks = append(blocks, p.Reports...)
 			reporter = true
+		case *rtcp.Goodbye:
+			// A sender that leaves (RFC 3550 §6.6) is no sender any more.
+			for _, s := range streams {
+				for _, ssrc := range p.Sources {
+					m.c.forgetSender(s, ssrc)
+				}
+			}
 		case *rtcp.SourceDescription:
 			for _, ch := range p.Chunks {
 				for _, it := range ch.Items {
@@ -341,16 +400,19 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			if len(m.reports) >= maxRTCPReporters {
 				continue
 			}
-			r = &rtcpReporter{conf: s.conf, addr: src, streams: map[streamID]map[uint32]rtcpBlock{}, interval: 5 * time.Second, last: map[streamID]time.Time{}}
+			r = &rtcpReporter{conf: s.conf, addr: src, streams: map[streamID]map[uint32]rtcpBlock{}, interval: map[streamID]time.Duration{}, last: map[streamID]time.Time{}}
 			m.reports[key] = r
 		}
-		if at, ok := r.last[s.id()]; ok && now.Sub(at) < 500*time.Millisecond {
+		at, ok := r.last[s.id()]
+		if ok && now.Sub(at) < 500*time.Millisecond {
 			st.count(func(s *ReceptionStats) { s.RTCPLimited++ })
 			continue
 		}
 		r.last[s.id()] = now
-		if gap := now.Sub(r.at); gap > time.Second && gap < time.Hour {
-			r.interval += (gap - r.interval) / 4 // one compound packet per stream it reports on: gaps under 1 s are those
+		if iv, had := r.interval[s.id()]; !had {
+			r.interval[s.id()] = 5 * time.Second
+		} else if gap := now.Sub(at); ok && gap < time.Hour {
+			r.interval[s.id()] = iv + (gap-iv)/4
 		}
 		if r.name == "" || r.name == src.String() {
 			r.name = name // the first CNAME a host gives stays its label
@@ -393,7 +455,15 @@ func (m *rtcpMonitor) streamsOf(conf string) map[int]rtcpStream {
 // block is of a source heard since the reporter's previous report
 // (§6.4): its age is the block's.
 func (r *rtcpReporter) report(conf string, streams map[int]rtcpStream, now time.Time) ReceiverReport {
-	rep := ReceiverReport{Receiver: r.name, Kind: ReceiverRTCP, Addrs: []netip.Addr{r.addr}, IntervalMS: max(r.interval, 5*time.Second).Milliseconds()}
+	// The report's interval is the longest of its streams': the silence
+	// threshold must not be shorter than any stream's reports are apart.
+	iv := 5 * time.Second
+	for id, d := range r.interval {
+		if _, ok := streams[id.index]; ok {
+			iv = max(iv, d)
+		}
+	}
+	rep := ReceiverReport{Receiver: r.name, Kind: ReceiverRTCP, Addrs: []netip.Addr{r.addr}, IntervalMS: iv.Milliseconds()}
 	for id, blocks := range r.streams {
 		s, ok := streams[id.index]
 		if !ok || s.id() != id {

@@ -132,6 +132,41 @@ func (c *GroupConn) JoinSource(ifi *net.Interface, g, src netip.Addr) error {
 	return nil
 }
 
+// BlockSource keeps src's datagrams to g, a group joined any-source,
+// out of the socket (IGMPv3/MLDv2 EXCLUDE mode, RFC 3376 §2, RFC 3810
+// §3: RFC 4570's excl filter).
+func (c *GroupConn) BlockSource(ifi *net.Interface, g, src netip.Addr) error {
+	if FamilyOf(src) != c.family || !src.IsValid() || src.IsMulticast() {
+		return fmt.Errorf("multicast: block %v on %v: not an %v unicast source", src, g, c.family)
+	}
+	var err error
+	if c.p6 != nil {
+		err = c.p6.ExcludeSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.AsSlice()}, &net.UDPAddr{IP: src.AsSlice()})
+	} else {
+		err = c.p4.ExcludeSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.Unmap().AsSlice()}, &net.UDPAddr{IP: src.Unmap().AsSlice()})
+	}
+	if err != nil {
+		return fmt.Errorf("multicast: block %v on %v: %w", src, g, err)
+	}
+	return nil
+}
+
+// LeaveSource leaves the channel (src, g) that JoinSource joined.
+func (c *GroupConn) LeaveSource(ifi *net.Interface, g, src netip.Addr) error {
+	var err error
+	if c.p6 != nil {
+		err = c.p6.LeaveSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.AsSlice()}, &net.UDPAddr{IP: src.AsSlice()})
+	} else {
+		err = c.p4.LeaveSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.Unmap().AsSlice()}, &net.UDPAddr{IP: src.Unmap().AsSlice()})
+	}
+	c.mu.Lock()
+	if c.joined[g.Unmap()]--; c.joined[g.Unmap()] <= 0 {
+		delete(c.joined, g.Unmap())
+	}
+	c.mu.Unlock()
+	return err
+}
+
 // Leave leaves group g on ifi.
 func (c *GroupConn) Leave(ifi *net.Interface, g netip.Addr) error {
 	var err error

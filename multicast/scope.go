@@ -284,3 +284,16 @@ func low32(a netip.Addr) uint32 {
 	b := a.As16()
 	return binary.BigEndian.Uint32(b[12:])
 }
+
+// IsSourceSpecific reports whether g is in a source-specific range,
+// where a receiver joins (S,G) channels and never the group alone: IPv4
+// 232.0.0.0/8 (RFC 4607 §1), IPv6 FF3x::/32 (RFC 4607 §1, RFC 3306 §6:
+// plen 0; a unicast-prefix-based FF3x:00PL:... group is any-source).
+func IsSourceSpecific(g netip.Addr) bool {
+	g = g.Unmap()
+	if g.Is4() {
+		return g.As4()[0] == 232
+	}
+	b := g.As16()
+	return b[0] == 0xff && b[1]&0xf0 == 0x30 && b[2] == 0 && b[3] == 0
+}

@@ -176,3 +176,14 @@ func TestParseFamily(t *testing.T) {
 		t.Errorf("ParseFamily(5) = %v", err)
 	}
 }
+
+func TestIsSourceSpecific(t *testing.T) {
+	for a, want := range map[string]bool{
+		"232.1.2.3": true, "239.255.1.1": false, "233.252.0.1": false,
+		"ff3e::8000:1": true, "ff35::1": true, "ff3e:30:2001:db8::1": false, "ff0e::1": false, "ff15::1": false,
+	} {
+		if got := IsSourceSpecific(netip.MustParseAddr(a)); got != want {
+			t.Errorf("IsSourceSpecific(%s) = %v", a, got)
+		}
+	}
+}

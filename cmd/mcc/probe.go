@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"mcc/conference"
 	"mcc/internal/api"
@@ -44,8 +46,8 @@ func cmdProbe(args []string, stdout, stderr io.Writer) error {
 		if *dur < 0 {
 			return usagef("--for %v: want a duration above 0", *dur)
 		}
-		if *name == "" {
-			return usagef("--name: want the probe's name (the host has none)")
+		if *name == "" || len(*name) > 64 || !utf8.ValidString(*name) || strings.IndexFunc(*name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			return usagef("--name %q: want 1 to 64 bytes of printable text (default: the host name)", *name)
 		}
 		return nil
 	}
@@ -182,8 +184,12 @@ func probeStreams(desc *sdp.Session) []reception.Stream {
 		}
 		s := reception.Stream{Index: i, Group: cn.Addr, Port: int(m.Port), ClockRate: m.ClockRate()}
 		for _, f := range desc.SourceFiltersFor(m) {
-			if f.Mode == sdp.Include && f.Matches(cn.Addr) {
+			switch {
+			case !f.Matches(cn.Addr):
+			case f.Mode == sdp.Include:
 				s.Sources = append(s.Sources, f.Sources...)
+			case f.Mode == sdp.Exclude:
+				s.Excluded = append(s.Excluded, f.Sources...)
 			}
 		}
 		out = append(out, s)

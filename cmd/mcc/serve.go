@@ -120,7 +120,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *silentAfter < time.Second {
 		return usagef("--silent-after %v: want 1s or more", *silentAfter)
 	}
-	if *lossAlert <= 0 {
+	if *rtcpIface != "" {
+		if _, err := net.InterfaceByName(*rtcpIface); err != nil {
+			return usagef("--rtcp-iface %q: %v", *rtcpIface, err)
+		}
+	}
+	if !(*lossAlert > 0) { // NaN too
 		return usagef("--loss-alert %v: want a percentage above 0 (above 100 turns loss alerts off)", *lossAlert)
 	}
 	if *reportGrace < 0 {

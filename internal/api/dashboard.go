@@ -129,7 +129,10 @@ func (s *Server) dashboard(mux *http.ServeMux) {
 	})))
 	mux.Handle("GET /ui/{$}", secure(s.uiPage(s.overviewPage)))
 	mux.Handle("GET /ui/live", secure(s.uiPage(s.overviewLive)))
-	mux.Handle("GET /ui/events", secure(s.uiPage(func(w http.ResponseWriter, r *http.Request, _ uiSession) { s.events(w, r) })))
+	mux.Handle("GET /ui/events", secure(s.uiPage(func(w http.ResponseWriter, r *http.Request, _ uiSession) {
+		c, _ := r.Cookie(sessionCookie)
+		s.eventsWhile(w, r, func() bool { _, ok := s.ui.get(c.Value, time.Now()); return ok })
+	})))
 	mux.Handle("GET /ui/c/{name}", secure(s.uiPage(s.conferencePage)))
 	mux.Handle("GET /ui/c/{name}/live", secure(s.uiPage(s.conferenceLive)))
 	mux.Handle("POST /ui/c/{name}/invite", secure(s.uiAction(s.uiInvite)))
@@ -422,12 +425,15 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 			g.Senders = append(g.Senders, x)
 		}
 		score := map[uint32]int{}
+		// Receivers decide: a sender more of them hear comes first; an
+		// RTCP sender report (which anyone on the group can forge) only
+		// breaks ties.
 		for _, x := range st.Senders {
-			score[x.SSRC] += 1 << 20
+			score[x.SSRC]++
 		}
 		for _, rc := range st.Receivers {
 			for _, x := range rc.Senders {
-				score[x.SSRC]++
+				score[x.SSRC] += 2
 			}
 		}
 		ssrcs := make([]uint32, 0, len(score))

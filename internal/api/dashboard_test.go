@@ -125,12 +125,28 @@ func TestDashboardAuth(t *testing.T) {
 	if res, _ := get("/ui/static/templates.html"); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("the templates are served: %d", res.StatusCode)
 	}
+	// The page's event stream ends with its session.
+	stream, err := hc.Get(cl.Base + "/ui/events")
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("the page's event stream: %v %v", err, stream)
+	}
+	ended := make(chan struct{})
+	go func() { io.Copy(io.Discard, stream.Body); close(ended) }()
 	if res := post("/ui/logout", url.Values{"csrf": {csrf}}, ""); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out: %d", res.StatusCode)
 	}
 	if res, _ := get("/ui/c/lab"); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after signing out, the page gives %d", res.StatusCode)
 	}
+	if err := cl.Do(ctx, "POST", "/v1/sessions/lab/reception", rep, nil); err != nil { // an event
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stream goes on after signing out")
+	}
+	stream.Body.Close()
 }
 
 // TestGridBound: a stream with more senders than the page shows keeps

@@ -15,7 +15,12 @@ import (
 // events streams the controller's events as Server-Sent Events, of one
 // conference with ?session=NAME. Every 15 s a comment keeps the connection
 // open and says how many events this reader lost, if it lost any.
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+func (s *Server) events(w http.ResponseWriter, r *http.Request) { s.eventsWhile(w, r, nil) }
+
+// eventsWhile is events, ended as soon as valid (when not nil) says the
+// reader may no longer read: a dashboard's session that signed out or
+// expired.
+func (s *Server) eventsWhile(w http.ResponseWriter, r *http.Request, valid func() bool) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, http.StatusInternalServerError, CodeInternal, "streaming is not supported here")
@@ -42,8 +47,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-tick.C:
+			if valid != nil && !valid() {
+				return
+			}
 			fmt.Fprintf(w, ": keep-alive, %d events dropped\n\n", dropped())
 		case e := <-ch:
+			if valid != nil && !valid() {
+				return
+			}
 			if only != "" && e.Conference != only {
 				continue
 			}

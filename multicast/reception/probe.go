@@ -18,10 +18,13 @@ import (
 // sources of its RFC 4570 filter (empty: any source), and the RTP clock
 // rate of its payload (for jitter in seconds; 0 if unknown).
 type Stream struct {
-	Index     int
-	Group     netip.Addr
-	Port      int
-	Sources   []netip.Addr
+	Index   int
+	Group   netip.Addr
+	Port    int
+	Sources []netip.Addr
+	// Excluded are the sources of an RFC 4570 excl filter: the group is
+	// joined any-source, blocking these.
+	Excluded  []netip.Addr
 	ClockRate int
 }
 
@@ -50,8 +53,9 @@ type watch struct {
 
 type tracked struct {
 	Sender
-	source netip.Addr
-	seenAt time.Time // its last packet, taken or not
+	source  netip.Addr
+	seenAt  time.Time // its last packet, taken or not
+	firstAt time.Time // its first
 }
 
 // Listen joins every stream on ifi (nil: the system's choice), with a
@@ -94,9 +98,19 @@ func (w *watch) join(ifi *net.Interface) error {
 	if err != nil {
 		return fmt.Errorf("reception: stream %d: %w", w.Index, err)
 	}
-	if len(w.Sources) == 0 {
+	switch {
+	case len(w.Sources) == 0 && multicast.IsSourceSpecific(w.Group):
+		// RFC 4607 §1: an SSM channel is (S,G); a host does not join an
+		// SSM group any-source (RFC 4604 §2.2.1).
+		err = fmt.Errorf("%v is a source-specific group, and the description names no source for it (a=source-filter, RFC 4570)", w.Group)
+	case len(w.Sources) == 0:
 		err = c.Join(ifi, w.Group)
-	} else {
+		for _, src := range w.Excluded {
+			if err == nil {
+				err = c.BlockSource(ifi, w.Group, src)
+			}
+		}
+	default:
 		for _, src := range w.Sources {
 			if err = c.JoinSource(ifi, w.Group, src); err != nil {
 				break
@@ -162,7 +176,7 @@ func (w *watch) take(b []byte, src netip.Addr, at time.Time) {
 			w.overflow++
 			return
 		}
-		s = &tracked{Sender: Sender{SSRC: h.SSRC, ClockRate: w.ClockRate}}
+		s = &tracked{Sender: Sender{SSRC: h.SSRC, ClockRate: w.ClockRate}, firstAt: at}
 		w.senders[h.SSRC] = s
 		w.order = append(w.order, h.SSRC)
 	}
@@ -185,7 +199,7 @@ func (w *watch) evict(now time.Time) bool {
 	var idle uint32
 	var idleAt time.Time
 	for ssrc, s := range w.senders {
-		if s.Received == 0 && now.Sub(s.seenAt) >= probationLimit {
+		if s.Received == 0 && now.Sub(s.firstAt) >= probationLimit { // however often it sends out of sequence
 			w.drop(ssrc)
 			return true
 		}
