@@ -55,6 +55,7 @@ const (
 	maxReportStreams   = 64  // per report
 	maxReceiverNameLen = 64
 	maxReceiverAddrs   = 16
+	maxReportSources   = 64             // of a stream's source filter
 	maxIntervalMS      = 10 * 60 * 1000 // mcc probe's --interval at most
 	maxLastAgeMS       = 24 * 3600 * 1000
 )
@@ -75,8 +76,11 @@ type ReceiverReport struct {
 	// and the one its report came from.
 	Addrs []netip.Addr `json:"addrs,omitempty"`
 	// IntervalMS is how often the receiver reports.
-	IntervalMS int64                    `json:"interval_ms,omitempty"`
-	Streams    []reception.StreamReport `json:"streams"`
+	IntervalMS int64 `json:"interval_ms,omitempty"`
+	// Leaving says the receiver stops reporting on purpose (mcc probe
+	// ending, an RTCP BYE): its row goes, and no alert says it stopped.
+	Leaving bool                     `json:"leaving,omitempty"`
+	Streams []reception.StreamReport `json:"streams"`
 }
 
 // Reception is a conference's reception matrix.
@@ -179,7 +183,9 @@ type confReception struct {
 
 type senderEntry struct {
 	StreamSender
-	at time.Time
+	at    time.Time
+	group netip.Addr // the stream's, when its sender report came
+	port  int
 }
 
 // noteSender takes a sender report's sender information.
@@ -195,7 +201,7 @@ func (c *Controller) noteSender(s rtcpStream, x StreamSender, now time.Time) {
 		cr.senders[s.index] = map[uint32]senderEntry{}
 	}
 	if _, ok := cr.senders[s.index][x.SSRC]; ok || len(cr.senders[s.index]) < reception.MaxSenders {
-		cr.senders[s.index][x.SSRC] = senderEntry{x, now}
+		cr.senders[s.index][x.SSRC] = senderEntry{x, now, s.group, s.port}
 	}
 }
 
@@ -274,7 +280,7 @@ func checkReport(r *ReceiverReport) error {
 		if len(s.Senders) > reception.MaxSenders {
 			return bad("stream %d: %d senders, at most %d", s.Index, len(s.Senders), reception.MaxSenders)
 		}
-		if len(s.Sources) > maxReceiverAddrs || len(s.Error) > 512 {
+		if len(s.Sources) > maxReportSources || len(s.Error) > 512 {
 			return bad("stream %d: too long", s.Index)
 		}
 		for _, x := range s.Senders {
@@ -318,6 +324,16 @@ func (c *Controller) report(name string, r ReceiverReport, loud bool) error {
 		key = r.Kind + "|" + r.Addrs[0].String()
 	}
 	e := cr.receivers[key]
+	if r.Leaving {
+		delete(cr.receivers, key)
+		st.stats.Reports++
+		st.mu.Unlock()
+		if loud {
+			c.publish(Event{Time: now, Conference: name, Kind: "reception", Detail: fmt.Sprintf("%s %s left", r.Kind, r.Receiver), Receiver: &r})
+		}
+		c.checkReception(name)
+		return nil
+	}
 	if e == nil {
 		n := 0
 		for _, x := range cr.receivers {
@@ -477,6 +493,9 @@ func (c *Controller) Reception(name string) (Reception, error) {
 		}
 		if cr != nil {
 			for _, x := range cr.senders[i] {
+				if x.group != sr.Group || x.port != sr.Port {
+					continue // of a stream that was at this index before
+				}
 				x.ReportAgeMS = now.Sub(x.at).Milliseconds()
 				sr.Senders = append(sr.Senders, x.StreamSender)
 			}

@@ -132,6 +132,16 @@ func TestReceptionMatrix(t *testing.T) {
 		t.Fatalf("alert events %q", got)
 	}
 
+	// A probe that leaves on purpose takes its row with it, and its
+	// alert clears.
+	report("gone", "10.0.0.10", stream(0))
+	if err := r.c.Report("lab", ReceiverReport{Receiver: "gone", Kind: ReceiverProbe, Leaving: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := r.c.Reception("lab"); len(m.Streams[0].Receivers) != 2 {
+		t.Fatalf("after a probe left: %+v", m.Streams[0].Receivers)
+	}
+
 	// The near probe stops reporting; the far one goes on. 31 s after
 	// the participant joined and 20 s after near's last report, its host
 	// counts as reporting nothing.

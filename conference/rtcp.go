@@ -57,9 +57,14 @@ type rtcpMonitor struct {
 	conns   map[string]*multicast.GroupConn // by family and port
 	joined  map[rtcpJoin][]rtcpStream
 	reports map[string]*rtcpReporter // by conference and reporter address
+	// channels are the sources joined for each SSM group.
+	channels map[rtcpJoin][]netip.Addr
 	// failed is when a join (or its port's socket) last failed: it is
 	// tried again, and logged, once a minute at most.
 	failed map[rtcpJoin]time.Time
+	// perConf counts the reporters of each conference: one conference's
+	// forged RTCP cannot take every slot of maxRTCPReporters.
+	perConf map[string]int
 	// events bounds the reception events RTCP makes, over every host,
 	// so that forged RTCP cannot push the events that matter out of a
 	// reader's buffer.
@@ -127,7 +132,7 @@ type rtcpBlock struct {
 const maxRTCPReporters = 4096
 
 func (c *Controller) runRTCP() {
-	m := &rtcpMonitor{c: c, conns: map[string]*multicast.GroupConn{}, joined: map[rtcpJoin][]rtcpStream{}, reports: map[string]*rtcpReporter{}, failed: map[rtcpJoin]time.Time{}}
+	m := &rtcpMonitor{c: c, conns: map[string]*multicast.GroupConn{}, joined: map[rtcpJoin][]rtcpStream{}, reports: map[string]*rtcpReporter{}, failed: map[rtcpJoin]time.Time{}, perConf: map[string]int{}, channels: map[rtcpJoin][]netip.Addr{}}
 	if name := c.cfg.Reception.RTCPInterface; name != "" {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
@@ -211,6 +216,13 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer func() {
+		for c, n := range m.perConf {
+			if n <= 0 {
+				delete(m.perConf, c)
+			}
+		}
+	}()
 	confs := map[string]bool{}
 	for _, ss := range want {
 		for _, s := range ss {
@@ -220,22 +232,13 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 	for k, r := range m.reports {
 		if !confs[r.conf] {
 			delete(m.reports, k) // its conference is gone, or has no stream left
+			m.perConf[r.conf]--
 		}
 	}
-	for j, streams := range m.joined {
-		if _, ok := want[j]; ok {
-			continue
+	for j := range m.joined {
+		if _, ok := want[j]; !ok {
+			m.leaveLocked(j)
 		}
-		if conn := m.conns[connKey(j)]; conn != nil {
-			if multicast.IsSourceSpecific(j.group) {
-				for _, src := range streams[0].sources {
-					conn.LeaveSource(m.ifi, j.group, src)
-				}
-			} else {
-				conn.Leave(m.ifi, j.group)
-			}
-		}
-		delete(m.joined, j)
 	}
 	// A socket whose port no group is joined on any more is closed (its
 	// reader ends): the allocator's ports are random, and each would
@@ -260,8 +263,11 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 	}
 	for j, streams := range want {
 		if _, ok := m.joined[j]; ok {
-			m.joined[j] = streams
-			continue
+			if !multicast.IsSourceSpecific(j.group) || slices.Equal(m.channels[j], ssmSources(streams)) {
+				m.joined[j] = streams
+				continue
+			}
+			m.leaveLocked(j) // its sources changed: join the new ones
 		}
 		if at, ok := m.failed[j]; ok && now.Sub(at) < time.Minute {
 			continue
@@ -285,11 +291,16 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 		join := func() error { return conn.Join(m.ifi, j.group) }
 		if multicast.IsSourceSpecific(j.group) {
 			join = func() error {
-				for _, src := range streams[0].sources {
+				srcs := ssmSources(streams)
+				for i, src := range srcs {
 					if err := conn.JoinSource(m.ifi, j.group, src); err != nil {
+						for _, done := range srcs[:i] { // all or none
+							conn.LeaveSource(m.ifi, j.group, done)
+						}
 						return err
 					}
 				}
+				m.channels[j] = srcs
 				return nil
 			}
 		}
@@ -301,6 +312,45 @@ func (m *rtcpMonitor) reconcile(wg *sync.WaitGroup) {
 		delete(m.failed, j)
 		m.joined[j] = streams
 	}
+}
+
+// leaveLocked leaves j (each of its channels, in an SSM range) and
+// forgets it; m.mu is held.
+func (m *rtcpMonitor) leaveLocked(j rtcpJoin) {
+	if conn := m.conns[connKey(j)]; conn != nil {
+		if multicast.IsSourceSpecific(j.group) {
+			for _, src := range m.channels[j] {
+				conn.LeaveSource(m.ifi, j.group, src)
+			}
+		} else {
+			conn.Leave(m.ifi, j.group)
+		}
+	}
+	delete(m.channels, j)
+	delete(m.joined, j)
+}
+
+// maxChannels is how many sources of one group mcc joins for RTCP:
+// Linux's default bound on a socket's source filter
+// (net.ipv4.igmp_max_msf, 10).
+const maxChannels = 10
+
+// ssmSources are the sources to join for an SSM group's RTCP: those of
+// every stream on it, each once, in order, at most maxChannels.
+func ssmSources(streams []rtcpStream) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range streams {
+		for _, a := range s.sources {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	if len(out) > maxChannels {
+		out = out[:maxChannels]
+	}
+	return out
 }
 
 // retire closes a socket whose reader ended (closed, a read error, or a
@@ -317,6 +367,7 @@ func (m *rtcpMonitor) retire(conn *multicast.GroupConn, key string) {
 	for j := range m.joined {
 		if connKey(j) == key {
 			delete(m.joined, j)
+			delete(m.channels, j)
 		}
 	}
 }
@@ -355,7 +406,7 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 	st.count(func(s *ReceptionStats) { s.RTCPPackets++ })
 	var blocks []rtcp.ReceptionReport
 	cname := ""
-	reporter := false
+	reporter, bye := false, false
 	for _, p := range pkts {
 		switch p := p.(type) {
 		case *rtcp.SenderReport:
@@ -368,12 +419,14 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			blocks = append(blocks, p.Reports...)
 			reporter = true
 		case *rtcp.Goodbye:
-			// A sender that leaves (RFC 3550 §6.6) is no sender any more.
+			// A member that leaves (RFC 3550 §6.6) is no sender any
+			// more, and its host no receiver.
 			for _, s := range streams {
 				for _, ssrc := range p.Sources {
 					m.c.forgetSender(s, ssrc)
 				}
 			}
+			bye = true
 		case *rtcp.SourceDescription:
 			for _, ch := range p.Chunks {
 				for _, it := range ch.Items {
@@ -384,6 +437,10 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 			}
 		}
 	}
+	if bye {
+		m.leave(src, streams)
+		return
+	}
 	if !reporter {
 		return
 	}
@@ -391,15 +448,47 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 	if printable(cname) {
 		name = cname
 	}
+	for _, f := range m.collect(src, streams, blocks, name, now) {
+		f()
+	}
+}
+
+// leave forgets a host that said BYE, in the monitor and in the matrix.
+func (m *rtcpMonitor) leave(src netip.Addr, streams []rtcpStream) {
+	var gone []*rtcpReporter
 	m.mu.Lock()
+	for _, s := range streams {
+		key := s.conf + "|" + src.String()
+		if r := m.reports[key]; r != nil {
+			gone = append(gone, r)
+			delete(m.reports, key)
+			m.perConf[s.conf]--
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range gone {
+		m.c.report(r.conf, ReceiverReport{Receiver: r.name, Kind: ReceiverRTCP, Addrs: []netip.Addr{r.addr}, Leaving: true}, false)
+	}
+}
+
+// collect takes a compound packet's blocks under the monitor's lock, and
+// returns the reports to make once it is released.
+func (m *rtcpMonitor) collect(src netip.Addr, streams []rtcpStream, blocks []rtcp.ReceptionReport, name string, now time.Time) []func() {
+	st := &m.c.rec
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.perConf == nil {
+		m.perConf = map[string]int{}
+	}
 	var todo []func()
 	for _, s := range streams {
 		key := s.conf + "|" + src.String()
 		r := m.reports[key]
 		if r == nil {
-			if len(m.reports) >= maxRTCPReporters {
+			if len(m.reports) >= maxRTCPReporters || m.perConf[s.conf] >= maxReceivers {
 				continue
 			}
+			m.perConf[s.conf]++
 			r = &rtcpReporter{conf: s.conf, addr: src, streams: map[streamID]map[uint32]rtcpBlock{}, interval: map[streamID]time.Duration{}, last: map[streamID]time.Time{}}
 			m.reports[key] = r
 		}
@@ -432,10 +521,7 @@ func (m *rtcpMonitor) take(b []byte, src netip.Addr, streams []rtcpStream, now t
 		loud := m.events.allow(now)
 		todo = append(todo, func() { m.c.report(s.conf, rep, loud) })
 	}
-	m.mu.Unlock()
-	for _, f := range todo {
-		f()
-	}
+	return todo
 }
 
 // streamsOf is the streams of conference conf mcc listens to, by index.
@@ -509,6 +595,7 @@ func (m *rtcpMonitor) expire() {
 	for k, r := range m.reports {
 		if now.Sub(r.at) >= forget {
 			delete(m.reports, k)
+			m.perConf[r.conf]--
 			continue
 		}
 		// A source no block has named for that long (a sender gone, or

@@ -102,6 +102,16 @@ func TestRTCPTaken(t *testing.T) {
 			t.Fatalf("a kept source was not updated: %+v", x)
 		}
 	}
+	// A host that says BYE (RFC 3550 §6.6) is no receiver any more.
+	bye, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 99}, &rtcp.Goodbye{Sources: []uint32{99}}})
+	m.take(bye, host, streams, now.Add(500*time.Second))
+	mat, _ = r.c.Reception("lab")
+	for _, c := range mat.Streams[0].Receivers {
+		if len(c.Addrs) > 0 && c.Addrs[0] == host {
+			t.Fatalf("the host that said BYE still has a row: %+v", c)
+		}
+	}
+
 	// More than two a second from one host are dropped and counted.
 	later := now.Add(400 * time.Second)
 	for i := range 10 {

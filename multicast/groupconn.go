@@ -159,12 +159,15 @@ func (c *GroupConn) LeaveSource(ifi *net.Interface, g, src netip.Addr) error {
 	} else {
 		err = c.p4.LeaveSourceSpecificGroup(ifi, &net.UDPAddr{IP: g.Unmap().AsSlice()}, &net.UDPAddr{IP: src.Unmap().AsSlice()})
 	}
+	if err != nil {
+		return err // still joined
+	}
 	c.mu.Lock()
 	if c.joined[g.Unmap()]--; c.joined[g.Unmap()] <= 0 {
 		delete(c.joined, g.Unmap())
 	}
 	c.mu.Unlock()
-	return err
+	return nil
 }
 
 // Leave leaves group g on ifi.

@@ -295,5 +295,5 @@ func IsSourceSpecific(g netip.Addr) bool {
 		return g.As4()[0] == 232
 	}
 	b := g.As16()
-	return b[0] == 0xff && b[1]&0xf0 == 0x30 && b[2] == 0 && b[3] == 0
+	return b[0] == 0xff && b[1]&0xf0 == 0x30 && b[3] == 0
 }

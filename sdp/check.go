@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+
+	"mcc/multicast"
 )
 
 // Problem is a rule a parsed description breaks. Warnings are advice; a
@@ -24,18 +26,8 @@ func (p *Problem) Error() string {
 // The session types of RFC 8866 §6.9.
 var sessionTypes = map[string]bool{"broadcast": true, "meeting": true, "moderated": true, "test": true, "H332": true}
 
-var ssmPrefixes = []netip.Prefix{netip.MustParsePrefix("232.0.0.0/8"), netip.MustParsePrefix("ff30::/12")}
-
 // IsSSM reports whether g is a source-specific multicast group (RFC 4607).
-func IsSSM(g netip.Addr) bool {
-	for _, p := range ssmPrefixes {
-		if p.Contains(g) {
-			// ff3X:: groups are SSM only with a zero prefix length (RFC 3306 §6).
-			return g.Is4() || g.As16()[3] == 0
-		}
-	}
-	return false
-}
+func IsSSM(g netip.Addr) bool { return g.IsMulticast() && multicast.IsSourceSpecific(g) }
 
 // Check returns what s breaks beyond the syntax that Parse enforces. Line
 // numbers are those Parse read; they are zero for a description built in

@@ -106,8 +106,12 @@ func (p *prober) run(ctx context.Context) (conference.ReceiverReport, error) {
 	for {
 		select {
 		case <-ctx.Done():
+			// The probe leaves on purpose: its row goes rather than
+			// alert as a receiver that stopped reporting.
 			rep.Streams = probe.Report()
-			p.post(rep) // the last figures reach the matrix too
+			bye := rep
+			bye.Leaving = true
+			p.post(bye)
 			return rep, nil
 		case <-tick.C:
 		}

@@ -425,15 +425,19 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 			g.Senders = append(g.Senders, x)
 		}
 		score := map[uint32]int{}
-		// Receivers decide: a sender more of them hear comes first; an
-		// RTCP sender report (which anyone on the group can forge) only
-		// breaks ties.
+		// Receivers decide: a sender more of them hear comes first.
+		// A probe (authenticated) weighs most, an RTCP receiver less, an
+		// RTCP sender report least.
 		for _, x := range st.Senders {
 			score[x.SSRC]++
 		}
 		for _, rc := range st.Receivers {
+			w := 4
+			if rc.Kind == conference.ReceiverRTCP {
+				w = 2
+			}
 			for _, x := range rc.Senders {
-				score[x.SSRC] += 2
+				score[x.SSRC] += w
 			}
 		}
 		ssrcs := make([]uint32, 0, len(score))

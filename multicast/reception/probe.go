@@ -192,6 +192,7 @@ func (w *watch) take(b []byte, src netip.Addr, at time.Time) {
 const (
 	probationLimit = 2 * time.Second
 	idleLimit      = 10 * time.Second
+	trickle        = 50
 )
 
 // evict frees one slot, and reports whether it could; w.mu is held.
@@ -200,6 +201,12 @@ func (w *watch) evict(now time.Time) bool {
 	var idleAt time.Time
 	for ssrc, s := range w.senders {
 		if s.Received == 0 && now.Sub(s.firstAt) >= probationLimit { // however often it sends out of sequence
+			w.drop(ssrc)
+			return true
+		}
+		// A trickle (fewer than trickle packets, none for 2 s) is no
+		// stream: real senders send tens of packets a second.
+		if s.Received < trickle && now.Sub(s.seenAt) >= probationLimit {
 			w.drop(ssrc)
 			return true
 		}
