@@ -254,7 +254,8 @@ func lastLine(s, prefix string) string {
 // TestLossyRelayChild is the relay of TestReceptionMatrixOnTheWire, run
 // in namespace A: it reads RTP on a loopback port and sends each packet
 // on to the group from the given source on the given interface (TTL 1),
-// except a seeded random share of them, never the first ten or the last.
+// except a seeded random choice of exactly DROP of them (never one of the
+// first ten or the last).
 // MCC_RELAY is LISTEN,GROUP:PORT,SOURCE,IFACE,DROP,COUNT.
 func TestLossyRelayChild(t *testing.T) {
 	spec := os.Getenv("MCC_RELAY")
@@ -281,7 +282,15 @@ func TestLossyRelayChild(t *testing.T) {
 	out.SetInterface(ifi)
 	out.SetTTL(1)
 	dst := netip.MustParseAddrPort(f[1])
+	// Exactly DROP of the packets that can be dropped, picked at random
+	// (seeded): a known loss rate, with the drops spread as a lossy
+	// path spreads them.
 	rng := rand.New(rand.NewPCG(5, 7))
+	candidates := rng.Perm(count - 11)
+	dropSet := map[int]bool{}
+	for _, i := range candidates[:int(drop*float64(count)+0.5)] {
+		dropSet[10+i] = true
+	}
 	buf := make([]byte, 2048)
 	forwarded, dropped := 0, 0
 	in.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -290,7 +299,7 @@ func TestLossyRelayChild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d packets: %v", i, err)
 		}
-		if i >= 10 && i < count-1 && rng.Float64() < drop {
+		if dropSet[i] {
 			dropped++
 			continue
 		}
