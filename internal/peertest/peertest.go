@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -64,4 +65,19 @@ func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.String()
+}
+
+// InOwnNetns runs test child of this test binary in a network namespace
+// of its own (unshare --net), with env set to 1 so that the child runs
+// there and skips anywhere else, and fails t unless the child passed.
+func InOwnNetns(t testing.TB, child, env string) {
+	t.Helper()
+	Need(t, "unshare", "ip")
+	NeedRoot(t)
+	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^"+child+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+child) {
+		t.Fatalf("in a network namespace: %v\n%s", err, out)
+	}
 }

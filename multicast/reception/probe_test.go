@@ -78,16 +78,7 @@ func FuzzParseRTP(f *testing.F) {
 
 // TestProbe runs TestProbeChild in a network namespace of its own, where
 // multicast cannot leave the machine.
-func TestProbe(t *testing.T) {
-	peertest.Need(t, "unshare", "ip")
-	peertest.NeedRoot(t)
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^TestProbeChild$", "-test.v")
-	cmd.Env = append(os.Environ(), "MCC_RECEPTION_NETNS=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestProbeChild") {
-		t.Fatalf("in a network namespace: %v\n%s", err, out)
-	}
-}
+func TestProbe(t *testing.T) { peertest.InOwnNetns(t, "TestProbeChild", "MCC_RECEPTION_NETNS") }
 
 // TestProbeChild: two senders (two sources, two SSRCs) send to a group,
 // one dropping every 20th packet; a probe joined any-source hears both

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,20 +18,9 @@ import (
 // of its own, where multicast cannot leave the machine.
 func TestAnnounceAndHear(t *testing.T) { inOwnNetns(t, "TestAnnounceAndHearChild") }
 
-// inOwnNetns runs test child of this binary in a network namespace of its
-// own (unshare), with MCC_SAP_NETNS set so that the child runs there and
-// skips anywhere else, and fails unless it passed.
-func inOwnNetns(t *testing.T, child string) {
-	t.Helper()
-	peertest.Need(t, "unshare", "ip")
-	peertest.NeedRoot(t)
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^"+child+"$", "-test.v")
-	cmd.Env = append(os.Environ(), "MCC_SAP_NETNS=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+child) {
-		t.Fatalf("in a network namespace: %v\n%s", err, out)
-	}
-}
+// inOwnNetns runs test child of this binary in a namespace of its own,
+// with MCC_SAP_NETNS set there.
+func inOwnNetns(t *testing.T, child string) { peertest.InOwnNetns(t, child, "MCC_SAP_NETNS") }
 
 // TestAnnounceAndHearChild announces an IPv4 session on loopback and an
 // IPv6 one on a veth pair, hears both, hears a change at once, and a
