@@ -74,8 +74,20 @@ func (d *webDriver) typeInto(css, text string) {
 	d.call("POST", "/element/"+d.find(css)+"/value", map[string]string{"text": text})
 }
 
+// click clicks the element css finds, finding it again when the page
+// replaced it in between (the live part is redrawn on each event).
 func (d *webDriver) click(css string) {
-	d.call("POST", "/element/"+d.find(css)+"/click", map[string]any{})
+	d.t.Helper()
+	for try := 0; ; try++ {
+		_, err := wdCall("POST", d.base+"/element/"+d.find(css)+"/click", map[string]any{})
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "stale element") || try == 10 {
+			d.t.Fatalf("WebDriver click %s: %v", css, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // js runs script in the page and decodes what it returns into out.
