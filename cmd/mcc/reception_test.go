@@ -321,16 +321,18 @@ func TestLossyRelayChild(t *testing.T) {
 func TestRTCPReportsOnTheWire(t *testing.T) {
 	peertest.Need(t, "ffmpeg", "gst-launch-1.0", "ip")
 	peertest.NeedRoot(t)
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
-		}
-		t.Run(name, func(t *testing.T) { rtcpOnTheWire(t, v6) })
+	for _, c := range []struct {
+		name    string
+		v6, ssm bool
+	}{{"ipv4", false, false}, {"ipv6", true, false}, {"ipv4-ssm", false, true}, {"ipv6-ssm", true, true}} {
+		t.Run(c.name, func(t *testing.T) { rtcpOnTheWire(t, c.v6, c.ssm) })
 	}
 }
 
-func rtcpOnTheWire(t *testing.T, v6 bool) {
+// In an SSM session (RFC 4607) receivers send no RTCP to the group; mcc
+// joins the RTCP channel (S,G) of the description's source, and hears
+// ffmpeg's sender reports there.
+func rtcpOnTheWire(t *testing.T, v6, ssm bool) {
 	n := newNetns(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -340,7 +342,11 @@ func rtcpOnTheWire(t *testing.T, v6 bool) {
 	if v6 {
 		family, from, recv = "6", "fd00:98::1", "fd00:98::2"
 	}
-	cli("session", "create", "lab", "--family", family, "--media", "audio")
+	if ssm {
+		cli("session", "create", "lab", "--family", family, "--scope", "ssm", "--source", from, "--media", "audio")
+	} else {
+		cli("session", "create", "lab", "--family", family, "--media", "audio")
+	}
 	text := cli("session", "sdp", "lab")
 	desc, err := sdp.Parse([]byte(text))
 	if err != nil {
@@ -351,26 +357,47 @@ func rtcpOnTheWire(t *testing.T, v6 bool) {
 	file := filepath.Join(dir, "lab.sdp")
 	os.WriteFile(file, []byte(text), 0o644)
 
-	gst := in(ctx, n.b, "gst-launch-1.0", "-q", "filesrc", "location="+file, "!", "sdpdemux", "!", "rtppcmudepay", "!", "fakesink")
 	var gstOut peertest.Output
-	gst.Stdout, gst.Stderr = &gstOut, &gstOut
-	if err := gst.Start(); err != nil {
-		t.Fatal(err)
+	if !ssm {
+		gst := in(ctx, n.b, "gst-launch-1.0", "-q", "filesrc", "location="+file, "!", "sdpdemux", "!", "rtppcmudepay", "!", "fakesink")
+		gst.Stdout, gst.Stderr = &gstOut, &gstOut
+		if err := gst.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { waitOrKill(gst, 3*time.Second) })
+		time.Sleep(500 * time.Millisecond)
 	}
-	t.Cleanup(func() { waitOrKill(gst, 3*time.Second) })
-	time.Sleep(500 * time.Millisecond)
-	dest := fmt.Sprintf("rtp://%s?ttl=1&localaddr=%s", hostPort(group.String(), int(m.Port)), from)
-	if v6 {
-		dest = fmt.Sprintf("rtp://%s?localaddr=%s", hostPort(group.String(), int(m.Port)), from) // see linphone_test: no ttl with IPv6
-	}
-	send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
-		"-i", "sine=sample_rate=8000:samples_per_frame=160", "-t", "20", "-ac", "1", "-c:a", "pcm_mulaw", "-payload_type", "0", "-f", "rtp", dest)
 	var sendOut peertest.Output
-	send.Stdout, send.Stderr = &sendOut, &sendOut
-	if err := send.Start(); err != nil {
-		t.Fatal(err)
+	sendFrom := func(from string) {
+		dest := fmt.Sprintf("rtp://%s?ttl=1&localaddr=%s", hostPort(group.String(), int(m.Port)), from)
+		if v6 {
+			dest = fmt.Sprintf("rtp://%s?localaddr=%s", hostPort(group.String(), int(m.Port)), from) // see linphone_test: no ttl with IPv6
+		}
+		send := in(ctx, n.a, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+			"-i", "sine=sample_rate=8000:samples_per_frame=160", "-t", "20", "-ac", "1", "-c:a", "pcm_mulaw", "-payload_type", "0", "-f", "rtp", dest)
+		send.Stdout, send.Stderr = &sendOut, &sendOut
+		if err := send.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { waitOrKill(send, 3*time.Second) })
 	}
-	t.Cleanup(func() { waitOrKill(send, 3*time.Second) })
+	sendFrom(from)
+	started := time.Now()
+	// In SSM, a second sender from another of A's addresses, to the same
+	// group and ports: mcc joined (S,G) for the description's source
+	// alone, so its sender reports must not reach the matrix.
+	other := "10.98.0.3"
+	if v6 {
+		other = "fd00:98::3"
+	}
+	if ssm {
+		for _, c := range [][]string{{"-n", n.a, "addr", "add", "10.98.0.3/24", "dev", "mcc0"}, {"-n", n.a, "addr", "add", "fd00:98::3/64", "dev", "mcc0", "nodad"}} {
+			if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v\n%s", c, err, out)
+			}
+		}
+		sendFrom(other)
+	}
 
 	var mat conference.Reception
 	deadline := time.Now().Add(18 * time.Second)
@@ -386,6 +413,17 @@ func rtcpOnTheWire(t *testing.T, v6 bool) {
 			}
 		}
 		ss := mat.Streams[0].Senders
+		for _, x := range ss {
+			if x.Source.String() == other {
+				t.Fatalf("the sender reports of %s, not the session's source, reached the matrix: %+v", other, ss)
+			}
+		}
+		// ffmpeg sends its first SR about 5 s in: wait for both
+		// senders' before judging.
+		if ssm && len(ss) == 1 && ss[0].Source.String() == from && time.Since(started) > 8*time.Second {
+			t.Logf("ffmpeg's SR on the channel (%s, %v): SSRC %08x, %d packets", from, group, ss[0].SSRC, ss[0].Packets)
+			break
+		}
 		if cell != nil && len(cell.Senders) > 0 && len(ss) == 1 && cell.Senders[0].SSRC == ss[0].SSRC && ss[0].Source.String() == from {
 			t.Logf("GStreamer's RR from %s (%s): SSRC %08x lost %d, jitter %.2f ms; ffmpeg's SR from %s: %d packets",
 				recv, cell.Receiver, cell.Senders[0].SSRC, cell.Senders[0].Lost, cell.Senders[0].JitterMS, ss[0].Source, ss[0].Packets)
