@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"mcc/multicast/reception"
 	"mcc/sdp"
@@ -256,13 +254,8 @@ func checkReport(r *ReceiverReport) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadReport, fmt.Sprintf(format, args...))
 	}
-	if r.Receiver == "" || len(r.Receiver) > maxReceiverNameLen || !utf8.ValidString(r.Receiver) {
-		return bad("receiver: want a name of 1 to %d characters", maxReceiverNameLen)
-	}
-	for _, ch := range r.Receiver {
-		if !unicode.IsPrint(ch) {
-			return bad("receiver: %q has a character that does not print", r.Receiver)
-		}
+	if !printable(r.Receiver) {
+		return bad("receiver %q: want a name of 1 to %d bytes of printable text", r.Receiver, maxReceiverNameLen)
 	}
 	if r.Kind != ReceiverProbe && r.Kind != ReceiverRTCP {
 		return bad("kind %q: want %q or %q", r.Kind, ReceiverProbe, ReceiverRTCP)
@@ -486,11 +479,7 @@ func (c *Controller) Reception(name string) (Reception, error) {
 			continue
 		}
 		sr := StreamReception{Index: i, Kind: m.Kind, Group: cn.Addr, Port: int(m.Port), TTL: int(cn.TTL), Receivers: []ReceiverCell{}}
-		for _, f := range desc.SourceFiltersFor(m) {
-			if f.Mode == sdp.Include && f.Matches(cn.Addr) {
-				sr.Sources = append(sr.Sources, f.Sources...)
-			}
-		}
+		sr.Sources, _ = desc.SourcesFor(m, cn.Addr)
 		if cr != nil {
 			for _, x := range cr.senders[i] {
 				if x.group != sr.Group || x.port != sr.Port {

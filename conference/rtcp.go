@@ -17,7 +17,6 @@ import (
 
 	"mcc/multicast"
 	"mcc/multicast/reception"
-	"mcc/sdp"
 )
 
 // RTCP monitoring: in an any-source session, receivers send their
@@ -196,11 +195,7 @@ func (m *rtcpMonitor) wanted() map[rtcpJoin][]rtcpStream {
 				continue
 			}
 			s := rtcpStream{conf: conf.name, index: i, group: cn.Addr, port: int(md.Port), clockRate: md.ClockRate()}
-			for _, f := range desc.SourceFiltersFor(md) {
-				if f.Mode == sdp.Include && f.Matches(cn.Addr) {
-					s.sources = append(s.sources, f.Sources...)
-				}
-			}
+			s.sources, _ = desc.SourcesFor(md, cn.Addr)
 			if multicast.IsSourceSpecific(j.group) && len(s.sources) == 0 {
 				continue
 			}

@@ -262,6 +262,22 @@ func (s *Session) SourceFiltersFor(m *Media) []SourceFilter {
 	return s.SourceFilters
 }
 
+// SourcesFor returns the senders the medium's filters take for group g
+// (incl) and refuse (excl), RFC 4570 §3: a receiver joins (S,G) for each
+// included source, or g blocking the excluded ones.
+func (s *Session) SourcesFor(m *Media, g netip.Addr) (incl, excl []netip.Addr) {
+	for _, f := range s.SourceFiltersFor(m) {
+		switch {
+		case !f.Matches(g):
+		case f.Mode == Include:
+			incl = append(incl, f.Sources...)
+		case f.Mode == Exclude:
+			excl = append(excl, f.Sources...)
+		}
+	}
+	return incl, excl
+}
+
 // Clone returns a deep copy of s.
 func (s *Session) Clone() *Session {
 	c := *s

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -370,5 +371,19 @@ func TestProtoOnOddLines(t *testing.T) {
 		if err == nil && s.Media[0].Proto != "RTP/AVP" {
 			t.Errorf("%q: proto %q", line, s.Media[0].Proto)
 		}
+	}
+}
+
+func TestSourcesFor(t *testing.T) {
+	s := MustParse("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\na=source-filter: incl IN IP4 * 192.0.2.10\r\n" +
+		"m=audio 5004 RTP/AVP 0\r\nc=IN IP4 232.1.1.1/64\r\n" +
+		"m=audio 5006 RTP/AVP 0\r\nc=IN IP4 239.1.1.1/64\r\na=source-filter: excl IN IP4 239.1.1.1 192.0.2.66 192.0.2.67\r\na=source-filter: incl IN IP4 239.9.9.9 192.0.2.99\r\n")
+	incl, excl := s.SourcesFor(s.Media[0], netip.MustParseAddr("232.1.1.1"))
+	if len(incl) != 1 || incl[0].String() != "192.0.2.10" || len(excl) != 0 {
+		t.Errorf("session-level incl: %v, %v", incl, excl)
+	}
+	incl, excl = s.SourcesFor(s.Media[1], netip.MustParseAddr("239.1.1.1"))
+	if len(incl) != 0 || len(excl) != 2 {
+		t.Errorf("media-level excl, and an incl of another group: %v, %v", incl, excl)
 	}
 }

@@ -187,15 +187,7 @@ func probeStreams(desc *sdp.Session) []reception.Stream {
 			continue
 		}
 		s := reception.Stream{Index: i, Group: cn.Addr, Port: int(m.Port), ClockRate: m.ClockRate()}
-		for _, f := range desc.SourceFiltersFor(m) {
-			switch {
-			case !f.Matches(cn.Addr):
-			case f.Mode == sdp.Include:
-				s.Sources = append(s.Sources, f.Sources...)
-			case f.Mode == sdp.Exclude:
-				s.Excluded = append(s.Excluded, f.Sources...)
-			}
-		}
+		s.Sources, s.Excluded = desc.SourcesFor(m, cn.Addr)
 		out = append(out, s)
 	}
 	return out
@@ -237,20 +229,10 @@ func printOwn(w io.Writer, rep conference.ReceiverReport) {
 		}
 		for _, x := range s.Senders {
 			rows = append(rows, []string{fmt.Sprint(s.Index), g, fmt.Sprintf("%08x", x.SSRC), addrOrDash(x.Source), fmt.Sprint(x.Packets),
-				fmt.Sprint(x.Lost), fmt.Sprintf("%.2f%%", 100*x.Loss), fmt.Sprintf("%.1fms", x.JitterMS), rateString(x.RateBPS)})
+				fmt.Sprint(x.Lost), fmt.Sprintf("%.2f%%", 100*x.Loss), fmt.Sprintf("%.1fms", x.JitterMS), reception.RateText(x.RateBPS)})
 		}
 	}
 	table(w, rows)
-}
-
-func rateString(bps float64) string {
-	switch {
-	case bps >= 1e6:
-		return fmt.Sprintf("%.1fMb/s", bps/1e6)
-	case bps >= 1e3:
-		return fmt.Sprintf("%.0fkb/s", bps/1e3)
-	}
-	return fmt.Sprintf("%.0fb/s", bps)
 }
 
 // mcc reception NAME: the reception matrix of a session.
@@ -297,7 +279,7 @@ func cmdReception(args []string, stdout, stderr io.Writer) error {
 					last += " SILENT"
 				}
 				rows = append(rows, []string{fmt.Sprint(s.Index), g, who, fmt.Sprintf("%08x", x.SSRC), addrOrDash(x.Source), fmt.Sprint(x.Packets),
-					fmt.Sprintf("%.2f%%", 100*x.IntervalLoss), fmt.Sprintf("%.1fms", x.JitterMS), rateString(x.RateBPS), last, age})
+					fmt.Sprintf("%.2f%%", 100*x.IntervalLoss), fmt.Sprintf("%.1fms", x.JitterMS), reception.RateText(x.RateBPS), last, age})
 			}
 		}
 	}

@@ -22,6 +22,7 @@ import (
 
 	"mcc/conference"
 	"mcc/multicast"
+	"mcc/multicast/reception"
 	"mcc/multicast/sap"
 	"mcc/sdp"
 )
@@ -377,11 +378,7 @@ func (s *Server) conferenceData(name string, sess uiSession) (conferenceData, er
 			}
 			row := streamRow{Index: i, Kind: m.Kind, Group: cn.Addr, Port: int(m.Port), TTL: int(cn.TTL),
 				Direction: string(desc.EffectiveDirection(m)), Formats: formats(m)}
-			for _, f := range desc.SourceFiltersFor(m) {
-				if f.Mode == sdp.Include && f.Matches(cn.Addr) {
-					row.Sources = append(row.Sources, f.Sources...)
-				}
-			}
+			row.Sources, _ = desc.SourcesFor(m, cn.Addr)
 			d.Streams = append(d.Streams, row)
 		}
 	}
@@ -484,7 +481,7 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 				c := gridCell{Heard: true, Class: "ok",
 					Loss:   strconv.FormatFloat(100*x.IntervalLoss, 'f', 1, 64) + "%",
 					Jitter: strconv.FormatFloat(x.JitterMS, 'f', 1, 64) + " ms",
-					Rate:   rateText(x.RateBPS),
+					Rate:   reception.RateText(x.RateBPS),
 					Last:   (time.Duration(x.LastAgeMS) * time.Millisecond).Round(100*time.Millisecond).String() + " ago"}
 				switch {
 				case rc.Silent:
@@ -503,18 +500,6 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 		out = append(out, g)
 	}
 	return out
-}
-
-func rateText(bps float64) string {
-	switch {
-	case bps >= 1e6:
-		return strconv.FormatFloat(bps/1e6, 'f', 1, 64) + " Mb/s"
-	case bps >= 1e3:
-		return strconv.FormatFloat(bps/1e3, 'f', 0, 64) + " kb/s"
-	case bps > 0:
-		return strconv.FormatFloat(bps, 'f', 0, 64) + " b/s"
-	}
-	return "rate ?"
 }
 
 func (s *Server) conferencePage(w http.ResponseWriter, r *http.Request, sess uiSession) {

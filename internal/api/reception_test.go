@@ -82,8 +82,8 @@ func TestReceptionRequests(t *testing.T) {
 		want string
 	}{
 		{"rtcp", conference.ReceiverReport{Receiver: "x", Kind: "rtcp"}, "a report over the API is a probe's"},
-		{"no name", conference.ReceiverReport{}, "receiver: want a name"},
-		{"control character", conference.ReceiverReport{Receiver: "a\x1bb"}, "does not print"},
+		{"no name", conference.ReceiverReport{}, "want a name of 1 to 64 bytes"},
+		{"control character", conference.ReceiverReport{Receiver: "a\x1bb"}, "printable text"},
 		{"last packet a century ago", conference.ReceiverReport{Receiver: "x", Streams: []reception.StreamReport{{Senders: []reception.SenderReport{{LastAgeMS: 1 << 50}}}}}, "out of its range"},
 		{"interval", conference.ReceiverReport{Receiver: "x", IntervalMS: -1}, "interval_ms"},
 		{"loss above 1", conference.ReceiverReport{Receiver: "x", Streams: []reception.StreamReport{{Senders: []reception.SenderReport{{IntervalLoss: 3}}}}}, "out of its range"},

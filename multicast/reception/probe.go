@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -307,6 +308,20 @@ type SenderReport struct {
 	RateBPS float64 `json:"rate_bps"`
 	// LastAgeMS is how long ago the last packet came.
 	LastAgeMS int64 `json:"last_age_ms"`
+}
+
+// RateText writes a bit rate for people: "71 kb/s", "1.5 Mb/s"; "-" for
+// none measured yet.
+func RateText(bps float64) string {
+	switch {
+	case bps >= 1e6:
+		return strconv.FormatFloat(bps/1e6, 'f', 1, 64) + " Mb/s"
+	case bps >= 1e3:
+		return strconv.FormatFloat(bps/1e3, 'f', 0, 64) + " kb/s"
+	case bps > 0:
+		return strconv.FormatFloat(bps, 'f', 0, 64) + " b/s"
+	}
+	return "-"
 }
 
 // Report returns what each stream has heard so far, and starts a new
