@@ -407,20 +407,6 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 	for _, st := range m.Streams {
 		g := grid{Index: st.Index, Group: st.Group, Port: st.Port}
 		col := map[uint32]int{}
-		add := func(ssrc uint32, src netip.Addr) {
-			if i, ok := col[ssrc]; ok {
-				if g.Senders[i].Source == "" && src.IsValid() {
-					g.Senders[i].Source = src.String()
-				}
-				return
-			}
-			col[ssrc] = len(g.Senders)
-			x := gridSender{SSRC: ssrc, Label: fmt.Sprintf("%08x", ssrc)}
-			if src.IsValid() {
-				x.Source = src.String()
-			}
-			g.Senders = append(g.Senders, x)
-		}
 		score := map[uint32]int{}
 		// Receivers decide: a sender more of them hear comes first.
 		// A probe (authenticated) weighs most, an RTCP receiver less, an
@@ -458,7 +444,12 @@ func grids(m conference.Reception, lossAlert float64) []grid {
 			}
 		}
 		for _, k := range ssrcs {
-			add(k, source[k])
+			col[k] = len(g.Senders)
+			x := gridSender{SSRC: k, Label: fmt.Sprintf("%08x", k)}
+			if src := source[k]; src.IsValid() {
+				x.Source = src.String()
+			}
+			g.Senders = append(g.Senders, x)
 		}
 		if len(g.Senders) == 0 && len(st.Receivers) > 0 {
 			g.Senders = []gridSender{{Label: "(none heard)"}}
